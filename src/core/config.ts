@@ -1,0 +1,152 @@
+import { z } from "zod";
+
+/**
+ * Configuration comes from the environment only (IoTa's variable names where IoTa has one), is
+ * validated once at start-up, and is frozen. `.env.example` lists every variable.
+ */
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const list = z
+  .string()
+  .transform((v) =>
+    v
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0),
+  );
+
+const envSchema = z.object({
+  PGHOST: z.string().default("localhost"),
+  PGPORT: port.default(5432),
+  PGUSER: z.string().default("postgres"),
+  PGPASSWORD: z.string().default(""),
+  PGDATABASE: z.string().default("broker"),
+  PG_POOL_SIZE: positiveInt.default(10),
+
+  RABBITMQ_HOST: z.string().default("localhost"),
+  RABBITMQ_PORT: port.default(5672),
+  RABBITMQ_DEFAULT_USER: z.string().default("guest"),
+  RABBITMQ_DEFAULT_PASS: z.string().default("guest"),
+  RABBITMQ_VHOST: z.string().default("/"),
+  AMQP_URL: z.url().optional(),
+  PTS_EXCHANGE: z.string().min(1).default("physical_timeseries"),
+  LTS_EXCHANGE: z.string().min(1).default("logical_timeseries"),
+  EVENTS_EXCHANGE: z.string().min(1).default("broker_events"),
+  DEAD_LETTER_EXCHANGE: z.string().min(1).default("broker_dead_letters"),
+  QUEUE_PREFIX: z.string().default(""),
+  QUEUE_TYPE: z.enum(["quorum", "classic"]).default("quorum"),
+  DELIVERY_LIMIT: positiveInt.default(20),
+  PREFETCH: z.coerce.number().int().min(1).max(2000).default(500),
+  BATCH_SIZE: z.coerce.number().int().min(1).max(2000).default(250),
+
+  TTN_WEBHOOK_PORT: port.default(5688),
+  TTN_WEBHOOK_MAX_BODY: positiveInt.default(1_048_576),
+  METRICS_PORT: port.default(9464),
+  FUTURE_TOLERANCE_SECONDS: positiveInt.default(3600),
+
+  DATABOLT_SHARED_DIR: z.string().optional(),
+  FRRED_DIR: z.string().optional(),
+  FRRED_SOURCES: list.optional(),
+
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+
+export interface Config {
+  readonly pg: {
+    readonly host: string;
+    readonly port: number;
+    readonly user: string;
+    readonly password: string;
+    readonly database: string;
+    /** Maximum connections in this process's pool. Default 10. */
+    readonly poolSize: number;
+  };
+  readonly amqp: {
+    /** Full AMQP URL, credentials URL-escaped. */
+    readonly url: string;
+    readonly ptsExchange: string;
+    readonly ltsExchange: string;
+    readonly eventsExchange: string;
+    readonly deadLetterExchange: string;
+    /** Prepended to every queue name this process declares (lets tests and side-by-side runs isolate). */
+    readonly queuePrefix: string;
+    readonly queueType: "quorum" | "classic";
+    /** Deliveries after which RabbitMQ dead-letters a message that keeps failing. Default 20. */
+    readonly deliveryLimit: number;
+    /** Unacknowledged deliveries per consumer. Default 500. */
+    readonly prefetch: number;
+    /** Messages a consumer processes together (one transaction, one ack). Default 250. */
+    readonly batchSize: number;
+  };
+  readonly ttnWebhook: { readonly port: number; readonly maxBodyBytes: number };
+  readonly metricsPort: number;
+  /** Messages further than this in the future are not forwarded (seconds). Default 3600. */
+  readonly futureToleranceSeconds: number;
+  readonly frred: {
+    /** Where message directories are written: FRRED_DIR, else $DATABOLT_SHARED_DIR/raw_data. */
+    readonly dir: string | undefined;
+    /** Sources whose messages are written; undefined means all. */
+    readonly sources: readonly string[] | undefined;
+  };
+  readonly logLevel: string;
+}
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+function amqpUrl(env: z.infer<typeof envSchema>): string {
+  if (env.AMQP_URL) {
+    return env.AMQP_URL;
+  }
+  const user = encodeURIComponent(env.RABBITMQ_DEFAULT_USER);
+  const pass = encodeURIComponent(env.RABBITMQ_DEFAULT_PASS);
+  const vhost = encodeURIComponent(env.RABBITMQ_VHOST);
+  return `amqp://${user}:${pass}@${env.RABBITMQ_HOST}:${env.RABBITMQ_PORT}/${vhost}`;
+}
+
+/** Reads and validates the environment; throws {@link ConfigError} naming each bad variable. */
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  const cleaned = Object.fromEntries(
+    Object.entries(source).filter(([, v]) => v !== undefined && v !== ""),
+  );
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
+  }
+  const env = parsed.data;
+  const frredDir =
+    env.FRRED_DIR ?? (env.DATABOLT_SHARED_DIR ? `${env.DATABOLT_SHARED_DIR}/raw_data` : undefined);
+  return Object.freeze({
+    pg: Object.freeze({
+      host: env.PGHOST,
+      port: env.PGPORT,
+      user: env.PGUSER,
+      password: env.PGPASSWORD,
+      database: env.PGDATABASE,
+      poolSize: env.PG_POOL_SIZE,
+    }),
+    amqp: Object.freeze({
+      url: amqpUrl(env),
+      ptsExchange: env.PTS_EXCHANGE,
+      ltsExchange: env.LTS_EXCHANGE,
+      eventsExchange: env.EVENTS_EXCHANGE,
+      deadLetterExchange: env.DEAD_LETTER_EXCHANGE,
+      queuePrefix: env.QUEUE_PREFIX,
+      queueType: env.QUEUE_TYPE,
+      deliveryLimit: env.DELIVERY_LIMIT,
+      prefetch: env.PREFETCH,
+      batchSize: env.BATCH_SIZE,
+    }),
+    ttnWebhook: Object.freeze({ port: env.TTN_WEBHOOK_PORT, maxBodyBytes: env.TTN_WEBHOOK_MAX_BODY }),
+    metricsPort: env.METRICS_PORT,
+    futureToleranceSeconds: env.FUTURE_TOLERANCE_SECONDS,
+    frred: Object.freeze({
+      dir: frredDir,
+      sources: env.FRRED_SOURCES ? Object.freeze([...env.FRRED_SOURCES]) : undefined,
+    }),
+    logLevel: env.LOG_LEVEL,
+  });
+}

@@ -1,0 +1,83 @@
+import { Kysely, PostgresDialect, sql } from "kysely";
+import pg from "pg";
+
+import type { Config } from "../core/config.js";
+import type { Logger } from "../core/logger.js";
+import { pgTimestampToIso } from "../core/time.js";
+import type { Database } from "./tables.js";
+
+export type Db = Kysely<Database>;
+
+const TIMESTAMPTZ_OID = 1184;
+
+/** A pg type parser set that keeps timestamptz at microsecond precision as ISO-8601 text. */
+function typeParsers(): pg.CustomTypesConfig {
+  return {
+    getTypeParser: ((oid: number, format?: "text" | "binary") => {
+      if (oid === TIMESTAMPTZ_OID && format !== "binary") {
+        return (value: string) => pgTimestampToIso(value);
+      }
+      return pg.types.getTypeParser(oid, format);
+    }) as pg.CustomTypesConfig["getTypeParser"],
+  };
+}
+
+export interface DatabaseHandle {
+  readonly db: Db;
+  readonly pool: pg.Pool;
+  /** Resolves when PostgreSQL answers a trivial query within `timeoutMs`. */
+  ping(timeoutMs?: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the process's one pg pool and kysely instance. Sessions run in UTC so every timestamp
+ * read back carries `+00:00`. Pool errors (a server restart drops idle clients) are logged, never
+ * fatal; the pool opens fresh connections on the next query.
+ */
+export function createDatabase(config: Config["pg"], logger: Logger): DatabaseHandle {
+  const pool = new pg.Pool({
+    host: config.host,
+    port: config.port,
+    user: config.user,
+    password: config.password,
+    database: config.database,
+    max: config.poolSize,
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+    options: "-c TimeZone=UTC",
+    types: typeParsers(),
+  });
+  pool.on("error", (err) => logger.warn({ err }, "idle PostgreSQL client failed"));
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  let closed: Promise<void> | undefined;
+  return {
+    db,
+    pool,
+    async ping(timeoutMs = 2_000) {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          sql`select 1`.execute(db),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error("timeout")), timeoutMs);
+          }),
+        ]);
+        return true;
+      } catch {
+        return false;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    close() {
+      closed ??= db.destroy();
+      return closed;
+    },
+  };
+}
+
+/** JSON text for a jsonb parameter. */
+export function toJson(value: unknown): string {
+  return JSON.stringify(value);
+}
