@@ -1,0 +1,101 @@
+import { z } from "zod";
+
+import { parseInstant } from "./time.js";
+
+/**
+ * The registry's domain objects, with IoTa's JSON field names in IoTa's order (clients compare
+ * them field for field). Repositories map database rows to these explicitly; nothing else
+ * about a row leaks out. Datetimes are ISO-8601 strings at PostgreSQL's microsecond precision.
+ */
+
+/** A device position in GDA94 degrees. A device without one has `location: null`. */
+export interface Location {
+  lat: number;
+  long: number;
+}
+
+export type JsonObject = Record<string, unknown>;
+
+export interface PhysicalDevice {
+  uid: number;
+  name: string;
+  location: Location | null;
+  last_seen: string | null;
+  properties: JsonObject;
+  source_name: string;
+  source_ids: JsonObject;
+}
+
+export interface LogicalDevice {
+  uid: number;
+  name: string;
+  location: Location | null;
+  last_seen: string | null;
+  properties: JsonObject;
+}
+
+/** A physical → logical link. `end_time: null` means current; `is_active: false` means paused. */
+export interface Mapping {
+  pd: PhysicalDevice;
+  ld: LogicalDevice;
+  start_time: string;
+  end_time: string | null;
+  is_active: boolean;
+}
+
+export interface NewLogicalDevice {
+  name: string;
+  location?: Location | null;
+  last_seen?: string | null;
+  properties?: JsonObject;
+}
+
+export interface NewPhysicalDevice extends NewLogicalDevice {
+  source_name: string;
+  source_ids?: JsonObject;
+}
+
+/** Fields to change; absent fields are left alone, JSON fields are replaced whole (as IoTa does). */
+export type LogicalDevicePatch = Partial<NewLogicalDevice>;
+export type PhysicalDevicePatch = Partial<NewPhysicalDevice>;
+
+/**
+ * Accepts IoTa's location shapes. IoTa emits `{"lat": null, "long": null}` for "no location" and
+ * stores NULL when either coordinate is null, so that shape (fed back by a client) means null.
+ */
+const locationInput = z
+  .object({
+    lat: z.number().min(-90).max(90).nullish(),
+    long: z.number().min(-180).max(180).nullish(),
+  })
+  .nullable()
+  .transform((v): Location | null =>
+    v && typeof v.lat === "number" && typeof v.long === "number" ? { lat: v.lat, long: v.long } : null,
+  );
+
+const instant = z
+  .string()
+  .refine((v) => parseInstant(v) !== undefined, "must be an ISO-8601 date-time with an offset");
+
+const jsonObject = z.record(z.string(), z.unknown());
+
+const logicalFields = {
+  name: z.string().min(1, "must not be empty"),
+  location: locationInput.optional(),
+  last_seen: instant.nullable().optional(),
+  properties: jsonObject.optional(),
+};
+
+/** Validates a logical device given by a user; unknown keys (including `uid`) are dropped. */
+export const newLogicalDeviceSchema = z.object(logicalFields);
+export const logicalDevicePatchSchema = z.object(logicalFields).partial();
+
+const physicalFields = {
+  ...logicalFields,
+  source_name: z.string().min(1, "must not be empty"),
+  source_ids: jsonObject.optional(),
+};
+
+/** Validates a physical device given by a user; unknown keys (including `uid`) are dropped. */
+export const newPhysicalDeviceSchema = z.object(physicalFields);
+export const physicalDevicePatchSchema = z.object(physicalFields).partial();

@@ -1,0 +1,72 @@
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { promisify } from "node:util";
+
+import amqp from "amqplib";
+
+import { loadConfig, type Config } from "../../src/core/config.js";
+import { AMQP_URL } from "./env.js";
+
+const exec = promisify(execFile);
+
+/** AMQP settings with exchange and queue names of this test's own. */
+export function isolatedAmqpConfig(overrides: Record<string, string> = {}): Config["amqp"] {
+  const suffix = randomBytes(4).toString("hex");
+  return loadConfig({
+    AMQP_URL,
+    PTS_EXCHANGE: `test_pts_${suffix}`,
+    LTS_EXCHANGE: `test_lts_${suffix}`,
+    EVENTS_EXCHANGE: `test_events_${suffix}`,
+    DEAD_LETTER_EXCHANGE: `test_dlx_${suffix}`,
+    QUEUE_PREFIX: `test_${suffix}_`,
+    ...overrides,
+  }).amqp;
+}
+
+/** A plain amqplib connection for the test's own checks and cleanup. */
+export async function openTestChannel(): Promise<{ conn: amqp.ChannelModel; ch: amqp.Channel }> {
+  const conn = await amqp.connect(AMQP_URL);
+  const ch = await conn.createChannel();
+  return { conn, ch };
+}
+
+/** Deletes every exchange and queue whose name starts with the config's test suffix. */
+export async function cleanupAmqp(config: Config["amqp"], queues: string[]): Promise<void> {
+  const { conn, ch } = await openTestChannel();
+  try {
+    for (const q of queues) {
+      await ch.deleteQueue(q).catch(() => undefined);
+    }
+    for (const ex of [config.ptsExchange, config.ltsExchange, config.eventsExchange, config.deadLetterExchange]) {
+      await ch.deleteExchange(ex).catch(() => undefined);
+    }
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+}
+
+/** Closes, from the broker's side, every AMQP connection whose client named itself `name`. */
+export async function closeConnectionsNamed(name: string): Promise<number> {
+  const { stdout } = await exec("rabbitmqctl", ["-q", "list_connections", "pid", "client_properties"]);
+  const pids = stdout
+    .split("\n")
+    .filter((line) => line.includes(`"${name}"`))
+    .map((line) => line.split("\t")[0]!)
+    .filter((pid) => pid.startsWith("<"));
+  for (const pid of pids) {
+    await exec("rabbitmqctl", ["-q", "close_connection", pid, "closed by test"]);
+  }
+  return pids.length;
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes. */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 15_000, what = "condition"): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await check()) {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
