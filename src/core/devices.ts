@@ -70,7 +70,9 @@ const locationInput = z
   })
   .nullable()
   .transform((v): Location | null =>
-    v && typeof v.lat === "number" && typeof v.long === "number" ? { lat: v.lat, long: v.long } : null,
+    v && typeof v.lat === "number" && typeof v.long === "number"
+      ? { lat: v.lat, long: v.long }
+      : null,
   );
 
 const instant = z

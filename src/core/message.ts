@@ -49,7 +49,11 @@ export type NormalisedMessage = z.infer<typeof normalisedMessageSchema>;
 /** A message after the logical mapper: `l_uid` is always there. */
 export type LogicalMessage = NormalisedMessage & { l_uid: number };
 
-/** Validates a decoded JSON value; throws {@link PermanentError} `invalid_message` naming every problem. */
+/**
+ * Validates a decoded JSON value; throws {@link PermanentError} `invalid_message` naming every
+ * problem. Returns the value itself, not a copy, so key order and unknown keys pass through
+ * byte for byte.
+ */
 export function parseMessage(value: unknown): NormalisedMessage {
   const result = normalisedMessageSchema.safeParse(value);
   if (!result.success) {
@@ -58,7 +62,7 @@ export function parseMessage(value: unknown): NormalisedMessage {
       .join("; ");
     throw new PermanentError("invalid_message", `not a valid normalised message: ${problems}`);
   }
-  return result.data;
+  return value as NormalisedMessage;
 }
 
 /** Decodes bytes as UTF-8 JSON and validates; bad JSON is a {@link PermanentError} too. */

@@ -1,0 +1,35 @@
+import type { Server } from "node:http";
+
+import type express from "express";
+
+/** Starts `app` on `port` (0 = any free port); resolves with the server once it listens. */
+export function listen(app: express.Express, port: number, host?: string): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(port, host ?? "0.0.0.0", (err?: Error) => {
+      if (err) {
+        reject(err);
+      } else {
+        resolve(server);
+      }
+    });
+    server.once("error", reject);
+    // Slow clients cannot hold a stop open for long.
+    server.headersTimeout = 15_000;
+    server.requestTimeout = 30_000;
+  });
+}
+
+/** Stops accepting connections and closes idle keep-alive ones; in-flight requests finish. */
+export function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+    setTimeout(() => server.closeAllConnections(), 5_000).unref();
+  });
+}
+
+/** The port a listening server got (useful when started on port 0). */
+export function portOf(server: Server): number {
+  const address = server.address();
+  return typeof address === "object" && address ? address.port : 0;
+}

@@ -1,0 +1,143 @@
+import type { Dependencies, Component } from "../app/component.js";
+import { BatchConsumer, type Delivery, type Outcome } from "../bus/consumer.js";
+import { ConfirmedPublisher, type OutgoingMessage } from "../bus/publisher.js";
+import { QUEUE_NAMES, topologyOptions } from "../bus/topology.js";
+import { PermanentError } from "../core/errors.js";
+import { decodeMessage, messageKey, type NormalisedMessage } from "../core/message.js";
+import { insertPhysicalTimeseries, type TimeseriesRow } from "../db/repositories/physical-timeseries.js";
+import { loadRoutes, recordLogicalSightings } from "../db/repositories/routes.js";
+import { decideRoute, newestPerLogicalDevice, type RouteDecision } from "./route.js";
+
+/** IoTa's routing key for logical messages (ignored by the fanout exchange, kept for bindings). */
+const LTS_ROUTING_KEY = "logical_timeseries";
+
+type Parsed = { ok: true; message: NormalisedMessage; key: string } | { ok: false; error: PermanentError };
+
+function parse(delivery: Delivery): Parsed {
+  try {
+    const message = decodeMessage(delivery.body);
+    return { ok: true, message, key: messageKey(message) };
+  } catch (err) {
+    if (err instanceof PermanentError) {
+      return { ok: false, error: err };
+    }
+    throw err;
+  }
+}
+
+/**
+ * The logical mapper: consumes physical messages in batches, stores each in
+ * physical_timeseries (idempotently, by msg_key), moves logical devices' last_seen and last_msg,
+ * and republishes mapped messages with l_uid to the logical exchange. Per batch: one registry
+ * query, one insert, one update, one transaction, one confirmed publish round and one ack.
+ */
+export function createMapper(deps: Dependencies): Component {
+  const { config, database, amqp, metrics } = deps;
+  const logger = deps.logger.child({ component: "mapper" });
+  const db = database.db;
+  const lts = new ConfirmedPublisher({
+    connection: amqp,
+    exchange: config.amqp.ltsExchange,
+    logger,
+    // A logical message nobody subscribes to is still stored in physical_timeseries.
+    mandatory: false,
+  });
+  const deadLetters = new ConfirmedPublisher({
+    connection: amqp,
+    exchange: config.amqp.deadLetterExchange,
+    logger,
+  });
+
+  async function handle(batch: readonly Delivery[]): Promise<Outcome[]> {
+    const parsed = batch.map(parse);
+    const uids = new Set<number>();
+    for (const p of parsed) {
+      if (p.ok) {
+        uids.add(p.message.p_uid);
+      }
+    }
+    const routes = await loadRoutes(db, [...uids]);
+    const now = Date.now();
+    const options = { now, futureToleranceMs: config.futureToleranceSeconds * 1000 };
+    const decisions: (RouteDecision | PermanentError)[] = parsed.map((p) =>
+      p.ok ? decideRoute(p.message, routes.get(p.message.p_uid), options) : p.error,
+    );
+
+    const rows: TimeseriesRow[] = [];
+    const forwards: Extract<RouteDecision, { kind: "forward" }>[] = [];
+    const outgoing: OutgoingMessage[] = [];
+    decisions.forEach((d, i) => {
+      const p = parsed[i]!;
+      if (d instanceof PermanentError || d.kind === "reject" || !p.ok) {
+        return;
+      }
+      rows.push({
+        physicalUid: d.stored.p_uid,
+        logicalUid: d.kind === "store" ? null : d.stored.l_uid ?? null,
+        ts: d.stored.timestamp,
+        message: d.stored,
+        msgKey: p.key,
+      });
+      if (d.kind === "forward") {
+        forwards.push(d);
+        outgoing.push({
+          body: d.stored,
+          messageId: p.key,
+          correlationId: d.stored.broker_correlation_id,
+          routingKey: LTS_ROUTING_KEY,
+        });
+      }
+    });
+
+    await db.transaction().execute(async (trx) => {
+      await insertPhysicalTimeseries(trx, rows);
+      await recordLogicalSightings(trx, newestPerLogicalDevice(forwards));
+    });
+    // Stored first, then published: a crash in between republishes on redelivery, and the
+    // msg_key makes the second insert a no-op.
+    await lts.publish(outgoing);
+
+    return decisions.map((d, i): Outcome => {
+      const p = parsed[i]!;
+      if (d instanceof PermanentError) {
+        return { action: "dead-letter", reason: d.reason, error: d.message };
+      }
+      if (d.kind === "reject" || d.kind === "hold") {
+        const correlationId = p.ok ? p.message.broker_correlation_id : undefined;
+        return { action: "dead-letter", reason: d.reason, error: d.error, correlationId };
+      }
+      return { action: "ack" };
+    });
+  }
+
+  const consumer = new BatchConsumer({
+    connection: amqp,
+    queue: { name: config.amqp.queuePrefix + QUEUE_NAMES.mapper, exchange: config.amqp.ptsExchange },
+    topology: topologyOptions(config.amqp),
+    handler: handle,
+    deadLetters,
+    isHealthy: deps.isHealthy,
+    logger,
+    metrics,
+    component: "mapper",
+    prefetch: config.amqp.prefetch,
+    batchSize: config.amqp.batchSize,
+  });
+
+  let stopped: Promise<void> | undefined;
+  return {
+    name: "mapper",
+    async start() {
+      consumer.start();
+    },
+    stop() {
+      stopped ??= (async () => {
+        await consumer.stop();
+        await lts.close();
+        await deadLetters.close();
+      })();
+      return stopped;
+    },
+    isReady: () => consumer.isConsuming,
+  };
+}

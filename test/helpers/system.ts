@@ -1,0 +1,32 @@
+import { startSystem, type RunningSystem } from "../../src/app/root.js";
+import { loadConfig, type Config } from "../../src/core/config.js";
+import { createLogger } from "../../src/core/logger.js";
+import { Metrics } from "../../src/core/metrics.js";
+import type { TestDatabase } from "./db.js";
+
+/** A config for one test: its own database, its own exchanges/queues, ports picked by the OS. */
+export function testConfig(db: TestDatabase, amqp: Config["amqp"], env: Record<string, string> = {}): Config {
+  return loadConfig({
+    PGHOST: db.pg.host,
+    PGPORT: String(db.pg.port),
+    PGUSER: db.pg.user,
+    PGPASSWORD: db.pg.password,
+    PGDATABASE: db.pg.database,
+    PG_POOL_SIZE: "5",
+    AMQP_URL: amqp.url,
+    PTS_EXCHANGE: amqp.ptsExchange,
+    LTS_EXCHANGE: amqp.ltsExchange,
+    EVENTS_EXCHANGE: amqp.eventsExchange,
+    DEAD_LETTER_EXCHANGE: amqp.deadLetterExchange,
+    QUEUE_PREFIX: amqp.queuePrefix,
+    METRICS_PORT: "0",
+    TTN_WEBHOOK_PORT: "0",
+    LOG_LEVEL: "silent",
+    ...env,
+  });
+}
+
+export async function startTestSystem(names: string[], config: Config): Promise<RunningSystem> {
+  const logger = createLogger({ level: process.env.TEST_LOG_LEVEL ?? config.logLevel });
+  return startSystem(names, config, logger, { metrics: new Metrics({ defaultMetrics: false }) });
+}
