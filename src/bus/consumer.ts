@@ -22,7 +22,13 @@ export interface Delivery {
 /** What became of one delivery. */
 export type Outcome =
   | { readonly action: "ack" }
-  | { readonly action: "dead-letter"; readonly reason: string; readonly error: string };
+  | {
+      readonly action: "dead-letter";
+      readonly reason: string;
+      readonly error: string;
+      /** For the log line, when the body names one the AMQP properties don't. */
+      readonly correlationId?: string;
+    };
 
 /**
  * Processes a batch and returns one outcome per delivery, in order. Throwing means the whole
@@ -289,7 +295,7 @@ export class BatchConsumer {
     for (const { item, outcome } of dead) {
       this.#log.warn(
         {
-          broker_correlation_id: item.delivery.correlationId,
+          broker_correlation_id: outcome.correlationId ?? item.delivery.correlationId,
           reason: outcome.reason,
           error: outcome.error,
         },
