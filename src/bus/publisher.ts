@@ -26,8 +26,13 @@ export interface PublisherOptions {
    * nothing is bound, so the broker would confirm and then discard it). Default true.
    */
   mandatory?: boolean;
-  /** Longest wait for the connection and for confirms, in ms. Default 10 000. */
+  /** Longest wait for confirms, in ms. Default 10 000. */
   timeoutMs?: number;
+  /**
+   * Longest wait for a connection that is down, in ms. Default: `timeoutMs`. Request-driven
+   * publishers use 0 to fail fast and let their caller answer "retry later".
+   */
+  connectWaitMs?: number;
 }
 
 /**
@@ -71,7 +76,11 @@ export class ConfirmedPublisher {
 
   async #openChannel(): Promise<AmqpConfirmChannel> {
     const connection = this.#options.connection;
-    await connection.waitUntilConnected(this.#options.timeoutMs ?? 10_000);
+    const wait = this.#options.connectWaitMs ?? this.#options.timeoutMs ?? 10_000;
+    if (!connection.isConnected && wait <= 0) {
+      throw new TransientError("RabbitMQ connection is not open");
+    }
+    await connection.waitUntilConnected(wait);
     const channel = await connection.createConfirmChannel();
     const thisChannel = this.#channel;
     channel.on("error", (err: Error) => this.#logger.warn({ err }, "publishing channel error"));

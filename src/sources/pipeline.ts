@@ -1,0 +1,185 @@
+import type { Dependencies } from "../app/component.js";
+import { ConfirmedPublisher, type OutgoingMessage } from "../bus/publisher.js";
+import type { JsonObject, NewPhysicalDevice } from "../core/devices.js";
+import { classifyError, PermanentError } from "../core/errors.js";
+import { messageKey, parseMessage, type NormalisedMessage } from "../core/message.js";
+import { findOrCreatePhysicalDevice, findPhysicalDevicesBySourceIds, recordSightings } from "../db/repositories/physical-devices.js";
+import { insertRawMessages, linkRawMessages, type RawMessageInput } from "../db/repositories/raw-messages.js";
+import { addSource } from "../db/repositories/sources.js";
+
+/** IoTa's routing key for physical messages (ignored by the fanout exchange). */
+const PTS_ROUTING_KEY = "physical_timeseries";
+
+/** What a source's pure normaliser makes of one raw message. */
+export interface Normalised {
+  readonly device: {
+    /** source_ids subset that identifies the device (jsonb containment). */
+    readonly lookup: JsonObject;
+    /** The device to create when none matches (source_name is filled in by the pipeline). */
+    readonly create: Omit<NewPhysicalDevice, "source_name">;
+    /** News for the device: last_seen (never moves back), source_ids keys, properties.last_msg. */
+    readonly sighting: { readonly lastSeen: string; readonly sourceIds?: JsonObject; readonly lastMsg?: unknown };
+  };
+  /** Builds the normalised messages once the device uid is known (the source decides key order). */
+  readonly messages: (pUid: number) => unknown[];
+}
+
+export interface IngestItem {
+  readonly raw: Omit<RawMessageInput, "sourceName">;
+  /**
+   * Runs after the raw copy is durable. Returns undefined for content that is kept raw only
+   * (e.g. a TTN join-accept); throws PermanentError for bad content.
+   */
+  readonly normalise: () => Normalised | undefined;
+}
+
+export type IngestResult =
+  | { readonly status: "accepted"; readonly published: number; readonly physicalUid?: number }
+  | { readonly status: "rejected"; readonly reason: string; readonly error: string };
+
+/**
+ * The shared ingest path of every front-end, for a batch of arrivals:
+ * raw store (committed) → normalise → find or create devices, record sightings → validate →
+ * publish to the physical exchange, confirmed. Any infrastructure failure throws (the caller
+ * answers "retry later"); bad content becomes a per-item rejection, its raw copy kept.
+ */
+export class IngestPipeline {
+  readonly #deps: Dependencies;
+  readonly #sourceName: string;
+  readonly #publisher: ConfirmedPublisher;
+
+  constructor(deps: Dependencies, sourceName: string) {
+    this.#deps = deps;
+    this.#sourceName = sourceName;
+    this.#publisher = new ConfirmedPublisher({
+      connection: deps.amqp,
+      exchange: deps.config.amqp.ptsExchange,
+      logger: deps.logger.child({ component: `${sourceName}-publisher` }),
+      // Senders such as The Things Stack give up after 5-10 s: answer them well inside that.
+      connectWaitMs: 0,
+      timeoutMs: 4_000,
+    });
+  }
+
+  /** Makes sure the source exists (IoTa seeds only seven; others are added when they first run). */
+  async start(): Promise<void> {
+    await addSource(this.#deps.database.db, this.#sourceName);
+  }
+
+  async close(): Promise<void> {
+    await this.#publisher.close();
+  }
+
+  /**
+   * Ingests a batch. When the batch fails for a reason that is not an outage (content the
+   * database refuses, a bug), each item is retried alone so only the culprit is rejected.
+   */
+  async ingest(items: readonly IngestItem[]): Promise<IngestResult[]> {
+    try {
+      return await this.#ingestBatch(items);
+    } catch (err) {
+      const c = classifyError(err);
+      const outage = c.kind === "transient" || (c.kind === "unknown" && !(await this.#deps.isHealthy()));
+      if (outage) {
+        throw err;
+      }
+      if (items.length === 1) {
+        return [this.#reject(items[0]!, err)];
+      }
+      const results: IngestResult[] = [];
+      for (const item of items) {
+        results.push(...(await this.ingest([item])));
+      }
+      return results;
+    }
+  }
+
+  async #ingestBatch(items: readonly IngestItem[]): Promise<IngestResult[]> {
+    const { db } = this.#deps.database;
+    const source = this.#sourceName;
+    await insertRawMessages(db, items.map((i) => ({ ...i.raw, sourceName: source })));
+
+    const results: (IngestResult | undefined)[] = new Array(items.length).fill(undefined);
+    const normalised: (Normalised | undefined)[] = items.map((item, i) => {
+      try {
+        const n = item.normalise();
+        if (!n) {
+          results[i] = { status: "accepted", published: 0 };
+        }
+        return n;
+      } catch (err) {
+        results[i] = this.#reject(item, err);
+        return undefined;
+      }
+    });
+
+    // One lookup per distinct device in the batch; creation (rare) takes a lock per device.
+    const keys = normalised.map((n) => (n ? JSON.stringify(n.device.lookup) : undefined));
+    const distinct = [...new Set(keys.filter((k): k is string => k !== undefined))];
+    const firstOf = new Map(distinct.map((k) => [k, normalised[keys.indexOf(k)]!]));
+    const found = await findPhysicalDevicesBySourceIds(db, source, distinct.map((k) => JSON.parse(k) as JsonObject));
+    const uidOf = new Map<string, number>();
+    for (const [i, key] of distinct.entries()) {
+      const device = found[i];
+      if (device) {
+        uidOf.set(key, device.uid);
+        continue;
+      }
+      const n = firstOf.get(key)!;
+      const { device: created } = await db.transaction().execute((trx) =>
+        findOrCreatePhysicalDevice(trx, source, n.device.lookup, { ...n.device.create, source_name: source }),
+      );
+      uidOf.set(key, created.uid);
+    }
+
+    const outgoing: OutgoingMessage[] = [];
+    const sightings: Parameters<typeof recordSightings>[1][number][] = [];
+    const links: { correlationId: string; physicalUid: number }[] = [];
+    normalised.forEach((n, i) => {
+      const key = keys[i];
+      if (!n || key === undefined) {
+        return;
+      }
+      const uid = uidOf.get(key)!;
+      const item = items[i]!;
+      sightings.push({ uid, ...n.device.sighting });
+      links.push({ correlationId: item.raw.correlationId, physicalUid: uid });
+      let messages: NormalisedMessage[];
+      try {
+        messages = n.messages(uid).map(parseMessage);
+      } catch (err) {
+        results[i] = this.#reject(item, err);
+        return;
+      }
+      for (const message of messages) {
+        outgoing.push({
+          body: message,
+          messageId: messageKey(message),
+          correlationId: message.broker_correlation_id,
+          routingKey: PTS_ROUTING_KEY,
+        });
+      }
+      results[i] = { status: "accepted", published: messages.length, physicalUid: uid };
+    });
+
+    await db.transaction().execute(async (trx) => {
+      await recordSightings(trx, sightings);
+      await linkRawMessages(trx, links);
+    });
+    await this.#publisher.publish(outgoing);
+    this.#deps.metrics.messagesOut.inc({ component: source }, outgoing.length);
+    return results.map((r) => r ?? { status: "accepted", published: 0 });
+  }
+
+  #reject(item: IngestItem, err: unknown): IngestResult {
+    const c = classifyError(err);
+    const reason = c.kind === "permanent" ? c.reason : "processing_failed";
+    const error = err instanceof Error ? err.message : String(err);
+    this.#deps.metrics.deadLettered.inc({ component: this.#sourceName, reason });
+    this.#deps.logger.warn(
+      { broker_correlation_id: item.raw.correlationId, source: this.#sourceName, reason, error },
+      "input rejected; raw copy kept",
+    );
+    return { status: "rejected", reason, error };
+  }
+}

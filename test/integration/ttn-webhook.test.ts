@@ -1,0 +1,188 @@
+import { readFileSync } from "node:fs";
+
+import type amqp from "amqplib";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import type { RunningSystem } from "../../src/app/root.js";
+import { deadLetterQueueName, QUEUE_NAMES } from "../../src/bus/topology.js";
+import { cleanupAmqp, isolatedAmqpConfig, openTestChannel, waitFor } from "../helpers/bus.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { startTestSystem, testConfig } from "../helpers/system.js";
+
+const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
+const fixture = (name: string): string => readFileSync(new URL(name, fixtures), "utf8");
+const netvoxText = fixture("ttn_uplink_temphumid-netvox-r718a_2022-12-16.json");
+const netvox = JSON.parse(netvoxText) as Record<string, unknown> & { uplink_message: Record<string, unknown> };
+
+const amqpConfig = isolatedAmqpConfig();
+const mapperQueue = amqpConfig.queuePrefix + QUEUE_NAMES.mapper;
+let db: TestDatabase;
+let system: RunningSystem;
+let base: string;
+let conn: amqp.ChannelModel;
+let ch: amqp.Channel;
+
+function uplink(devEui: string, fCnt: number, receivedAt: string, payload: Record<string, unknown> = { t: 1 }) {
+  return {
+    ...netvox,
+    end_device_ids: { ...(netvox.end_device_ids as object), dev_eui: devEui, device_id: `dev-${devEui}` },
+    uplink_message: { ...netvox.uplink_message, f_cnt: fCnt, received_at: receivedAt, decoded_payload: payload },
+  };
+}
+
+async function post(body: unknown, path = "/ttn/webhook/up"): Promise<Response> {
+  return fetch(`${base}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+async function sql<T = Record<string, unknown>>(text: string, params: unknown[] = []): Promise<T[]> {
+  return (await db.handle.pool.query(text, params)).rows as T[];
+}
+
+async function drainPhysical(): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = [];
+  for (;;) {
+    const m = await ch.get(mapperQueue, { noAck: true });
+    if (m === false) {
+      return out;
+    }
+    out.push(JSON.parse(m.content.toString()) as Record<string, unknown>);
+  }
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  // The webhook alone: its messages wait in the mapper's queue, where the test reads them.
+  system = await startTestSystem(["ttn-webhook"], testConfig(db, amqpConfig));
+  base = `http://127.0.0.1:${system.components[0]!.port!()}`;
+  ({ conn, ch } = await openTestChannel());
+  await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, 15_000, "ready");
+});
+
+afterAll(async () => {
+  await system?.stop();
+  await conn?.close();
+  await cleanupAmqp(amqpConfig, [mapperQueue, deadLetterQueueName(mapperQueue)]);
+  await db?.drop();
+});
+
+describe("TTN webhook against PostgreSQL and RabbitMQ", () => {
+  it("stores the raw uplink, creates the device and publishes the normalised message before answering 204", async () => {
+    const res = await post(netvoxText);
+    expect(res.status).toBe(204);
+    const [raw] = await sql<{ source_name: string; correlation_id: string; ts: string; json_msg: unknown; physical_uid: number }>(
+      "select source_name, correlation_id, ts, json_msg, physical_uid from raw_messages",
+    );
+    expect(raw!.source_name).toBe("ttn");
+    expect(raw!.json_msg).toEqual(netvox);
+    expect(raw!.ts).toBe("2022-12-16T01:09:57.515921+00:00");
+    const [pd] = await sql<{ uid: number; name: string; source_ids: unknown; last_seen: string; properties: Record<string, unknown> }>(
+      "select uid, name, source_ids, last_seen, properties from physical_devices",
+    );
+    expect(pd!.name).toBe("eui-00137a100000bbd2");
+    expect(pd!.source_ids).toEqual({ app_id: "temphumid-netvox-r718a", dev_id: "eui-00137a100000bbd2", dev_eui: "00137a100000bbd2" });
+    expect(pd!.properties.creation_correlation_id).toBe(raw!.correlation_id);
+    expect(raw!.physical_uid).toBe(pd!.uid);
+    const published = await drainPhysical();
+    expect(published).toEqual([
+      {
+        broker_correlation_id: raw!.correlation_id,
+        p_uid: pd!.uid,
+        timestamp: "2022-12-16T01:09:57.515920941Z",
+        timeseries: [
+          { name: "battery", value: 3.6 },
+          { name: "humidity", value: 55.18 },
+          { name: "temperature", value: 16.46 },
+        ],
+      },
+    ]);
+  });
+
+  it("stores and forwards the same uplink once however often it is posted", async () => {
+    const body = uplink("00000000000000a1", 7, "2023-05-01T00:00:00.123456789Z");
+    const answers = await Promise.all([post(body), post(body), post(body)]);
+    expect(answers.map((r) => r.status)).toEqual([204, 204, 204]);
+    const raws = await sql("select 1 from raw_messages where json_msg->'end_device_ids'->>'dev_eui' = '00000000000000a1'");
+    expect(raws).toHaveLength(1);
+    const devices = await sql("select 1 from physical_devices where source_ids->>'dev_eui' = '00000000000000a1'");
+    expect(devices).toHaveLength(1);
+    // Republished (the sender may have missed our answer), but with one correlation id, so the
+    // mapper's msg_key stores it once.
+    const published = await drainPhysical();
+    expect(new Set(published.map((m) => m.broker_correlation_id)).size).toBe(1);
+  });
+
+  it("keeps operator-added source_ids keys and never moves last_seen backwards", async () => {
+    await post(uplink("00000000000000b2", 1, "2023-06-01T00:00:00Z"));
+    await sql("update physical_devices set source_ids = source_ids || '{\"decoder_name\": \"custom\"}' where source_ids->>'dev_eui' = '00000000000000b2'");
+    expect((await post(uplink("00000000000000b2", 2, "2023-05-01T00:00:00Z"))).status).toBe(204);
+    const [pd] = await sql<{ source_ids: Record<string, unknown>; last_seen: string; properties: { last_msg: { uplink_message: { f_cnt: number } } } }>(
+      "select source_ids, last_seen, properties from physical_devices where source_ids->>'dev_eui' = '00000000000000b2'",
+    );
+    expect(pd!.source_ids.decoder_name).toBe("custom");
+    expect(pd!.last_seen).toBe("2023-06-01T00:00:00+00:00");
+    expect(pd!.properties.last_msg.uplink_message.f_cnt).toBe(1);
+    await drainPhysical();
+  });
+
+  it("answers 400 with a reason for bodies that are not uplinks, and keeps them raw", async () => {
+    const before = (await sql("select 1 from raw_messages")).length;
+    const notJson = await post("this is { not json");
+    expect(notJson.status).toBe(400);
+    expect(await notJson.json()).toMatchObject({ error: "invalid_json" });
+    const join = await post(fixture("ttn_v3_join_accept_example.json"));
+    expect(join.status).toBe(400);
+    expect(((await join.json()) as { message: string }).message).toContain("join_accept");
+    const noIds = await post({ uplink_message: { decoded_payload: { a: 1 } } });
+    expect(noIds.status).toBe(400);
+    expect(((await noIds.json()) as { message: string }).message).toContain("end_device_ids");
+    const rows = await sql<{ text_msg: string | null }>("select text_msg from raw_messages order by uid");
+    expect(rows.length).toBe(before + 3);
+    expect(rows.some((r) => r.text_msg === "this is { not json")).toBe(true);
+    expect(await drainPhysical()).toEqual([]);
+  });
+
+  it("accepts every TTN message type on its own path and stores it raw", async () => {
+    const res = await post(fixture("ttn_v3_join_accept_example.json"), "/ttn/webhook/join");
+    expect(res.status).toBe(204);
+    const rows = await sql("select 1 from raw_messages where json_msg ? 'join_accept'");
+    expect(rows.length).toBeGreaterThanOrEqual(1);
+  });
+
+  it("isolates a body PostgreSQL cannot store from the rest of its batch", async () => {
+    const good = uplink("00000000000000c3", 1, "2023-07-01T00:00:00Z");
+    const hostile = { ...good, note: "nul \u0000 inside", end_device_ids: { ...good.end_device_ids, dev_eui: "00000000000000c4" } };
+    const [a, b] = await Promise.all([post(good), post(hostile)]);
+    expect(a.status).toBe(204);
+    expect([204, 400]).toContain(b.status);
+    await drainPhysical();
+  });
+
+  it("refuses an oversized body with 413 and a message", async () => {
+    const res = await post({ big: "x".repeat(1_100_000) });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: string }).error).toBe("too_large");
+  });
+});
+
+describe("TTN webhook while RabbitMQ is unreachable", () => {
+  it("answers 503 so the sender retries, and still keeps the raw uplink", async () => {
+    const dead = testConfig(db, { ...amqpConfig, url: "amqp://guest:guest@127.0.0.1:1/%2F" });
+    const outage = await startTestSystem(["ttn-webhook"], dead);
+    try {
+      const url = `http://127.0.0.1:${outage.components[0]!.port!()}`;
+      expect((await fetch(`${url}/readyz`)).status).toBe(503);
+      const body = uplink("00000000000000d5", 1, "2023-08-01T00:00:00Z");
+      const res = await fetch(`${url}/ttn/webhook/up`, { method: "POST", body: JSON.stringify(body) });
+      expect(res.status).toBe(503);
+      expect(res.headers.get("retry-after")).toBe("5");
+      const rows = await sql("select 1 from raw_messages where json_msg->'end_device_ids'->>'dev_eui' = '00000000000000d5'");
+      expect(rows).toHaveLength(1);
+    } finally {
+      await outage.stop();
+    }
+  }, 40_000);
+});

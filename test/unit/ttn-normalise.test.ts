@@ -1,0 +1,108 @@
+import { readFileSync } from "node:fs";
+
+import { describe, expect, it } from "vitest";
+
+import { PermanentError } from "../../src/core/errors.js";
+import { normaliseTtnUplink, parseUplink, ttnCorrelationId, ttnMessageType } from "../../src/sources/ttn/normalise.js";
+
+const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
+const text = (name: string): string => readFileSync(new URL(name, fixtures), "utf8");
+const json = (name: string): Record<string, unknown> => JSON.parse(text(name)) as Record<string, unknown>;
+
+const netvox = json("ttn_uplink_temphumid-netvox-r718a_2022-12-16.json");
+const derived = json("derived/ttn_netvox.physical_timeseries.json").result as Record<string, unknown>;
+const cid = "83d04e6f-db16-4280-8337-53f11b2335c6";
+const arrived = "2024-01-01T00:00:00.000Z";
+
+describe("TTN uplink normalisation (IoTa's AllMsgsWriter rules)", () => {
+  it("matches IoTa's derived message for the Netvox uplink", () => {
+    const n = normaliseTtnUplink(netvox, cid, arrived);
+    const [message] = n.messages(42) as Record<string, unknown>[];
+    expect(message).toEqual({ ...derived, broker_correlation_id: cid, p_uid: 42 });
+    expect(Object.keys(message!)).toEqual(["broker_correlation_id", "p_uid", "timestamp", "timeseries"]);
+    // The nanosecond timestamp is kept verbatim, not rounded through a Date.
+    expect(message!.timestamp).toBe("2022-12-16T01:09:57.515920941Z");
+  });
+
+  it("identifies the device by lower-cased DevEUI and describes it as IoTa does", () => {
+    const n = normaliseTtnUplink(netvox, cid, arrived);
+    expect(n.device.lookup).toEqual({ dev_eui: "00137a100000bbd2" });
+    expect(n.device.create.name).toBe("eui-00137a100000bbd2");
+    expect(n.device.create.source_ids).toEqual({
+      app_id: "temphumid-netvox-r718a",
+      dev_id: "eui-00137a100000bbd2",
+      dev_eui: "00137a100000bbd2",
+    });
+    expect(n.device.create.properties).toMatchObject({ creation_correlation_id: cid, last_msg: netvox });
+    expect(n.device.sighting.lastSeen).toBe("2022-12-16T01:09:57.515920941Z");
+  });
+
+  it("falls back to application and device id for a device without a DevEUI (IoTa crashed)", () => {
+    const ids = netvox.end_device_ids as Record<string, unknown>;
+    const { dev_eui: _d, ...rest } = ids;
+    const n = normaliseTtnUplink({ ...netvox, end_device_ids: rest }, cid, arrived);
+    expect(n.device.lookup).toEqual({ app_id: "temphumid-netvox-r718a", dev_id: "eui-00137a100000bbd2" });
+  });
+
+  it("accepts The Things Stack's documentation example, which omits f_port", () => {
+    const n = normaliseTtnUplink(json("ttn_v3_uplink_example.json"), cid, arrived);
+    const [message] = n.messages(1) as { timeseries: unknown[]; timestamp: string }[];
+    expect(message!.timeseries).toEqual([
+      { name: "temperature", value: 1 },
+      { name: "luminosity", value: 0.64 },
+    ]);
+    expect(message!.timestamp).toBe("2020-02-12T15:15:45.789585559Z");
+  });
+
+  it("publishes nothing for an uplink without decoded_payload, but still sees the device", () => {
+    const simulated = json("ttn_webhook_simulated_uplink_2022-01-23.json");
+    const n = normaliseTtnUplink(simulated, cid, arrived);
+    expect(n.messages(1)).toEqual([]);
+    expect(n.device.sighting.lastSeen).toBe("2022-01-23T20:37:58.107539052Z");
+  });
+
+  it("uses the arrival time when the uplink carries no received_at at all", () => {
+    const { received_at: _r, ...body } = netvox;
+    const um = { ...(body.uplink_message as object), received_at: undefined };
+    const n = normaliseTtnUplink({ ...body, uplink_message: um }, cid, arrived);
+    expect(n.device.sighting.lastSeen).toBe(arrived);
+  });
+
+  it.each([
+    ["a join-accept", json("ttn_v3_join_accept_example.json"), /join_accept/],
+    ["a downlink ack", json("ttn_v3_downlink_ack_example.json"), /downlink_ack/],
+    ["an array", [1, 2], /not a JSON object/],
+    ["an object without device ids", { uplink_message: {} }, /end_device_ids/],
+    ["a bad DevEUI", { ...netvox, end_device_ids: { ...(netvox.end_device_ids as object), dev_eui: "zz" } }, /dev_eui/],
+  ])("rejects %s with a reason", (_what, body, message) => {
+    expect(() => parseUplink(body)).toThrow(PermanentError);
+    expect(() => parseUplink(body)).toThrow(message);
+  });
+
+  it("rejects a naive received_at", () => {
+    const um = { ...(netvox.uplink_message as object), received_at: "2022-12-16T01:09:57" };
+    expect(() => normaliseTtnUplink({ ...netvox, uplink_message: um }, cid, arrived)).toThrow(/offset/);
+  });
+});
+
+describe("TTN message types and correlation ids", () => {
+  it("tells message types apart by their top-level key", () => {
+    expect(ttnMessageType(netvox)).toBe("uplink_message");
+    expect(ttnMessageType(json("ttn_v3_join_accept_example.json"))).toBe("join_accept");
+    expect(ttnMessageType({ hello: 1 })).toBeUndefined();
+  });
+
+  it("gives the same uplink the same id however often it is posted", () => {
+    const bytes = Buffer.from(JSON.stringify(netvox));
+    const again = Buffer.from(JSON.stringify(netvox, null, 2));
+    expect(ttnCorrelationId(netvox, bytes)).toBe(ttnCorrelationId(netvox, again));
+    const next = { ...netvox, uplink_message: { ...(netvox.uplink_message as object), f_cnt: 5 } };
+    expect(ttnCorrelationId(next, bytes)).not.toBe(ttnCorrelationId(netvox, bytes));
+  });
+
+  it("derives other bodies' ids from their bytes", () => {
+    const a = ttnCorrelationId(undefined, Buffer.from("not json"));
+    expect(a).toBe(ttnCorrelationId(undefined, Buffer.from("not json")));
+    expect(a).not.toBe(ttnCorrelationId(undefined, Buffer.from("not json!")));
+  });
+});
