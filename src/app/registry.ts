@@ -1,9 +1,13 @@
+import { createFrredWriter } from "../delivery/frred/frred-writer.js";
 import { createMapper } from "../mapper/mapper.js";
+import { createTtnWebhook } from "../sources/ttn/webhook.js";
 import type { Component, Dependencies } from "./component.js";
 
 /** Every component `broker run` knows, by the name used on the command line. */
 export const COMPONENT_FACTORIES = {
+  "ttn-webhook": createTtnWebhook,
   mapper: createMapper,
+  frred: createFrredWriter,
 } satisfies Record<string, (deps: Dependencies) => Component>;
 
 export type ComponentName = keyof typeof COMPONENT_FACTORIES;
