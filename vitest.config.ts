@@ -8,7 +8,7 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: "unit", include: ["test/unit/**/*.test.ts"] },
+        test: { name: "unit", include: ["test/unit/**/*.test.ts"], sequence: { groupOrder: 0 } },
       },
       {
         extends: true,
@@ -18,6 +18,7 @@ export default defineConfig({
           globalSetup: ["test/helpers/global-setup.ts"],
           // Two cores: more parallel files only contend for the same PostgreSQL and RabbitMQ.
           maxWorkers: 2,
+          sequence: { groupOrder: 1 },
         },
       },
     ],
