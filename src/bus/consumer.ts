@@ -337,10 +337,13 @@ export class BatchConsumer {
     }
     this.#stopping = true;
     clearTimeout(this.#timer);
-    const timeout = sleep(timeoutMs);
-    await Promise.race([this.#draining ?? Promise.resolve(), timeout]);
+    const waited = new AbortController();
+    await Promise.race([this.#draining ?? Promise.resolve(), sleep(timeoutMs, waited.signal)]);
+    waited.abort();
     this.#abort.abort();
-    await Promise.race([Promise.allSettled([this.#draining, this.#opening]), sleep(1_000)]);
+    const settled = new AbortController();
+    await Promise.race([Promise.allSettled([this.#draining, this.#opening]), sleep(1_000, settled.signal)]);
+    settled.abort();
     if (session?.alive) {
       // Requeue whatever is still unacknowledged on this channel (buffered or abandoned).
       try {

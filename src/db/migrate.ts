@@ -98,3 +98,18 @@ export async function migrate(pool: pg.Pool, migrations?: Migration[]): Promise<
     client.release();
   }
 }
+
+/**
+ * The database's schema version and the version this build expects. Components refuse to start
+ * on an older schema (run `broker migrate`) rather than fail on every message.
+ */
+export async function schemaStatus(pool: pg.Pool): Promise<{ current: number; expected: number }> {
+  const migrations = await loadMigrations();
+  const expected = Math.max(0, ...migrations.map((m) => m.version));
+  const client = await pool.connect();
+  try {
+    return { current: await currentVersion(client), expected };
+  } finally {
+    client.release();
+  }
+}

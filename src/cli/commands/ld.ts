@@ -1,0 +1,117 @@
+import { Option, type Command } from "commander";
+
+import { logicalDevicePatchSchema, newLogicalDeviceSchema } from "../../core/devices.js";
+import {
+  createLogicalDevice,
+  deleteLogicalDevice,
+  getLogicalDevice,
+  listLogicalDevices,
+  updateLogicalDevice,
+} from "../../db/repositories/logical-devices.js";
+import { deleteMappings, startMapping } from "../../db/repositories/mappings.js";
+import { getPhysicalDevice } from "../../db/repositories/physical-devices.js";
+import { RegistryError } from "../../db/repositories/registry-error.js";
+import {
+  parseUid,
+  printJson,
+  readJsonObject,
+  validate,
+  withDatabase,
+  withoutProperties,
+} from "../context.js";
+import { plainDevice } from "./pd.js";
+
+interface JsonInput {
+  json?: string;
+  file?: string;
+}
+
+const jsonOption = () => new Option("--json <json>", "logical device JSON").conflicts("file");
+const fileOption = () => new Option("--file <file>", "read the JSON from a file, - for stdin");
+
+/** `broker ld …`: logical device commands with IoTa broker-cli's flags. */
+export function registerLdCommands(program: Command): void {
+  const ld = program.command("ld").description("logical device operations");
+
+  ld.command("ls")
+    .description("list logical devices")
+    .option("--plain", "plain output, not JSON")
+    .option("--properties", "include the properties field in the output")
+    .action(async (opts: { plain?: boolean; properties?: boolean }) => {
+      const devices = await withDatabase((db) => listLogicalDevices(db));
+      if (opts.plain) {
+        devices.forEach((d) => process.stdout.write(`${plainDevice(d)}\n`));
+        return;
+      }
+      printJson(devices.map((d) => withoutProperties(d, opts.properties)));
+    });
+
+  ld.command("create")
+    .description("create a logical device; prints it as JSON")
+    .addOption(jsonOption())
+    .addOption(fileOption())
+    .action(async (opts: JsonInput) => {
+      const input = validate(newLogicalDeviceSchema, await readJsonObject(opts), "logical device");
+      printJson(await withDatabase((db) => createLogicalDevice(db, input)));
+    });
+
+  ld.command("get")
+    .description("get logical device (null when absent)")
+    .requiredOption("--luid <uid>", "logical device uid", parseUid)
+    .option("--properties", "include the properties field in the output")
+    .action(async (opts: { luid: number; properties?: boolean }) => {
+      const device = await withDatabase((db) => getLogicalDevice(db, opts.luid));
+      printJson(device ? withoutProperties(device, opts.properties) : null);
+    });
+
+  ld.command("up")
+    .description("update a logical device with the top-level fields given")
+    .requiredOption("--luid <uid>", "logical device uid", parseUid)
+    .addOption(jsonOption())
+    .addOption(fileOption())
+    .action(async (opts: JsonInput & { luid: number }) => {
+      const patch = validate(
+        logicalDevicePatchSchema,
+        await readJsonObject(opts),
+        "logical device",
+      );
+      const device = await withDatabase((db) => updateLogicalDevice(db, opts.luid, patch));
+      if (!device) {
+        throw new RegistryError("not_found", `logical device ${opts.luid} not found`);
+      }
+      printJson(device);
+    });
+
+  ld.command("rm")
+    .description("delete a logical device and its mapping history")
+    .requiredOption("--luid <uid>", "logical device uid", parseUid)
+    .action(async (opts: { luid: number }) => {
+      const device = await withDatabase((db) =>
+        db.transaction().execute(async (trx) => {
+          await deleteMappings(trx, { luid: opts.luid });
+          return deleteLogicalDevice(trx, opts.luid);
+        }),
+      );
+      printJson(device ?? null);
+    });
+
+  ld.command("cpd")
+    .description("create a logical device from a physical device's name, location and last seen")
+    .requiredOption("--puid <uid>", "physical device uid", parseUid)
+    .option("--map", "also map the physical device to the new logical device")
+    .action(async (opts: { puid: number; map?: boolean }) => {
+      const result = await withDatabase((db) =>
+        // One transaction: with --map, either both the device and the mapping exist or neither.
+        db.transaction().execute(async (trx) => {
+          const pd = await getPhysicalDevice(trx, opts.puid);
+          if (!pd) {
+            throw new RegistryError("not_found", `physical device ${opts.puid} not found`);
+          }
+          const { name, location, last_seen } = pd;
+          const created = await createLogicalDevice(trx, { name, location, last_seen });
+          return opts.map ? startMapping(trx, pd.uid, created.uid) : created;
+        }),
+      );
+      printJson(result);
+    });
+}

@@ -1,0 +1,86 @@
+import { Option, type Command } from "commander";
+
+import {
+  endMapping,
+  listMappings,
+  setMappingActive,
+  startMapping,
+  type DeviceSelector,
+} from "../../db/repositories/mappings.js";
+import { RegistryError } from "../../db/repositories/registry-error.js";
+import { parseUid, printJson, UsageError, withDatabase } from "../context.js";
+
+interface SelectorOptions {
+  puid?: number;
+  luid?: number;
+}
+
+const puidOption = () =>
+  new Option("--puid <uid>", "physical device uid").argParser(parseUid).conflicts("luid");
+const luidOption = () => new Option("--luid <uid>", "logical device uid").argParser(parseUid);
+
+function selector(opts: SelectorOptions): DeviceSelector {
+  if (opts.puid !== undefined) {
+    return { puid: opts.puid };
+  }
+  if (opts.luid !== undefined) {
+    return { luid: opts.luid };
+  }
+  throw new UsageError("give one of --puid or --luid");
+}
+
+function describe(sel: DeviceSelector): string {
+  return sel.puid !== undefined ? `physical device ${sel.puid}` : `logical device ${sel.luid}`;
+}
+
+/** `broker map …`: mapping commands with IoTa broker-cli's flags. */
+export function registerMapCommands(program: Command): void {
+  const map = program.command("map").description("mapping operations");
+
+  map
+    .command("start")
+    .description("map a physical device to a logical device from now; prints the mapping")
+    .requiredOption("--puid <uid>", "physical device uid", parseUid)
+    .requiredOption("--luid <uid>", "logical device uid", parseUid)
+    .action(async (opts: { puid: number; luid: number }) => {
+      printJson(await withDatabase((db) => startMapping(db, opts.puid, opts.luid)));
+    });
+
+  map
+    .command("end")
+    .description("end the current mapping of a device")
+    .addOption(puidOption())
+    .addOption(luidOption())
+    .action(async (opts: SelectorOptions) => {
+      const sel = selector(opts);
+      await withDatabase((db) => endMapping(db, sel));
+    });
+
+  map
+    .command("ls")
+    .description("mapping history of a device, newest first")
+    .addOption(puidOption())
+    .addOption(luidOption())
+    .action(async (opts: SelectorOptions) => {
+      const sel = selector(opts);
+      printJson(await withDatabase((db) => listMappings(db, sel)));
+    });
+
+  map
+    .command("toggle")
+    .description("pause or resume the current mapping of a device")
+    .addOption(puidOption())
+    .addOption(luidOption())
+    .addOption(new Option("--enable", "forward messages again").conflicts("disable"))
+    .addOption(new Option("--disable", "stop forwarding messages"))
+    .action(async (opts: SelectorOptions & { enable?: boolean; disable?: boolean }) => {
+      const sel = selector(opts);
+      if (!opts.enable && !opts.disable) {
+        throw new UsageError("give one of --enable or --disable");
+      }
+      const changed = await withDatabase((db) => setMappingActive(db, sel, opts.enable === true));
+      if (!changed) {
+        throw new RegistryError("not_found", `${describe(sel)} has no current mapping`);
+      }
+    });
+}

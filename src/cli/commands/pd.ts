@@ -1,0 +1,160 @@
+import { Option, type Command } from "commander";
+
+import {
+  newPhysicalDeviceSchema,
+  physicalDevicePatchSchema,
+  type LogicalDevice,
+  type PhysicalDevice,
+} from "../../core/devices.js";
+import {
+  deleteMappings,
+  listPhysicalDevicesWithCurrentLogical,
+} from "../../db/repositories/mappings.js";
+import {
+  createPhysicalDevice,
+  deletePhysicalDevice,
+  getPhysicalDevice,
+  listPhysicalDevices,
+  listUnmappedPhysicalDevices,
+  updatePhysicalDevice,
+} from "../../db/repositories/physical-devices.js";
+import { RegistryError } from "../../db/repositories/registry-error.js";
+import {
+  parseUid,
+  printJson,
+  readJsonObject,
+  validate,
+  withDatabase,
+  withoutProperties,
+} from "../context.js";
+
+/** IoTa's plain last-seen column: ISO-8601 to the minute with offset, or `Never` padded alike. */
+function lastSeenMinutes(lastSeen: string | null): string {
+  if (lastSeen === null) {
+    return "Never".padEnd(22);
+  }
+  const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2})(?::\d{2}(?:\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.exec(
+    lastSeen,
+  );
+  if (!m) {
+    return lastSeen;
+  }
+  return `${m[1]}${m[2] === "Z" ? "+00:00" : m[2]}`;
+}
+
+/** One device in IoTa's `--plain` layout: uid (width 5), name (width 48), last seen. */
+export function plainDevice(device: PhysicalDevice | LogicalDevice): string {
+  return `${String(device.uid).padStart(5)}   ${device.name.padEnd(48)}   ${lastSeenMinutes(device.last_seen)}`;
+}
+
+/** A plain line for a physical device, followed by ` --> ` and its current logical device. */
+export function plainLine(device: PhysicalDevice, current: LogicalDevice | undefined): string {
+  return current ? `${plainDevice(device)} --> ${plainDevice(current)}` : plainDevice(device);
+}
+
+interface ListOptions {
+  source?: string;
+  plain?: boolean;
+  properties?: boolean;
+}
+
+interface JsonInput {
+  json?: string;
+  file?: string;
+}
+
+const jsonOption = () => new Option("--json <json>", "physical device JSON").conflicts("file");
+const fileOption = () => new Option("--file <file>", "read the JSON from a file, - for stdin");
+
+/** `broker pd …`: physical device commands with IoTa broker-cli's flags. */
+export function registerPdCommands(program: Command): void {
+  const pd = program.command("pd").description("physical device operations");
+
+  pd.command("get")
+    .description("get physical device (null when absent)")
+    .requiredOption("--puid <uid>", "physical device uid", parseUid)
+    .option("--properties", "include the properties field in the output")
+    .action(async (opts: { puid: number; properties?: boolean }) => {
+      const device = await withDatabase((db) => getPhysicalDevice(db, opts.puid));
+      printJson(device ? withoutProperties(device, opts.properties) : null);
+    });
+
+  pd.command("ls")
+    .description("list physical devices")
+    .option("--source <name>", "physical device source name")
+    .option("--plain", "plain output, not JSON")
+    .option("--properties", "include the properties field in the output")
+    .action(async (opts: ListOptions) => {
+      if (opts.plain) {
+        const rows = await withDatabase((db) =>
+          listPhysicalDevicesWithCurrentLogical(db, { source: opts.source }),
+        );
+        for (const { device, current } of rows) {
+          process.stdout.write(`${plainLine(device, current)}\n`);
+        }
+        return;
+      }
+      const devices = await withDatabase((db) => listPhysicalDevices(db, { source: opts.source }));
+      printJson(devices.map((d) => withoutProperties(d, opts.properties)));
+    });
+
+  pd.command("lum")
+    .description("list unmapped physical devices")
+    .option("--source <name>", "physical device source name")
+    .option("--plain", "plain output, not JSON")
+    .option("--properties", "include the properties field in the output")
+    .action(async (opts: ListOptions) => {
+      const devices = await withDatabase((db) =>
+        listUnmappedPhysicalDevices(db, { source: opts.source }),
+      );
+      if (opts.plain) {
+        devices.forEach((d) => process.stdout.write(`${plainDevice(d)}\n`));
+        return;
+      }
+      printJson(devices.map((d) => withoutProperties(d, opts.properties)));
+    });
+
+  pd.command("create")
+    .description("create a physical device")
+    .addOption(jsonOption())
+    .addOption(fileOption())
+    .action(async (opts: JsonInput) => {
+      const input = validate(
+        newPhysicalDeviceSchema,
+        await readJsonObject(opts),
+        "physical device",
+      );
+      printJson(await withDatabase((db) => createPhysicalDevice(db, input)));
+    });
+
+  pd.command("up")
+    .description("update a physical device with the top-level fields given")
+    .requiredOption("--puid <uid>", "physical device uid", parseUid)
+    .addOption(jsonOption())
+    .addOption(fileOption())
+    .action(async (opts: JsonInput & { puid: number }) => {
+      const patch = validate(
+        physicalDevicePatchSchema,
+        await readJsonObject(opts),
+        "physical device",
+      );
+      const device = await withDatabase((db) => updatePhysicalDevice(db, opts.puid, patch));
+      if (!device) {
+        throw new RegistryError("not_found", `physical device ${opts.puid} not found`);
+      }
+      printJson(device);
+    });
+
+  pd.command("rm")
+    .description("delete a physical device and its mapping history")
+    .requiredOption("--puid <uid>", "physical device uid", parseUid)
+    .action(async (opts: { puid: number }) => {
+      const device = await withDatabase((db) =>
+        db.transaction().execute(async (trx) => {
+          await deleteMappings(trx, { puid: opts.puid });
+          return deletePhysicalDevice(trx, opts.puid);
+        }),
+      );
+      printJson(device ?? null);
+    });
+}

@@ -1,0 +1,133 @@
+import { readFile } from "node:fs/promises";
+
+import { InvalidArgumentError } from "commander";
+import type { z } from "zod";
+
+import { loadConfig } from "../core/config.js";
+import type { JsonObject } from "../core/devices.js";
+import { createLogger } from "../core/logger.js";
+import { createDatabase, type DatabaseHandle, type Db } from "../db/database.js";
+
+/** A mistake in how the command was used; main.ts prints its message alone. */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+/**
+ * Runs `fn` with a database built from the environment and always closes it, so a command's
+ * process exits as soon as it is done. Logs go to stderr: stdout carries only the JSON output.
+ */
+export async function withDatabase<T>(
+  fn: (db: Db, handle: DatabaseHandle) => Promise<T>,
+): Promise<T> {
+  const config = loadConfig();
+  const logger = createLogger({ level: config.logLevel, destination: process.stderr });
+  const handle = createDatabase({ ...config.pg, poolSize: 2 }, logger);
+  try {
+    return await fn(handle.db, handle);
+  } finally {
+    await handle.close();
+    // kysely ends the pool only if it ran a query itself; `migrate` uses the pool directly, and
+    // an idle client left behind would keep the process alive for the pool's idle timeout.
+    if (!handle.pool.ended) {
+      await handle.pool.end();
+    }
+  }
+}
+
+/** commander argument parser for a device uid: a positive integer, nothing else. */
+export function parseUid(value: string): number {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) {
+    throw new InvalidArgumentError("must be a positive integer.");
+  }
+  return Number(value);
+}
+
+/** Writes `value` as IoTa's CLI does: JSON indented by two spaces. */
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** A copy of `device` without `properties` unless they were asked for (IoTa's `--properties`). */
+export function withoutProperties<T extends { properties: unknown }>(
+  device: T,
+  includeProperties: boolean | undefined,
+): T | Omit<T, "properties"> {
+  if (includeProperties) {
+    return device;
+  }
+  const { properties: _omitted, ...rest } = device;
+  return rest;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) {
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/**
+ * The JSON object given by `--json TEXT` or `--file PATH` (`-` = stdin), exactly one of them.
+ * Error messages never repeat the text itself (IoTa echoed every --json value to stdout).
+ */
+export async function readJsonObject(options: {
+  json?: string;
+  file?: string;
+}): Promise<JsonObject> {
+  if ((options.json === undefined) === (options.file === undefined)) {
+    throw new UsageError("give exactly one of --json or --file");
+  }
+  let text: string;
+  let origin: string;
+  if (options.json !== undefined) {
+    text = options.json;
+    origin = "--json";
+  } else {
+    const file = options.file as string;
+    origin = file === "-" ? "standard input" : file;
+    try {
+      text = file === "-" ? await readStdin() : await readFile(file, "utf8");
+    } catch (err) {
+      throw new UsageError(`cannot read ${origin}: ${(err as Error).message}`);
+    }
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    // JSON.parse's own message quotes the input, which may hold secrets: say only where.
+    throw new UsageError(`${origin} is not valid JSON`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new UsageError(`${origin} must be a JSON object`);
+  }
+  return value as JsonObject;
+}
+
+/** Validates `value` with `schema`, naming every problem in one line. */
+export function validate<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const problems = result.error.issues
+      .map((i) => `${i.path.length ? i.path.join(".") : "(object)"}: ${i.message}`)
+      .join("; ");
+    throw new UsageError(`invalid ${what}: ${problems}`);
+  }
+  return result.data;
+}
+
+/** What to print for a failed command: one line, no stack trace. */
+export function describeError(err: unknown): string {
+  let message: string;
+  if (err instanceof AggregateError && !err.message && err.errors.length > 0) {
+    // pg reports an unreachable server as an AggregateError with an empty message.
+    message = describeError(err.errors[0]);
+  } else if (err instanceof Error) {
+    message = err.message || err.name;
+  } else {
+    message = String(err);
+  }
+  return message.replace(/\s*\n\s*/g, " ").trim();
+}

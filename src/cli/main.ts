@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+import { Command } from "commander";
+
+import { registerLdCommands } from "./commands/ld.js";
+import { registerMapCommands } from "./commands/map.js";
+import { registerMigrateCommand } from "./commands/migrate.js";
+import { registerPdCommands } from "./commands/pd.js";
+import { registerRunCommand } from "./commands/run.js";
+import { describeError } from "./context.js";
+
+/**
+ * The `broker` executable. Usage mistakes are reported by commander itself ("error: …", exit 1);
+ * a failing command prints one line on stderr and exits 1, never a stack trace.
+ */
+const program = new Command("broker")
+  .description("IoTa-compatible IoT telemetry router")
+  .showSuggestionAfterError();
+
+registerMigrateCommand(program);
+registerPdCommands(program);
+registerLdCommands(program);
+registerMapCommands(program);
+registerRunCommand(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.stderr.write(`error: ${describeError(err)}\n`);
+  process.exitCode = 1;
+}
