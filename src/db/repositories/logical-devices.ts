@@ -1,0 +1,150 @@
+import { sql, type Kysely, type RawBuilder } from "kysely";
+
+import type {
+  JsonObject,
+  Location,
+  LogicalDevice,
+  LogicalDevicePatch,
+  NewLogicalDevice,
+} from "../../core/devices.js";
+import { toJson } from "../database.js";
+import type { Database } from "../tables.js";
+import { FOREIGN_KEY_VIOLATION, RegistryError, sqlState } from "./registry-error.js";
+
+/**
+ * Logical devices, plus the column/row helpers both device repositories share (a physical device
+ * is a logical device's columns plus `source_name` and `source_ids`).
+ */
+
+export type Row = Record<string, unknown>;
+
+/** GDA94 (SRID 4283) point for a location, as IoTa stores it; NULL for none. */
+export function locationSql(location: Location | null): RawBuilder<unknown> {
+  if (location === null) {
+    return sql`null`;
+  }
+  return sql`ST_SetSRID(ST_MakePoint(${location.long}::float8, ${location.lat}::float8), 4283)`;
+}
+
+/**
+ * The columns every device has, read through table alias `alias` and named `${prefix}column`,
+ * so one query can return a physical and a logical device side by side. Both arguments are
+ * constants in this code, never input.
+ */
+export function deviceColumns(alias: string, prefix = ""): RawBuilder<unknown> {
+  const col = (name: string) => sql.ref(`${alias}.${name}`);
+  const as = (name: string) => sql.id(`${prefix}${name}`);
+  return sql.join([
+    sql`${col("uid")} as ${as("uid")}`,
+    sql`${col("name")} as ${as("name")}`,
+    sql`ST_Y(${col("location")}) as ${as("lat")}`,
+    sql`ST_X(${col("location")}) as ${as("long")}`,
+    sql`${col("last_seen")} as ${as("last_seen")}`,
+    sql`${col("properties")} as ${as("properties")}`,
+  ]);
+}
+
+/** A logical device from a row selected with {@link deviceColumns}. */
+export function logicalDeviceFromRow(row: Row, prefix = ""): LogicalDevice {
+  const lat = row[`${prefix}lat`];
+  const long = row[`${prefix}long`];
+  return {
+    uid: row[`${prefix}uid`] as number,
+    name: row[`${prefix}name`] as string,
+    // A missing location is null, not IoTa's {"lat": null, "long": null}.
+    location: typeof lat === "number" && typeof long === "number" ? { lat, long } : null,
+    last_seen: (row[`${prefix}last_seen`] as string | null | undefined) ?? null,
+    properties: (row[`${prefix}properties`] as JsonObject | null | undefined) ?? {},
+  };
+}
+
+/** SET clauses for the fields of `patch` that are present (shared with physical devices). */
+export function deviceSetClauses(patch: LogicalDevicePatch): RawBuilder<unknown>[] {
+  const sets: RawBuilder<unknown>[] = [];
+  if (patch.name !== undefined) {
+    sets.push(sql`name = ${patch.name}`);
+  }
+  if (patch.location !== undefined) {
+    sets.push(sql`location = ${locationSql(patch.location)}`);
+  }
+  if (patch.last_seen !== undefined) {
+    sets.push(sql`last_seen = ${patch.last_seen}::timestamptz`);
+  }
+  if (patch.properties !== undefined) {
+    sets.push(sql`properties = ${toJson(patch.properties)}::jsonb`);
+  }
+  return sets;
+}
+
+const LD_COLUMNS = deviceColumns("ld");
+
+/** The logical device `uid`, or undefined. */
+export async function getLogicalDevice(
+  db: Kysely<Database>,
+  uid: number,
+): Promise<LogicalDevice | undefined> {
+  const { rows } =
+    await sql<Row>`select ${LD_COLUMNS} from logical_devices ld where ld.uid = ${uid}`.execute(db);
+  return rows[0] && logicalDeviceFromRow(rows[0]);
+}
+
+/** Every logical device, uid ascending. */
+export async function listLogicalDevices(db: Kysely<Database>): Promise<LogicalDevice[]> {
+  const { rows } =
+    await sql<Row>`select ${LD_COLUMNS} from logical_devices ld order by ld.uid`.execute(db);
+  return rows.map((r) => logicalDeviceFromRow(r));
+}
+
+/** Inserts a logical device and returns it as stored. */
+export async function createLogicalDevice(
+  db: Kysely<Database>,
+  input: NewLogicalDevice,
+): Promise<LogicalDevice> {
+  const { rows } = await sql<Row>`
+    insert into logical_devices as ld (name, location, last_seen, properties)
+    values (${input.name}, ${locationSql(input.location ?? null)}, ${input.last_seen ?? null}::timestamptz,
+            ${toJson(input.properties ?? {})}::jsonb)
+    returning ${LD_COLUMNS}`.execute(db);
+  return logicalDeviceFromRow(rows[0] as Row);
+}
+
+/**
+ * Changes only the fields present in `patch` (`properties` is replaced whole, as IoTa does) and
+ * returns the device as stored, or undefined when there is no such device.
+ */
+export async function updateLogicalDevice(
+  db: Kysely<Database>,
+  uid: number,
+  patch: LogicalDevicePatch,
+): Promise<LogicalDevice | undefined> {
+  const sets = deviceSetClauses(patch);
+  if (sets.length === 0) {
+    return getLogicalDevice(db, uid);
+  }
+  const { rows } = await sql<Row>`
+    update logical_devices as ld set ${sql.join(sets)} where ld.uid = ${uid}
+    returning ${LD_COLUMNS}`.execute(db);
+  return rows[0] && logicalDeviceFromRow(rows[0]);
+}
+
+/**
+ * Deletes a logical device and returns it as it was, or undefined when absent. A device that
+ * mappings still reference is refused with a `conflict` RegistryError.
+ */
+export async function deleteLogicalDevice(
+  db: Kysely<Database>,
+  uid: number,
+): Promise<LogicalDevice | undefined> {
+  try {
+    const { rows } = await sql<Row>`
+      delete from logical_devices as ld where ld.uid = ${uid} returning ${LD_COLUMNS}`.execute(db);
+    return rows[0] && logicalDeviceFromRow(rows[0]);
+  } catch (err) {
+    if (sqlState(err) === FOREIGN_KEY_VIOLATION) {
+      throw new RegistryError("conflict", `logical device ${uid} still has mappings`, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,307 @@
+import { sql, type Kysely, type RawBuilder, type Transaction } from "kysely";
+
+import type {
+  JsonObject,
+  NewPhysicalDevice,
+  PhysicalDevice,
+  PhysicalDevicePatch,
+} from "../../core/devices.js";
+import { parseInstant } from "../../core/time.js";
+import { toJson } from "../database.js";
+import type { Database } from "../tables.js";
+import {
+  deviceColumns,
+  deviceSetClauses,
+  locationSql,
+  logicalDeviceFromRow,
+  type Row,
+} from "./logical-devices.js";
+import { FOREIGN_KEY_VIOLATION, RegistryError, sqlState } from "./registry-error.js";
+
+/** Columns of a physical device read through `alias`, named `${prefix}column`. */
+export function physicalDeviceColumns(alias: string, prefix = ""): RawBuilder<unknown> {
+  return sql.join([
+    deviceColumns(alias, prefix),
+    sql`${sql.ref(`${alias}.source_name`)} as ${sql.id(`${prefix}source_name`)}`,
+    sql`${sql.ref(`${alias}.source_ids`)} as ${sql.id(`${prefix}source_ids`)}`,
+  ]);
+}
+
+/** A physical device from a row selected with {@link physicalDeviceColumns}. */
+export function physicalDeviceFromRow(row: Row, prefix = ""): PhysicalDevice {
+  return {
+    ...logicalDeviceFromRow(row, prefix),
+    source_name: row[`${prefix}source_name`] as string,
+    // IoTa's column is nullable but its model defaults to {}: callers always get an object.
+    source_ids: (row[`${prefix}source_ids`] as JsonObject | null | undefined) ?? {},
+  };
+}
+
+const PD_COLUMNS = physicalDeviceColumns("pd");
+
+function sourceFilter(source: string | undefined): RawBuilder<unknown> {
+  return source === undefined ? sql`true` : sql`pd.source_name = ${source}`;
+}
+
+function unknownSource(err: unknown, source: string | undefined): never {
+  if (sqlState(err) === FOREIGN_KEY_VIOLATION) {
+    throw new RegistryError("invalid", `unknown source ${JSON.stringify(source)}`, { cause: err });
+  }
+  throw err;
+}
+
+/** The physical device `uid`, or undefined. */
+export async function getPhysicalDevice(
+  db: Kysely<Database>,
+  uid: number,
+): Promise<PhysicalDevice | undefined> {
+  const { rows } =
+    await sql<Row>`select ${PD_COLUMNS} from physical_devices pd where pd.uid = ${uid}`.execute(db);
+  return rows[0] && physicalDeviceFromRow(rows[0]);
+}
+
+/** Every physical device (of one source, if given), uid ascending. */
+export async function listPhysicalDevices(
+  db: Kysely<Database>,
+  options: { source?: string } = {},
+): Promise<PhysicalDevice[]> {
+  const { rows } = await sql<Row>`
+    select ${PD_COLUMNS} from physical_devices pd
+    where ${sourceFilter(options.source)} order by pd.uid`.execute(db);
+  return rows.map((r) => physicalDeviceFromRow(r));
+}
+
+/** Devices without a current mapping (a paused mapping is still current), uid ascending. */
+export async function listUnmappedPhysicalDevices(
+  db: Kysely<Database>,
+  options: { source?: string } = {},
+): Promise<PhysicalDevice[]> {
+  const { rows } = await sql<Row>`
+    select ${PD_COLUMNS} from physical_devices pd
+    where ${sourceFilter(options.source)}
+      and not exists (select 1 from physical_logical_map m where m.physical_uid = pd.uid and m.end_time is null)
+    order by pd.uid`.execute(db);
+  return rows.map((r) => physicalDeviceFromRow(r));
+}
+
+/** Inserts a physical device and returns it as stored; an unknown source is `invalid`. */
+export async function createPhysicalDevice(
+  db: Kysely<Database>,
+  input: NewPhysicalDevice,
+): Promise<PhysicalDevice> {
+  try {
+    const { rows } = await sql<Row>`
+      insert into physical_devices as pd (source_name, name, location, last_seen, source_ids, properties)
+      values (${input.source_name}, ${input.name}, ${locationSql(input.location ?? null)},
+              ${input.last_seen ?? null}::timestamptz, ${toJson(input.source_ids ?? {})}::jsonb,
+              ${toJson(input.properties ?? {})}::jsonb)
+      returning ${PD_COLUMNS}`.execute(db);
+    return physicalDeviceFromRow(rows[0] as Row);
+  } catch (err) {
+    return unknownSource(err, input.source_name);
+  }
+}
+
+/**
+ * Changes only the fields present in `patch` (`properties` and `source_ids` are replaced whole,
+ * as IoTa does) and returns the device as stored, or undefined when there is no such device.
+ */
+export async function updatePhysicalDevice(
+  db: Kysely<Database>,
+  uid: number,
+  patch: PhysicalDevicePatch,
+): Promise<PhysicalDevice | undefined> {
+  const sets = deviceSetClauses(patch);
+  if (patch.source_name !== undefined) {
+    sets.push(sql`source_name = ${patch.source_name}`);
+  }
+  if (patch.source_ids !== undefined) {
+    sets.push(sql`source_ids = ${toJson(patch.source_ids)}::jsonb`);
+  }
+  if (sets.length === 0) {
+    return getPhysicalDevice(db, uid);
+  }
+  try {
+    const { rows } = await sql<Row>`
+      update physical_devices as pd set ${sql.join(sets)} where pd.uid = ${uid}
+      returning ${PD_COLUMNS}`.execute(db);
+    return rows[0] && physicalDeviceFromRow(rows[0]);
+  } catch (err) {
+    return unknownSource(err, patch.source_name);
+  }
+}
+
+/**
+ * Deletes a physical device and returns it as it was, or undefined when absent. A device that
+ * mappings, notes or timeseries rows still reference is refused with a `conflict` RegistryError.
+ */
+export async function deletePhysicalDevice(
+  db: Kysely<Database>,
+  uid: number,
+): Promise<PhysicalDevice | undefined> {
+  try {
+    const { rows } = await sql<Row>`
+      delete from physical_devices as pd where pd.uid = ${uid} returning ${PD_COLUMNS}`.execute(db);
+    return rows[0] && physicalDeviceFromRow(rows[0]);
+  } catch (err) {
+    if (sqlState(err) === FOREIGN_KEY_VIOLATION) {
+      throw new RegistryError(
+        "conflict",
+        `physical device ${uid} still has mappings, notes or messages`,
+        {
+          cause: err,
+        },
+      );
+    }
+    throw err;
+  }
+}
+
+/**
+ * Ingest hot path. Result i is the lowest-uid device of `sourceName` whose `source_ids` contains
+ * `lookups[i]`, or undefined. One statement for the whole batch. Ordering by `uid + 0` stops
+ * the planner from walking the primary key in uid order, filtering as it goes (it assumes many
+ * matches; for an unknown device that reads the whole table), so the containment test is
+ * answered from a GIN index on `source_ids` instead.
+ */
+export async function findPhysicalDevicesBySourceIds(
+  db: Kysely<Database>,
+  sourceName: string,
+  lookups: JsonObject[],
+): Promise<(PhysicalDevice | undefined)[]> {
+  if (lookups.length === 0) {
+    return [];
+  }
+  const { rows } = await sql<Row>`
+    select ${PD_COLUMNS}
+    from jsonb_array_elements(${toJson(lookups)}::jsonb) with ordinality as v(k, ord)
+    left join lateral (
+      select * from physical_devices d
+      where d.source_name = ${sourceName} and d.source_ids @> v.k
+      order by d.uid + 0 limit 1
+    ) pd on true
+    order by v.ord`.execute(db);
+  return rows.map((r) => (r.uid === null ? undefined : physicalDeviceFromRow(r)));
+}
+
+/**
+ * Finds the device of `sourceName` matching `lookup`, creating it from `create` when there is
+ * none. A transaction-scoped advisory lock keyed on (source, lookup) serialises concurrent
+ * callers, so two processes never create the same device twice; the lock is held until the
+ * caller's transaction ends, which is why this takes a Transaction. The created device gets
+ * `source_name = sourceName` and `source_ids` = `create.source_ids` with `lookup` laid over it,
+ * so the next lookup finds it.
+ */
+export async function findOrCreatePhysicalDevice(
+  trx: Transaction<Database>,
+  sourceName: string,
+  lookup: JsonObject,
+  create: NewPhysicalDevice,
+): Promise<{ device: PhysicalDevice; created: boolean }> {
+  // jsonb's text form orders keys canonically: {a,b} and {b,a} take the same lock.
+  await sql`select pg_advisory_xact_lock(hashtextextended(${sourceName} || ':' || (${toJson(lookup)}::jsonb)::text, 0))`.execute(
+    trx,
+  );
+  const [existing] = await findPhysicalDevicesBySourceIds(trx, sourceName, [lookup]);
+  if (existing) {
+    return { device: existing, created: false };
+  }
+  const device = await createPhysicalDevice(trx, {
+    ...create,
+    source_name: sourceName,
+    source_ids: { ...create.source_ids, ...lookup },
+  });
+  return { device, created: true };
+}
+
+/** One message's worth of news about a device, for {@link recordSightings}. */
+export interface Sighting {
+  uid: number;
+  /** The message's timestamp, ISO-8601 with offset. */
+  lastSeen: string;
+  /** Keys to add to or change in `source_ids` (keys not given, e.g. added by operators, stay). */
+  sourceIds?: JsonObject;
+  /** Stored as `properties.last_msg` unless an at-least-as-new sighting is already recorded. */
+  lastMsg?: unknown;
+}
+
+interface Aggregated {
+  uid: number;
+  last_seen: string;
+  source_ids?: JsonObject;
+  last_msg?: unknown;
+  msg_seen?: string;
+}
+
+function instantOf(value: string): number {
+  const ms = parseInstant(value);
+  if (ms === undefined) {
+    throw new RegistryError(
+      "invalid",
+      `sighting time ${JSON.stringify(value)} is not ISO-8601 with an offset`,
+    );
+  }
+  return ms;
+}
+
+/**
+ * One row per uid, because UPDATE ... FROM with two source rows for one target row applies an
+ * arbitrary one. The newest sighting wins (a tie goes to the later one in the batch);
+ * `sourceIds` are merged oldest first so newer values win.
+ */
+function aggregate(sightings: readonly Sighting[]): Aggregated[] {
+  const byUid = new Map<number, Aggregated>();
+  const ordered = sightings
+    .map((s, i) => ({ s, i, ms: instantOf(s.lastSeen) }))
+    .sort((a, b) => a.ms - b.ms || a.i - b.i);
+  for (const { s } of ordered) {
+    const agg = byUid.get(s.uid) ?? { uid: s.uid, last_seen: s.lastSeen };
+    agg.last_seen = s.lastSeen;
+    if (s.sourceIds !== undefined) {
+      agg.source_ids = { ...agg.source_ids, ...s.sourceIds };
+    }
+    if (s.lastMsg !== undefined) {
+      agg.last_msg = s.lastMsg;
+      agg.msg_seen = s.lastSeen;
+    }
+    byUid.set(s.uid, agg);
+  }
+  return [...byUid.values()];
+}
+
+/**
+ * Ingest hot path: records a batch of sightings in ONE statement. `last_seen` only moves forward
+ * (NULL counts as older); `sourceIds` are merged into `source_ids` key by key, keys nobody
+ * mentions (e.g. added by operators) staying, and an older sighting only adds keys that are
+ * missing, never rolls values back; `last_msg` is written only when its sighting is not older
+ * than the stored `last_seen`. Unknown uids are ignored. Returns the number of devices updated.
+ */
+export async function recordSightings(
+  db: Kysely<Database>,
+  sightings: readonly Sighting[],
+): Promise<number> {
+  if (sightings.length === 0) {
+    return 0;
+  }
+  const rows = aggregate(sightings).map(({ uid, last_seen, source_ids, last_msg, msg_seen }) => ({
+    uid,
+    last_seen,
+    source_ids: source_ids ?? null,
+    last_msg: last_msg ?? null,
+    msg_seen: msg_seen ?? null,
+  }));
+  // greatest() ignores NULLs, so a device never seen before takes the sighting's time.
+  const result = await sql`
+    update physical_devices as pd set
+      last_seen = greatest(pd.last_seen, v.last_seen),
+      source_ids = case when v.source_ids is null then pd.source_ids
+                        when v.last_seen >= coalesce(pd.last_seen, '-infinity')
+                        then coalesce(pd.source_ids, '{}'::jsonb) || v.source_ids
+                        else v.source_ids || coalesce(pd.source_ids, '{}'::jsonb) end,
+      properties = case when v.last_msg is not null and v.msg_seen >= coalesce(pd.last_seen, '-infinity')
+                        then jsonb_set(pd.properties, '{last_msg}', v.last_msg) else pd.properties end
+    from jsonb_to_recordset(${toJson(rows)}::jsonb)
+      as v(uid integer, last_seen timestamptz, source_ids jsonb, last_msg jsonb, msg_seen timestamptz)
+    where pd.uid = v.uid`.execute(db);
+  return Number(result.numAffectedRows ?? 0);
+}
