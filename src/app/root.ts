@@ -33,7 +33,11 @@ export async function startSystem(
   names: readonly string[],
   config: Config,
   logger: Logger,
-  options: { metrics?: Metrics } = {},
+  options: {
+    metrics?: Metrics;
+    /** The AMQP connection's name as RabbitMQ shows it. Default `broker <components> host:pid`. */
+    connectionName?: string;
+  } = {},
 ): Promise<RunningSystem> {
   const componentNames = resolveComponentNames(names);
   const lifecycle = new Lifecycle(logger);
@@ -43,7 +47,7 @@ export async function startSystem(
     lifecycle.defer("postgres", () => database.close());
     const amqp = new AmqpConnection({
       url: config.amqp.url,
-      name: `broker ${componentNames.join(",")} ${hostname()}:${process.pid}`,
+      name: options.connectionName ?? `broker ${componentNames.join(",")} ${hostname()}:${process.pid}`,
       logger: logger.child({ component: "rabbitmq" }),
     });
     amqp.on("connected", () => {

@@ -26,7 +26,14 @@ export function testConfig(db: TestDatabase, amqp: Config["amqp"], env: Record<s
   });
 }
 
-export async function startTestSystem(names: string[], config: Config): Promise<RunningSystem> {
+export async function startTestSystem(
+  names: string[],
+  config: Config,
+  options: { connectionName?: string } = {},
+): Promise<RunningSystem> {
   const logger = createLogger({ level: process.env.TEST_LOG_LEVEL ?? config.logLevel });
-  return startSystem(names, config, logger, { metrics: new Metrics({ defaultMetrics: false }) });
+  return startSystem(names, config, logger, {
+    metrics: new Metrics({ defaultMetrics: false }),
+    ...options,
+  });
 }
