@@ -71,3 +71,17 @@ export async function declareConsumerQueue(
   await channel.assertExchange(spec.exchange, "fanout", { durable: true });
   await channel.bindQueue(spec.name, spec.exchange, "");
 }
+
+/**
+ * A dead-letter queue for a component that has no queue of its own (an MQTT source, a poller):
+ * `<queue>` bound to the dead-letter exchange with routing key `<queue>`.
+ */
+export async function declareStandaloneDeadLetterQueue(
+  channel: AmqpChannel,
+  queue: string,
+  options: TopologyOptions,
+): Promise<void> {
+  await channel.assertExchange(options.deadLetterExchange, "direct", { durable: true });
+  await channel.assertQueue(queue, { durable: true, arguments: { "x-queue-type": options.queueType } });
+  await channel.bindQueue(queue, options.deadLetterExchange, queue);
+}

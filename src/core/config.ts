@@ -90,6 +90,12 @@ export interface Config {
     readonly sources: readonly string[] | undefined;
   };
   readonly logLevel: string;
+  /**
+   * The environment this config was read from (empty values removed). Components with settings
+   * of their own parse their section from it with {@link parseSection} when they are built, at
+   * start-up, so every variable is still validated before any work starts.
+   */
+  readonly env: Readonly<Record<string, string>>;
 }
 
 export class ConfigError extends Error {
@@ -148,5 +154,19 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       sources: env.FRRED_SOURCES ? Object.freeze([...env.FRRED_SOURCES]) : undefined,
     }),
     logLevel: env.LOG_LEVEL,
+    env: Object.freeze(cleaned as Record<string, string>),
   });
+}
+
+/**
+ * Validates one component's settings from `config.env` with its own zod schema; throws
+ * {@link ConfigError} naming each bad variable.
+ */
+export function parseSection<T>(config: Pick<Config, "env">, schema: z.ZodType<T>, what: string): T {
+  const parsed = schema.safeParse(config.env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+    throw new ConfigError(`invalid ${what} configuration: ${problems.join("; ")}`);
+  }
+  return parsed.data;
 }

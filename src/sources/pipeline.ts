@@ -1,5 +1,6 @@
 import type { Dependencies } from "../app/component.js";
 import { ConfirmedPublisher, type OutgoingMessage } from "../bus/publisher.js";
+import { declareStandaloneDeadLetterQueue, topologyOptions } from "../bus/topology.js";
 import type { JsonObject, NewPhysicalDevice } from "../core/devices.js";
 import { classifyError, PermanentError } from "../core/errors.js";
 import { messageKey, parseMessage, type NormalisedMessage } from "../core/message.js";
@@ -43,31 +44,102 @@ export type IngestResult =
  * publish to the physical exchange, confirmed. Any infrastructure failure throws (the caller
  * answers "retry later"); bad content becomes a per-item rejection, its raw copy kept.
  */
+export interface IngestPipelineOptions {
+  /**
+   * Where rejected inputs go besides the raw store, for sources with nobody to answer (MQTT,
+   * pollers): a queue of that name (behind QUEUE_PREFIX) on the dead-letter exchange receives
+   * each rejected raw body with `x-broker-reason` and `x-broker-error` headers, confirmed before
+   * the batch completes. Unset (the webhook): the caller reports rejections itself (HTTP 400).
+   */
+  readonly deadLetterQueue?: string;
+  /**
+   * Longest wait for RabbitMQ when it is down, in ms. Default 0: fail at once so a request-driven
+   * caller can answer "retry later" well inside its sender's timeout (The Things Stack: 5-10 s).
+   */
+  readonly connectWaitMs?: number;
+}
+
 export class IngestPipeline {
   readonly #deps: Dependencies;
   readonly #sourceName: string;
   readonly #publisher: ConfirmedPublisher;
+  readonly #deadLetters: ConfirmedPublisher | undefined;
+  readonly #deadLetterQueue: string | undefined;
 
-  constructor(deps: Dependencies, sourceName: string) {
+  constructor(deps: Dependencies, sourceName: string, options: IngestPipelineOptions = {}) {
     this.#deps = deps;
     this.#sourceName = sourceName;
+    const logger = deps.logger.child({ component: `${sourceName}-publisher` });
+    const connectWaitMs = options.connectWaitMs ?? 0;
     this.#publisher = new ConfirmedPublisher({
       connection: deps.amqp,
       exchange: deps.config.amqp.ptsExchange,
-      logger: deps.logger.child({ component: `${sourceName}-publisher` }),
-      // Senders such as The Things Stack give up after 5-10 s: answer them well inside that.
-      connectWaitMs: 0,
+      logger,
+      connectWaitMs,
       timeoutMs: 4_000,
     });
+    if (options.deadLetterQueue !== undefined) {
+      this.#deadLetterQueue = deps.config.amqp.queuePrefix + options.deadLetterQueue;
+      this.#deadLetters = new ConfirmedPublisher({
+        connection: deps.amqp,
+        exchange: deps.config.amqp.deadLetterExchange,
+        logger,
+        connectWaitMs,
+        timeoutMs: 4_000,
+      });
+    }
   }
 
   /** Makes sure the source exists (IoTa seeds only seven; others are added when they first run). */
   async start(): Promise<void> {
     await addSource(this.#deps.database.db, this.#sourceName);
+    const queue = this.#deadLetterQueue;
+    if (queue !== undefined) {
+      // Declared on every (re)connect; RabbitMQ being down at start is not a reason to fail.
+      const declare = (): void => {
+        declareDeadLetterQueue(this.#deps, queue).catch((err: unknown) =>
+          this.#deps.logger.warn({ err, queue }, "cannot declare the dead-letter queue yet"),
+        );
+      };
+      this.#deps.amqp.on("connected", declare);
+      if (this.#deps.amqp.isConnected) {
+        declare();
+      }
+    }
   }
 
   async close(): Promise<void> {
     await this.#publisher.close();
+    await this.#deadLetters?.close();
+  }
+
+  /** Publishes rejected inputs' raw bodies to the dead-letter queue, when there is one. */
+  async #publishRejected(items: readonly IngestItem[], results: readonly IngestResult[]): Promise<void> {
+    if (!this.#deadLetters || this.#deadLetterQueue === undefined) {
+      return;
+    }
+    const queue = this.#deadLetterQueue;
+    await this.#deadLetters.publish(
+      results.flatMap((r, i) => {
+        if (r.status !== "rejected") {
+          return [];
+        }
+        const raw = items[i]!.raw;
+        return [
+          {
+            body: Buffer.from(raw.text ?? JSON.stringify(raw.json), "utf8"),
+            messageId: raw.correlationId,
+            correlationId: raw.correlationId,
+            routingKey: queue,
+            headers: {
+              "x-broker-reason": r.reason,
+              "x-broker-error": r.error.slice(0, 2000),
+              "x-broker-source": this.#sourceName,
+            },
+          },
+        ];
+      }),
+    );
   }
 
   /**
@@ -75,6 +147,12 @@ export class IngestPipeline {
    * database refuses, a bug), each item is retried alone so only the culprit is rejected.
    */
   async ingest(items: readonly IngestItem[]): Promise<IngestResult[]> {
+    const results = await this.#ingestIsolated(items);
+    await this.#publishRejected(items, results);
+    return results;
+  }
+
+  async #ingestIsolated(items: readonly IngestItem[]): Promise<IngestResult[]> {
     try {
       return await this.#ingestBatch(items);
     } catch (err) {
@@ -88,7 +166,7 @@ export class IngestPipeline {
       }
       const results: IngestResult[] = [];
       for (const item of items) {
-        results.push(...(await this.ingest([item])));
+        results.push(...(await this.#ingestIsolated([item])));
       }
       return results;
     }
@@ -181,5 +259,14 @@ export class IngestPipeline {
       "input rejected; raw copy kept",
     );
     return { status: "rejected", reason, error };
+  }
+}
+
+async function declareDeadLetterQueue(deps: Dependencies, queue: string): Promise<void> {
+  const channel = await deps.amqp.createChannel();
+  try {
+    await declareStandaloneDeadLetterQueue(channel, queue, topologyOptions(deps.config.amqp));
+  } finally {
+    await channel.close().catch(() => undefined);
   }
 }
