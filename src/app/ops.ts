@@ -6,7 +6,10 @@ import type { Component, Dependencies } from "./component.js";
  * /healthz (the process is alive), /readyz (PostgreSQL answers, RabbitMQ is connected and every
  * component is serving) and /metrics (Prometheus). Mounted on every HTTP port a process has.
  */
-export function createOpsRouter(deps: Dependencies, components: readonly Component[]): express.Router {
+export function createOpsRouter(
+  deps: Dependencies,
+  components: readonly Component[],
+): express.Router {
   const router = express.Router();
   router.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });

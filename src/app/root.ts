@@ -3,7 +3,12 @@ import { hostname } from "node:os";
 import express from "express";
 
 import { AmqpConnection } from "../bus/connection.js";
-import { declareConsumerQueue, declareExchanges, QUEUE_NAMES, topologyOptions } from "../bus/topology.js";
+import {
+  declareConsumerQueue,
+  declareExchanges,
+  QUEUE_NAMES,
+  topologyOptions,
+} from "../bus/topology.js";
 import type { Config } from "../core/config.js";
 import { Lifecycle } from "../core/lifecycle.js";
 import type { Logger } from "../core/logger.js";
@@ -47,7 +52,8 @@ export async function startSystem(
     lifecycle.defer("postgres", () => database.close());
     const amqp = new AmqpConnection({
       url: config.amqp.url,
-      name: options.connectionName ?? `broker ${componentNames.join(",")} ${hostname()}:${process.pid}`,
+      name:
+        options.connectionName ?? `broker ${componentNames.join(",")} ${hostname()}:${process.pid}`,
       logger: logger.child({ component: "rabbitmq" }),
     });
     amqp.on("connected", () => {

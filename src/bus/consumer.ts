@@ -162,7 +162,10 @@ export class BatchConsumer {
 
   #onMessage(session: Session, message: amqp.ConsumeMessage | null): void {
     if (message === null) {
-      this.#log.warn({ queue: this.#o.queue.name }, "consumer cancelled by RabbitMQ; resubscribing");
+      this.#log.warn(
+        { queue: this.#o.queue.name },
+        "consumer cancelled by RabbitMQ; resubscribing",
+      );
       session.alive = false;
       void session.channel.close().catch(() => undefined);
       return;
@@ -209,7 +212,10 @@ export class BatchConsumer {
   }
 
   async #process(batch: Item[]): Promise<void> {
-    const outcomes = await this.#resolve(batch.map((i) => i.delivery), batch[0]!.session);
+    const outcomes = await this.#resolve(
+      batch.map((i) => i.delivery),
+      batch[0]!.session,
+    );
     if (!outcomes) {
       return;
     }
@@ -254,7 +260,10 @@ export class BatchConsumer {
       }
       const delay = backoffDelay(attempt, { maxMs: 15_000 });
       this.#o.metrics.retried.inc({ component: this.#o.component }, deliveries.length);
-      this.#log.warn({ err: c.error, retryInMs: delay, batch: deliveries.length }, "retrying batch");
+      this.#log.warn(
+        { err: c.error, retryInMs: delay, batch: deliveries.length },
+        "retrying batch",
+      );
       await sleep(delay, this.#abort.signal);
     }
   }
@@ -342,7 +351,10 @@ export class BatchConsumer {
     waited.abort();
     this.#abort.abort();
     const settled = new AbortController();
-    await Promise.race([Promise.allSettled([this.#draining, this.#opening]), sleep(1_000, settled.signal)]);
+    await Promise.race([
+      Promise.allSettled([this.#draining, this.#opening]),
+      sleep(1_000, settled.signal),
+    ]);
     settled.abort();
     if (session?.alive) {
       // Requeue whatever is still unacknowledged on this channel (buffered or abandoned).

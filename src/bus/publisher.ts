@@ -69,7 +69,9 @@ export class ConfirmedPublisher {
       this.#channel = undefined;
       throw err instanceof TransientError
         ? err
-        : new TransientError(`cannot open a publishing channel: ${(err as Error).message}`, { cause: err });
+        : new TransientError(`cannot open a publishing channel: ${(err as Error).message}`, {
+            cause: err,
+          });
     });
     return this.#channel;
   }

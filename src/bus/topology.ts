@@ -82,6 +82,9 @@ export async function declareStandaloneDeadLetterQueue(
   options: TopologyOptions,
 ): Promise<void> {
   await channel.assertExchange(options.deadLetterExchange, "direct", { durable: true });
-  await channel.assertQueue(queue, { durable: true, arguments: { "x-queue-type": options.queueType } });
+  await channel.assertQueue(queue, {
+    durable: true,
+    arguments: { "x-queue-type": options.queueType },
+  });
   await channel.bindQueue(queue, options.deadLetterExchange, queue);
 }

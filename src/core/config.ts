@@ -7,14 +7,12 @@ import { z } from "zod";
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
-const list = z
-  .string()
-  .transform((v) =>
-    v
-      .split(",")
-      .map((s) => s.trim())
-      .filter((s) => s.length > 0),
-  );
+const list = z.string().transform((v) =>
+  v
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0),
+);
 
 const envSchema = z.object({
   PGHOST: z.string().default("localhost"),
@@ -146,7 +144,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       prefetch: env.PREFETCH,
       batchSize: env.BATCH_SIZE,
     }),
-    ttnWebhook: Object.freeze({ port: env.TTN_WEBHOOK_PORT, maxBodyBytes: env.TTN_WEBHOOK_MAX_BODY }),
+    ttnWebhook: Object.freeze({
+      port: env.TTN_WEBHOOK_PORT,
+      maxBodyBytes: env.TTN_WEBHOOK_MAX_BODY,
+    }),
     metricsPort: env.METRICS_PORT,
     futureToleranceSeconds: env.FUTURE_TOLERANCE_SECONDS,
     frred: Object.freeze({
@@ -162,7 +163,11 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
  * Validates one component's settings from `config.env` with its own zod schema; throws
  * {@link ConfigError} naming each bad variable.
  */
-export function parseSection<T>(config: Pick<Config, "env">, schema: z.ZodType<T>, what: string): T {
+export function parseSection<T>(
+  config: Pick<Config, "env">,
+  schema: z.ZodType<T>,
+  what: string,
+): T {
   const parsed = schema.safeParse(config.env);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);

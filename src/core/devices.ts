@@ -90,6 +90,7 @@ const logicalFields = {
 
 /** Validates a logical device given by a user; unknown keys (including `uid`) are dropped. */
 export const newLogicalDeviceSchema = z.object(logicalFields);
+/** Validates a partial logical device: only the fields given are changed. */
 export const logicalDevicePatchSchema = z.object(logicalFields).partial();
 
 const physicalFields = {
@@ -100,4 +101,5 @@ const physicalFields = {
 
 /** Validates a physical device given by a user; unknown keys (including `uid`) are dropped. */
 export const newPhysicalDeviceSchema = z.object(physicalFields);
+/** Validates a partial physical device: only the fields given are changed. */
 export const physicalDevicePatchSchema = z.object(physicalFields).partial();

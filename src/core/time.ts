@@ -27,7 +27,15 @@ export function parseInstant(value: string): number | undefined {
     const digits = zone.slice(1).replace(":", "");
     offsetMinutes = sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2, 4) || "0"));
   }
-  const utc = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s ?? 0), ms);
+  const utc = Date.UTC(
+    Number(y),
+    Number(mo) - 1,
+    Number(d),
+    Number(h),
+    Number(mi),
+    Number(s ?? 0),
+    ms,
+  );
   // Reject impossible calendar values (2023-02-30) that Date.UTC would silently roll over.
   const check = new Date(utc);
   if (

@@ -4,14 +4,18 @@ import { ConfirmedPublisher, type OutgoingMessage } from "../bus/publisher.js";
 import { QUEUE_NAMES, topologyOptions } from "../bus/topology.js";
 import { PermanentError } from "../core/errors.js";
 import { decodeMessage, messageKey, type NormalisedMessage } from "../core/message.js";
-import { insertPhysicalTimeseries, type TimeseriesRow } from "../db/repositories/physical-timeseries.js";
+import {
+  insertPhysicalTimeseries,
+  type TimeseriesRow,
+} from "../db/repositories/physical-timeseries.js";
 import { loadRoutes, recordLogicalSightings } from "../db/repositories/routes.js";
 import { decideRoute, newestPerLogicalDevice, type RouteDecision } from "./route.js";
 
 /** IoTa's routing key for logical messages (ignored by the fanout exchange, kept for bindings). */
 const LTS_ROUTING_KEY = "logical_timeseries";
 
-type Parsed = { ok: true; message: NormalisedMessage; key: string } | { ok: false; error: PermanentError };
+type Parsed =
+  { ok: true; message: NormalisedMessage; key: string } | { ok: false; error: PermanentError };
 
 function parse(delivery: Delivery): Parsed {
   try {
@@ -73,7 +77,7 @@ export function createMapper(deps: Dependencies): Component {
       }
       rows.push({
         physicalUid: d.stored.p_uid,
-        logicalUid: d.kind === "store" ? null : d.stored.l_uid ?? null,
+        logicalUid: d.kind === "store" ? null : (d.stored.l_uid ?? null),
         ts: d.stored.timestamp,
         message: d.stored,
         msgKey: p.key,
@@ -112,7 +116,10 @@ export function createMapper(deps: Dependencies): Component {
 
   const consumer = new BatchConsumer({
     connection: amqp,
-    queue: { name: config.amqp.queuePrefix + QUEUE_NAMES.mapper, exchange: config.amqp.ptsExchange },
+    queue: {
+      name: config.amqp.queuePrefix + QUEUE_NAMES.mapper,
+      exchange: config.amqp.ptsExchange,
+    },
     topology: topologyOptions(config.amqp),
     handler: handle,
     deadLetters,

@@ -79,7 +79,11 @@ export function decideRoute(
   const instant = parseInstant(message.timestamp);
   if (instant === undefined) {
     // The validation gate makes this unreachable; kept so a gap there can never route garbage.
-    return { kind: "reject", reason: "invalid_timestamp", error: `bad timestamp ${message.timestamp}` };
+    return {
+      kind: "reject",
+      reason: "invalid_timestamp",
+      error: `bad timestamp ${message.timestamp}`,
+    };
   }
   if (instant > options.now + options.futureToleranceMs) {
     return {

@@ -2,10 +2,18 @@ import type { Dependencies } from "../app/component.js";
 import { ConfirmedPublisher, type OutgoingMessage } from "../bus/publisher.js";
 import { declareStandaloneDeadLetterQueue, topologyOptions } from "../bus/topology.js";
 import type { JsonObject, NewPhysicalDevice } from "../core/devices.js";
-import { classifyError, PermanentError } from "../core/errors.js";
+import { classifyError } from "../core/errors.js";
 import { messageKey, parseMessage, type NormalisedMessage } from "../core/message.js";
-import { findOrCreatePhysicalDevice, findPhysicalDevicesBySourceIds, recordSightings } from "../db/repositories/physical-devices.js";
-import { insertRawMessages, linkRawMessages, type RawMessageInput } from "../db/repositories/raw-messages.js";
+import {
+  findOrCreatePhysicalDevice,
+  findPhysicalDevicesBySourceIds,
+  recordSightings,
+} from "../db/repositories/physical-devices.js";
+import {
+  insertRawMessages,
+  linkRawMessages,
+  type RawMessageInput,
+} from "../db/repositories/raw-messages.js";
 import { addSource } from "../db/repositories/sources.js";
 
 /** IoTa's routing key for physical messages (ignored by the fanout exchange). */
@@ -19,7 +27,11 @@ export interface Normalised {
     /** The device to create when none matches (source_name is filled in by the pipeline). */
     readonly create: Omit<NewPhysicalDevice, "source_name">;
     /** News for the device: last_seen (never moves back), source_ids keys, properties.last_msg. */
-    readonly sighting: { readonly lastSeen: string; readonly sourceIds?: JsonObject; readonly lastMsg?: unknown };
+    readonly sighting: {
+      readonly lastSeen: string;
+      readonly sourceIds?: JsonObject;
+      readonly lastMsg?: unknown;
+    };
   };
   /** Builds the normalised messages once the device uid is known (the source decides key order). */
   readonly messages: (pUid: number) => unknown[];
@@ -114,7 +126,10 @@ export class IngestPipeline {
   }
 
   /** Publishes rejected inputs' raw bodies to the dead-letter queue, when there is one. */
-  async #publishRejected(items: readonly IngestItem[], results: readonly IngestResult[]): Promise<void> {
+  async #publishRejected(
+    items: readonly IngestItem[],
+    results: readonly IngestResult[],
+  ): Promise<void> {
     if (!this.#deadLetters || this.#deadLetterQueue === undefined) {
       return;
     }
@@ -157,7 +172,8 @@ export class IngestPipeline {
       return await this.#ingestBatch(items);
     } catch (err) {
       const c = classifyError(err);
-      const outage = c.kind === "transient" || (c.kind === "unknown" && !(await this.#deps.isHealthy()));
+      const outage =
+        c.kind === "transient" || (c.kind === "unknown" && !(await this.#deps.isHealthy()));
       if (outage) {
         throw err;
       }
@@ -175,7 +191,10 @@ export class IngestPipeline {
   async #ingestBatch(items: readonly IngestItem[]): Promise<IngestResult[]> {
     const { db } = this.#deps.database;
     const source = this.#sourceName;
-    await insertRawMessages(db, items.map((i) => ({ ...i.raw, sourceName: source })));
+    await insertRawMessages(
+      db,
+      items.map((i) => ({ ...i.raw, sourceName: source })),
+    );
 
     const results: (IngestResult | undefined)[] = new Array(items.length).fill(undefined);
     const normalised: (Normalised | undefined)[] = items.map((item, i) => {
@@ -195,7 +214,11 @@ export class IngestPipeline {
     const keys = normalised.map((n) => (n ? JSON.stringify(n.device.lookup) : undefined));
     const distinct = [...new Set(keys.filter((k): k is string => k !== undefined))];
     const firstOf = new Map(distinct.map((k) => [k, normalised[keys.indexOf(k)]!]));
-    const found = await findPhysicalDevicesBySourceIds(db, source, distinct.map((k) => JSON.parse(k) as JsonObject));
+    const found = await findPhysicalDevicesBySourceIds(
+      db,
+      source,
+      distinct.map((k) => JSON.parse(k) as JsonObject),
+    );
     const uidOf = new Map<string, number>();
     for (const [i, key] of distinct.entries()) {
       const device = found[i];
@@ -204,9 +227,14 @@ export class IngestPipeline {
         continue;
       }
       const n = firstOf.get(key)!;
-      const { device: created } = await db.transaction().execute((trx) =>
-        findOrCreatePhysicalDevice(trx, source, n.device.lookup, { ...n.device.create, source_name: source }),
-      );
+      const { device: created } = await db
+        .transaction()
+        .execute((trx) =>
+          findOrCreatePhysicalDevice(trx, source, n.device.lookup, {
+            ...n.device.create,
+            source_name: source,
+          }),
+        );
       uidOf.set(key, created.uid);
     }
 

@@ -37,7 +37,12 @@ export async function cleanupAmqp(config: Config["amqp"], queues: string[]): Pro
     for (const q of queues) {
       await ch.deleteQueue(q).catch(() => undefined);
     }
-    for (const ex of [config.ptsExchange, config.ltsExchange, config.eventsExchange, config.deadLetterExchange]) {
+    for (const ex of [
+      config.ptsExchange,
+      config.ltsExchange,
+      config.eventsExchange,
+      config.deadLetterExchange,
+    ]) {
       await ch.deleteExchange(ex).catch(() => undefined);
     }
   } finally {
@@ -47,7 +52,12 @@ export async function cleanupAmqp(config: Config["amqp"], queues: string[]): Pro
 
 /** Closes, from the broker's side, every AMQP connection whose client named itself `name`. */
 export async function closeConnectionsNamed(name: string): Promise<number> {
-  const { stdout } = await exec("rabbitmqctl", ["-q", "list_connections", "pid", "client_properties"]);
+  const { stdout } = await exec("rabbitmqctl", [
+    "-q",
+    "list_connections",
+    "pid",
+    "client_properties",
+  ]);
   const pids = stdout
     .split("\n")
     .filter((line) => line.includes(`"${name}"`))
@@ -60,7 +70,11 @@ export async function closeConnectionsNamed(name: string): Promise<number> {
 }
 
 /** Polls `check` until it returns true or `timeoutMs` passes. */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 15_000, what = "condition"): Promise<void> {
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 15_000,
+  what = "condition",
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
     if (await check()) {

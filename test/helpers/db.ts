@@ -37,7 +37,9 @@ export async function createTestDatabase(options: { empty?: boolean } = {}): Pro
     for (let attempt = 0; ; attempt++) {
       try {
         await admin.query(
-          options.empty ? `create database ${name}` : `create database ${name} template ${TEMPLATE_DB}`,
+          options.empty
+            ? `create database ${name}`
+            : `create database ${name} template ${TEMPLATE_DB}`,
         );
         return;
       } catch (err) {

@@ -5,7 +5,11 @@ import { Metrics } from "../../src/core/metrics.js";
 import type { TestDatabase } from "./db.js";
 
 /** A config for one test: its own database, its own exchanges/queues, ports picked by the OS. */
-export function testConfig(db: TestDatabase, amqp: Config["amqp"], env: Record<string, string> = {}): Config {
+export function testConfig(
+  db: TestDatabase,
+  amqp: Config["amqp"],
+  env: Record<string, string> = {},
+): Config {
   return loadConfig({
     PGHOST: db.pg.host,
     PGPORT: String(db.pg.port),

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 
+import type { GetMessage } from "amqplib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { AmqpConnection } from "../../src/bus/connection.js";
@@ -47,7 +48,11 @@ function consumer(
     queue: { name: queue, exchange },
     topology: topologyOptions(config),
     handler,
-    deadLetters: new ConfirmedPublisher({ connection: conn, exchange: config.deadLetterExchange, logger }),
+    deadLetters: new ConfirmedPublisher({
+      connection: conn,
+      exchange: config.deadLetterExchange,
+      logger,
+    }),
     isHealthy,
     logger,
     metrics: new Metrics({ defaultMetrics: false }),
@@ -84,9 +89,15 @@ describe("ConfirmedPublisher + BatchConsumer against RabbitMQ", () => {
       return batch.map(() => ({ action: "ack" as const }));
     });
     await waitFor(() => c.isConsuming, 10_000, "consumer");
-    const publisher = new ConfirmedPublisher({ connection: conn, exchange: config.ptsExchange, logger });
+    const publisher = new ConfirmedPublisher({
+      connection: conn,
+      exchange: config.ptsExchange,
+      logger,
+    });
     const ids = Array.from({ length: 300 }, (_, i) => `m${i}`);
-    await publisher.publish(ids.map((id) => ({ body: { id }, messageId: id, correlationId: randomUUID() })));
+    await publisher.publish(
+      ids.map((id) => ({ body: { id }, messageId: id, correlationId: randomUUID() })),
+    );
     await waitFor(() => seen.length === 300, 10_000, "all deliveries");
     expect(seen).toEqual(ids);
     expect(Math.max(...sizes)).toBeGreaterThan(1);
@@ -103,7 +114,9 @@ describe("ConfirmedPublisher + BatchConsumer against RabbitMQ", () => {
     const lonely = `${config.ltsExchange}_unbound`;
     await ch.assertExchange(lonely, "fanout", { durable: false, autoDelete: false });
     const publisher = new ConfirmedPublisher({ connection: conn, exchange: lonely, logger });
-    await expect(publisher.publish([{ body: {}, messageId: "x" }])).rejects.toBeInstanceOf(TransientError);
+    await expect(publisher.publish([{ body: {}, messageId: "x" }])).rejects.toBeInstanceOf(
+      TransientError,
+    );
     await ch.deleteExchange(lonely);
     await c2.close();
   });
@@ -114,7 +127,12 @@ describe("ConfirmedPublisher + BatchConsumer against RabbitMQ", () => {
     const relayOut = `${config.ltsExchange}_relay`;
     const { conn: c2, ch } = await openTestChannel();
     await ch.assertExchange(relayOut, "fanout", { durable: true });
-    const out = new ConfirmedPublisher({ connection: conn, exchange: relayOut, logger, timeoutMs: 2000 });
+    const out = new ConfirmedPublisher({
+      connection: conn,
+      exchange: relayOut,
+      logger,
+      timeoutMs: 2000,
+    });
     let attempts = 0;
     const c = consumer(conn, input, config.ptsExchange, async (batch) => {
       attempts++;
@@ -131,10 +149,18 @@ describe("ConfirmedPublisher + BatchConsumer against RabbitMQ", () => {
     const outQueue = queueName();
     await ch.assertQueue(outQueue, { durable: true });
     await ch.bindQueue(outQueue, relayOut, "");
-    await waitFor(async () => (await ch.checkQueue(outQueue)).messageCount === 1, 20_000, "relayed message");
+    await waitFor(
+      async () => (await ch.checkQueue(outQueue)).messageCount === 1,
+      20_000,
+      "relayed message",
+    );
     await c.stop();
     // Now acked: a fresh look at the input queue finds nothing to redeliver.
-    await waitFor(async () => (await ch.checkQueue(input)).messageCount === 0, 5000, "input drained");
+    await waitFor(
+      async () => (await ch.checkQueue(input)).messageCount === 0,
+      5000,
+      "input drained",
+    );
     await ch.deleteExchange(relayOut);
     await c2.close();
   });
@@ -160,12 +186,16 @@ describe("ConfirmedPublisher + BatchConsumer against RabbitMQ", () => {
     await waitFor(() => ok.length === 2, 10_000, "good messages");
     expect(ok.sort()).toEqual(["a", "b"]);
     const { conn: c2, ch } = await openTestChannel();
-    let dead: import("amqplib").GetMessage | false = false;
-    await waitFor(async () => {
-      dead = await ch.get(deadLetterQueueName(queue), { noAck: true });
-      return dead !== false;
-    }, 10_000, "dead letter");
-    const msg = dead as unknown as import("amqplib").GetMessage;
+    let dead: GetMessage | false = false;
+    await waitFor(
+      async () => {
+        dead = await ch.get(deadLetterQueueName(queue), { noAck: true });
+        return dead !== false;
+      },
+      10_000,
+      "dead letter",
+    );
+    const msg = dead as unknown as GetMessage;
     expect(msg.content.toString()).toBe('"poison"');
     expect(msg.properties.headers?.["x-broker-reason"]).toBe("bad_content");
     expect(String(msg.properties.headers?.["x-broker-error"])).toContain("poison");
@@ -190,7 +220,11 @@ describe("ConfirmedPublisher + BatchConsumer against RabbitMQ", () => {
     });
     await waitFor(() => c.isConsuming, 10_000, "consumer");
     const publisherConn = connection();
-    const pub = new ConfirmedPublisher({ connection: publisherConn, exchange: config.ptsExchange, logger });
+    const pub = new ConfirmedPublisher({
+      connection: publisherConn,
+      exchange: config.ptsExchange,
+      logger,
+    });
     const total = 3000;
     const ids = Array.from({ length: total }, (_, i) => `close-${i}`);
     for (let i = 0; i < total; i += 500) {
@@ -208,14 +242,20 @@ describe("ConfirmedPublisher + BatchConsumer against RabbitMQ", () => {
     const queue = queueName();
     let failures = 0;
     const done: string[] = [];
-    const c = consumer(conn, queue, config.ptsExchange, async (batch) => {
-      if (failures < 3) {
-        failures++;
-        throw new Error("database went away");
-      }
-      done.push(...batch.map((d) => d.messageId ?? ""));
-      return batch.map(() => ({ action: "ack" as const }));
-    }, async () => false);
+    const c = consumer(
+      conn,
+      queue,
+      config.ptsExchange,
+      async (batch) => {
+        if (failures < 3) {
+          failures++;
+          throw new Error("database went away");
+        }
+        done.push(...batch.map((d) => d.messageId ?? ""));
+        return batch.map(() => ({ action: "ack" as const }));
+      },
+      async () => false,
+    );
     await waitFor(() => c.isConsuming, 10_000, "consumer");
     const pub = new ConfirmedPublisher({ connection: conn, exchange: config.ptsExchange, logger });
     await pub.publish([{ body: 1, messageId: "t1" }]);

@@ -17,7 +17,9 @@ import { startTestSystem, testConfig } from "../helpers/system.js";
 const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
 const fixtureText = (name: string): string => readFileSync(new URL(name, fixtures), "utf8");
 const netvoxText = fixtureText("ttn_uplink_temphumid-netvox-r718a_2022-12-16.json");
-const netvox = JSON.parse(netvoxText) as Record<string, unknown> & { uplink_message: Record<string, unknown> };
+const netvox = JSON.parse(netvoxText) as Record<string, unknown> & {
+  uplink_message: Record<string, unknown>;
+};
 
 const amqpConfig = isolatedAmqpConfig();
 const queues = [QUEUE_NAMES.mapper, QUEUE_NAMES.frred].flatMap((q) => {
@@ -30,7 +32,10 @@ let dir: string;
 let system: RunningSystem;
 let base: string;
 
-async function sql<T = Record<string, unknown>>(text: string, params: unknown[] = []): Promise<T[]> {
+async function sql<T = Record<string, unknown>>(
+  text: string,
+  params: unknown[] = [],
+): Promise<T[]> {
   return (await db.handle.pool.query(text, params)).rows as T[];
 }
 
@@ -45,8 +50,17 @@ function uplink(devEui: string, fCnt: number): Record<string, unknown> {
   const at = new Date(Date.UTC(2024, 0, 1) + fCnt * 60_000).toISOString().replace("Z", "123456Z");
   return {
     ...netvox,
-    end_device_ids: { ...(netvox.end_device_ids as object), dev_eui: devEui, device_id: `dev-${devEui}` },
-    uplink_message: { ...netvox.uplink_message, f_cnt: fCnt, received_at: at, decoded_payload: { n: fCnt } },
+    end_device_ids: {
+      ...(netvox.end_device_ids as object),
+      dev_eui: devEui,
+      device_id: `dev-${devEui}`,
+    },
+    uplink_message: {
+      ...netvox.uplink_message,
+      f_cnt: fCnt,
+      received_at: at,
+      decoded_payload: { n: fCnt },
+    },
   };
 }
 
@@ -86,7 +100,9 @@ async function filesByCorrelationId(): Promise<Map<string, number>> {
 beforeAll(async () => {
   db = await createTestDatabase();
   dir = await mkdtemp(join(tmpdir(), "e2e-frred-"));
-  system = await startTestSystem(["all"], testConfig(db, amqpConfig, { FRRED_DIR: dir }), { connectionName });
+  system = await startTestSystem(["all"], testConfig(db, amqpConfig, { FRRED_DIR: dir }), {
+    connectionName,
+  });
   const webhook = system.components.find((c) => c.name === "ttn-webhook")!;
   base = `http://127.0.0.1:${webhook.port!()}`;
   await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, 15_000, "system ready");
@@ -104,11 +120,24 @@ describe("end to end: TTN webhook → mapper → FRRED directory", () => {
     // First uplink: the device appears, unmapped, so nothing reaches the writer.
     expect(await deliver(netvoxText)).toBe(204);
     const [pd] = await sql<{ uid: number }>("select uid from physical_devices");
-    await waitFor(async () => (await sql("select 1 from physical_timeseries")).length === 1, 10_000, "stored unmapped");
+    await waitFor(
+      async () => (await sql("select 1 from physical_timeseries")).length === 1,
+      10_000,
+      "stored unmapped",
+    );
     expect(await readdir(dir)).toEqual([]);
 
-    const ld = (await cli("ld", "create", "--json", '{"name": "Orange orchard block 4"}')) as { uid: number };
-    const mapping = (await cli("map", "start", "--puid", String(pd!.uid), "--luid", String(ld.uid))) as {
+    const ld = (await cli("ld", "create", "--json", '{"name": "Orange orchard block 4"}')) as {
+      uid: number;
+    };
+    const mapping = (await cli(
+      "map",
+      "start",
+      "--puid",
+      String(pd!.uid),
+      "--luid",
+      String(ld.uid),
+    )) as {
       pd: { uid: number };
       ld: { uid: number };
     };
@@ -119,7 +148,10 @@ describe("end to end: TTN webhook → mapper → FRRED directory", () => {
     const cid = ttnCorrelationId(next, Buffer.from(JSON.stringify(next)));
     await waitFor(async () => (await filesByCorrelationId()).has(cid), 10_000, "DataBolt file");
     const [entry] = (await readdir(dir)).filter((n) => n.startsWith(cid));
-    const content = JSON.parse(await readFile(join(dir, entry!, `${cid}.json`), "utf8")) as Record<string, unknown>;
+    const content = JSON.parse(await readFile(join(dir, entry!, `${cid}.json`), "utf8")) as Record<
+      string,
+      unknown
+    >;
     expect(content).toEqual({
       broker_correlation_id: cid,
       p_uid: pd!.uid,
@@ -132,19 +164,30 @@ describe("end to end: TTN webhook → mapper → FRRED directory", () => {
   });
 
   it("loses and duplicates nothing when RabbitMQ drops every connection mid-stream", async () => {
-    const devices = Array.from({ length: 10 }, (_, i) => `00000000000010${String(i).padStart(2, "0")}`);
+    const devices = Array.from(
+      { length: 10 },
+      (_, i) => `00000000000010${String(i).padStart(2, "0")}`,
+    );
     // Create and map every device up front.
     await Promise.all(devices.map((d) => deliver(uplink(d, 0))));
     const pds = await sql<{ uid: number; eui: string }>(
       "select uid, source_ids->>'dev_eui' as eui from physical_devices where source_ids->>'dev_eui' like '00000000000010%'",
     );
     for (const pd of pds) {
-      const [ld] = await sql<{ uid: number }>("insert into logical_devices (name) values ($1) returning uid", [pd.eui]);
-      await sql("insert into physical_logical_map (physical_uid, logical_uid) values ($1, $2)", [pd.uid, ld!.uid]);
+      const [ld] = await sql<{ uid: number }>(
+        "insert into logical_devices (name) values ($1) returning uid",
+        [pd.eui],
+      );
+      await sql("insert into physical_logical_map (physical_uid, logical_uid) values ($1, $2)", [
+        pd.uid,
+        ld!.uid,
+      ]);
     }
 
     const total = 2000;
-    const bodies = Array.from({ length: total }, (_, i) => uplink(devices[i % devices.length]!, i + 1));
+    const bodies = Array.from({ length: total }, (_, i) =>
+      uplink(devices[i % devices.length]!, i + 1),
+    );
     const expected = bodies.map((b) => ttnCorrelationId(b, Buffer.from(JSON.stringify(b))));
     let sent = 0;
     let closed = 0;

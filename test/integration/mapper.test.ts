@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningSystem } from "../../src/app/root.js";
 import { deadLetterQueueName, QUEUE_NAMES } from "../../src/bus/topology.js";
-import { cleanupAmqp, isolatedAmqpConfig, openTestChannel, waitFor } from "../helpers/bus.js";
+import { cleanupAmqp, isolatedAmqpConfig, waitFor } from "../helpers/bus.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { startTestSystem, testConfig } from "../helpers/system.js";
 
@@ -18,7 +18,10 @@ let conn: amqp.ChannelModel;
 let ch: amqp.ConfirmChannel;
 const lts: Record<string, unknown>[] = [];
 
-async function sql<T = Record<string, unknown>>(text: string, params: unknown[] = []): Promise<T[]> {
+async function sql<T = Record<string, unknown>>(
+  text: string,
+  params: unknown[] = [],
+): Promise<T[]> {
   return (await db.handle.pool.query(text, params)).rows as T[];
 }
 
@@ -31,12 +34,21 @@ async function physicalDevice(): Promise<number> {
 
 async function mappedPair(active = true): Promise<{ puid: number; luid: number }> {
   const puid = await physicalDevice();
-  const [ld] = await sql<{ uid: number }>("insert into logical_devices (name) values ('ld') returning uid");
-  await sql("insert into physical_logical_map (physical_uid, logical_uid, is_active) values ($1, $2, $3)", [puid, ld!.uid, active]);
+  const [ld] = await sql<{ uid: number }>(
+    "insert into logical_devices (name) values ('ld') returning uid",
+  );
+  await sql(
+    "insert into physical_logical_map (physical_uid, logical_uid, is_active) values ($1, $2, $3)",
+    [puid, ld!.uid, active],
+  );
   return { puid, luid: ld!.uid };
 }
 
-function msg(p_uid: number, timestamp = "2023-01-30T06:21:56Z", extra: Record<string, unknown> = {}) {
+function msg(
+  p_uid: number,
+  timestamp = "2023-01-30T06:21:56Z",
+  extra: Record<string, unknown> = {},
+) {
   return {
     broker_correlation_id: randomUUID(),
     p_uid,
@@ -48,13 +60,23 @@ function msg(p_uid: number, timestamp = "2023-01-30T06:21:56Z", extra: Record<st
 
 async function publish(...bodies: unknown[]): Promise<void> {
   for (const body of bodies) {
-    ch.publish(amqpConfig.ptsExchange, "physical_timeseries", Buffer.from(typeof body === "string" ? body : JSON.stringify(body)), { persistent: true });
+    ch.publish(
+      amqpConfig.ptsExchange,
+      "physical_timeseries",
+      Buffer.from(typeof body === "string" ? body : JSON.stringify(body)),
+      { persistent: true },
+    );
   }
   await ch.waitForConfirms();
 }
 
 async function rowsFor(puid: number) {
-  return sql<{ logical_uid: number | null; json_msg: Record<string, unknown>; ts_delta: unknown; msg_key: string }>(
+  return sql<{
+    logical_uid: number | null;
+    json_msg: Record<string, unknown>;
+    ts_delta: unknown;
+    msg_key: string;
+  }>(
     "select logical_uid, json_msg, ts_delta, msg_key from physical_timeseries where physical_uid = $1 order by uid",
     [puid],
   );
@@ -85,7 +107,11 @@ beforeAll(async () => {
       ch.ack(m);
     }
   });
-  await waitFor(() => system.components.every((c) => c.isReady?.() ?? true), 15_000, "mapper consuming");
+  await waitFor(
+    () => system.components.every((c) => c.isReady?.() ?? true),
+    15_000,
+    "mapper consuming",
+  );
 });
 
 afterAll(async () => {
@@ -100,10 +126,20 @@ describe("logical mapper against RabbitMQ and PostgreSQL", () => {
     const { puid, luid } = await mappedPair();
     const m = msg(puid);
     await publish(m);
-    await waitFor(() => lts.some((x) => x.broker_correlation_id === m.broker_correlation_id), 10_000, "LTS message");
+    await waitFor(
+      () => lts.some((x) => x.broker_correlation_id === m.broker_correlation_id),
+      10_000,
+      "LTS message",
+    );
     const out = lts.find((x) => x.broker_correlation_id === m.broker_correlation_id)!;
     expect(out.l_uid).toBe(luid);
-    expect(Object.keys(out).filter((k) => k !== "_props")).toEqual(["broker_correlation_id", "p_uid", "timestamp", "timeseries", "l_uid"]);
+    expect(Object.keys(out).filter((k) => k !== "_props")).toEqual([
+      "broker_correlation_id",
+      "p_uid",
+      "timestamp",
+      "timeseries",
+      "l_uid",
+    ]);
     const props = out._props as amqp.MessageProperties;
     expect(props.deliveryMode).toBe(2);
     expect(props.correlationId).toBe(m.broker_correlation_id);
@@ -112,9 +148,15 @@ describe("logical mapper against RabbitMQ and PostgreSQL", () => {
     expect(rows[0]!.logical_uid).toBe(luid);
     expect(rows[0]!.ts_delta).not.toBeNull();
     expect(rows[0]!.msg_key).toBe(props.messageId);
-    const [ld] = await sql<{ last_seen: string; properties: { last_msg: unknown } }>("select last_seen, properties from logical_devices where uid = $1", [luid]);
+    const [ld] = await sql<{ last_seen: string; properties: { last_msg: unknown } }>(
+      "select last_seen, properties from logical_devices where uid = $1",
+      [luid],
+    );
     expect(ld!.last_seen).toBe("2023-01-30T06:21:56+00:00");
-    expect(ld!.properties.last_msg).toMatchObject({ broker_correlation_id: m.broker_correlation_id, l_uid: luid });
+    expect(ld!.properties.last_msg).toMatchObject({
+      broker_correlation_id: m.broker_correlation_id,
+      l_uid: luid,
+    });
   });
 
   it("stores unmapped and paused devices' messages without l_uid and forwards nothing", async () => {
@@ -123,13 +165,23 @@ describe("logical mapper against RabbitMQ and PostgreSQL", () => {
     const a = msg(unmapped, "2023-01-30T06:21:56Z", { l_uid: 12345 });
     const b = msg(paused);
     await publish(a, b);
-    await waitFor(async () => (await rowsFor(unmapped)).length === 1 && (await rowsFor(paused)).length === 1, 10_000, "rows");
+    await waitFor(
+      async () => (await rowsFor(unmapped)).length === 1 && (await rowsFor(paused)).length === 1,
+      10_000,
+      "rows",
+    );
     const [ra] = await rowsFor(unmapped);
     const [rb] = await rowsFor(paused);
     expect(ra!.logical_uid).toBeNull();
     expect(ra!.json_msg).not.toHaveProperty("l_uid");
     expect(rb!.logical_uid).toBeNull();
-    expect(lts.some((x) => x.broker_correlation_id === a.broker_correlation_id || x.broker_correlation_id === b.broker_correlation_id)).toBe(false);
+    expect(
+      lts.some(
+        (x) =>
+          x.broker_correlation_id === a.broker_correlation_id ||
+          x.broker_correlation_id === b.broker_correlation_id,
+      ),
+    ).toBe(false);
   });
 
   it("dead-letters unknown devices, invalid messages and far-future ones, each with its reason", async () => {
@@ -139,18 +191,33 @@ describe("logical mapper against RabbitMQ and PostgreSQL", () => {
     const futureMsg = msg(puid, future);
     await publish(unknown, "{not json", msg(puid, "2023-01-30T06:21:56"), futureMsg);
     let dead: amqp.GetMessage[] = [];
-    await waitFor(async () => {
-      dead = dead.concat(await deadLetters());
-      return dead.length >= 4;
-    }, 15_000, "four dead letters");
+    await waitFor(
+      async () => {
+        dead = dead.concat(await deadLetters());
+        return dead.length >= 4;
+      },
+      15_000,
+      "four dead letters",
+    );
     const reasons = dead.map((d) => d.properties.headers?.["x-broker-reason"]).sort();
-    expect(reasons).toEqual(["future_timestamp", "invalid_json", "invalid_message", "unknown_device"]);
-    const naive = dead.find((d) => d.properties.headers?.["x-broker-reason"] === "invalid_message")!;
+    expect(reasons).toEqual([
+      "future_timestamp",
+      "invalid_json",
+      "invalid_message",
+      "unknown_device",
+    ]);
+    const naive = dead.find(
+      (d) => d.properties.headers?.["x-broker-reason"] === "invalid_message",
+    )!;
     expect(String(naive.properties.headers?.["x-broker-error"])).toContain("offset");
     // The far-future message is kept in physical_timeseries (as IoTa does) but not forwarded.
     const rows = await rowsFor(puid);
-    expect(rows.map((r) => r.json_msg.broker_correlation_id)).toContain(futureMsg.broker_correlation_id);
-    expect(lts.some((x) => x.broker_correlation_id === futureMsg.broker_correlation_id)).toBe(false);
+    expect(rows.map((r) => r.json_msg.broker_correlation_id)).toContain(
+      futureMsg.broker_correlation_id,
+    );
+    expect(lts.some((x) => x.broker_correlation_id === futureMsg.broker_correlation_id)).toBe(
+      false,
+    );
   });
 
   it("stores a redelivered or replayed message once", async () => {
@@ -158,7 +225,11 @@ describe("logical mapper against RabbitMQ and PostgreSQL", () => {
     const m = msg(puid);
     await publish(m, m);
     await publish(m);
-    await waitFor(() => lts.filter((x) => x.broker_correlation_id === m.broker_correlation_id).length === 3, 10_000, "three forwards");
+    await waitFor(
+      () => lts.filter((x) => x.broker_correlation_id === m.broker_correlation_id).length === 3,
+      10_000,
+      "three forwards",
+    );
     expect(await rowsFor(puid)).toHaveLength(1);
   });
 
@@ -170,7 +241,10 @@ describe("logical mapper against RabbitMQ and PostgreSQL", () => {
     await waitFor(async () => (await rowsFor(puid)).length === 1, 10_000, "first row");
     await publish(older);
     await waitFor(async () => (await rowsFor(puid)).length === 2, 10_000, "second row");
-    const [ld] = await sql<{ last_seen: string; properties: { last_msg: { broker_correlation_id: string } } }>("select last_seen, properties from logical_devices where uid = $1", [luid]);
+    const [ld] = await sql<{
+      last_seen: string;
+      properties: { last_msg: { broker_correlation_id: string } };
+    }>("select last_seen, properties from logical_devices where uid = $1", [luid]);
     expect(ld!.last_seen).toBe("2023-02-01T00:00:00+00:00");
     expect(ld!.properties.last_msg.broker_correlation_id).toBe(newer.broker_correlation_id);
   });
@@ -179,7 +253,10 @@ describe("logical mapper against RabbitMQ and PostgreSQL", () => {
     const { puid } = await mappedPair();
     await publish(msg(puid));
     await waitFor(async () => (await rowsFor(puid)).length === 1, 10_000, "mapped row");
-    await sql("update physical_logical_map set end_time = now() where physical_uid = $1 and end_time is null", [puid]);
+    await sql(
+      "update physical_logical_map set end_time = now() where physical_uid = $1 and end_time is null",
+      [puid],
+    );
     await publish(msg(puid, "2023-01-30T06:30:00Z"));
     await waitFor(async () => (await rowsFor(puid)).length === 2, 10_000, "unmapped row");
     const rows = await rowsFor(puid);
@@ -192,6 +269,8 @@ describe("logical mapper against RabbitMQ and PostgreSQL", () => {
     expect(ready.status).toBe(200);
     const metrics = await (await fetch(`http://127.0.0.1:${system.opsPort}/metrics`)).text();
     expect(metrics).toMatch(/broker_messages_in_total\{component="mapper"\} \d+/);
-    expect(metrics).toMatch(/broker_messages_dead_lettered_total\{component="mapper",reason="unknown_device"\} 1/);
+    expect(metrics).toMatch(
+      /broker_messages_dead_lettered_total\{component="mapper",reason="unknown_device"\} 1/,
+    );
   });
 });

@@ -12,7 +12,9 @@ import { startTestSystem, testConfig } from "../helpers/system.js";
 const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
 const fixture = (name: string): string => readFileSync(new URL(name, fixtures), "utf8");
 const netvoxText = fixture("ttn_uplink_temphumid-netvox-r718a_2022-12-16.json");
-const netvox = JSON.parse(netvoxText) as Record<string, unknown> & { uplink_message: Record<string, unknown> };
+const netvox = JSON.parse(netvoxText) as Record<string, unknown> & {
+  uplink_message: Record<string, unknown>;
+};
 
 const amqpConfig = isolatedAmqpConfig();
 const mapperQueue = amqpConfig.queuePrefix + QUEUE_NAMES.mapper;
@@ -22,11 +24,25 @@ let base: string;
 let conn: amqp.ChannelModel;
 let ch: amqp.Channel;
 
-function uplink(devEui: string, fCnt: number, receivedAt: string, payload: Record<string, unknown> = { t: 1 }) {
+function uplink(
+  devEui: string,
+  fCnt: number,
+  receivedAt: string,
+  payload: Record<string, unknown> = { t: 1 },
+) {
   return {
     ...netvox,
-    end_device_ids: { ...(netvox.end_device_ids as object), dev_eui: devEui, device_id: `dev-${devEui}` },
-    uplink_message: { ...netvox.uplink_message, f_cnt: fCnt, received_at: receivedAt, decoded_payload: payload },
+    end_device_ids: {
+      ...(netvox.end_device_ids as object),
+      dev_eui: devEui,
+      device_id: `dev-${devEui}`,
+    },
+    uplink_message: {
+      ...netvox.uplink_message,
+      f_cnt: fCnt,
+      received_at: receivedAt,
+      decoded_payload: payload,
+    },
   };
 }
 
@@ -38,7 +54,10 @@ async function post(body: unknown, path = "/ttn/webhook/up"): Promise<Response> 
   });
 }
 
-async function sql<T = Record<string, unknown>>(text: string, params: unknown[] = []): Promise<T[]> {
+async function sql<T = Record<string, unknown>>(
+  text: string,
+  params: unknown[] = [],
+): Promise<T[]> {
   return (await db.handle.pool.query(text, params)).rows as T[];
 }
 
@@ -73,17 +92,29 @@ describe("TTN webhook against PostgreSQL and RabbitMQ", () => {
   it("stores the raw uplink, creates the device and publishes the normalised message before answering 204", async () => {
     const res = await post(netvoxText);
     expect(res.status).toBe(204);
-    const [raw] = await sql<{ source_name: string; correlation_id: string; ts: string; json_msg: unknown; physical_uid: number }>(
-      "select source_name, correlation_id, ts, json_msg, physical_uid from raw_messages",
-    );
+    const [raw] = await sql<{
+      source_name: string;
+      correlation_id: string;
+      ts: string;
+      json_msg: unknown;
+      physical_uid: number;
+    }>("select source_name, correlation_id, ts, json_msg, physical_uid from raw_messages");
     expect(raw!.source_name).toBe("ttn");
     expect(raw!.json_msg).toEqual(netvox);
     expect(raw!.ts).toBe("2022-12-16T01:09:57.515921+00:00");
-    const [pd] = await sql<{ uid: number; name: string; source_ids: unknown; last_seen: string; properties: Record<string, unknown> }>(
-      "select uid, name, source_ids, last_seen, properties from physical_devices",
-    );
+    const [pd] = await sql<{
+      uid: number;
+      name: string;
+      source_ids: unknown;
+      last_seen: string;
+      properties: Record<string, unknown>;
+    }>("select uid, name, source_ids, last_seen, properties from physical_devices");
     expect(pd!.name).toBe("eui-00137a100000bbd2");
-    expect(pd!.source_ids).toEqual({ app_id: "temphumid-netvox-r718a", dev_id: "eui-00137a100000bbd2", dev_eui: "00137a100000bbd2" });
+    expect(pd!.source_ids).toEqual({
+      app_id: "temphumid-netvox-r718a",
+      dev_id: "eui-00137a100000bbd2",
+      dev_eui: "00137a100000bbd2",
+    });
     expect(pd!.properties.creation_correlation_id).toBe(raw!.correlation_id);
     expect(raw!.physical_uid).toBe(pd!.uid);
     const published = await drainPhysical();
@@ -105,9 +136,13 @@ describe("TTN webhook against PostgreSQL and RabbitMQ", () => {
     const body = uplink("00000000000000a1", 7, "2023-05-01T00:00:00.123456789Z");
     const answers = await Promise.all([post(body), post(body), post(body)]);
     expect(answers.map((r) => r.status)).toEqual([204, 204, 204]);
-    const raws = await sql("select 1 from raw_messages where json_msg->'end_device_ids'->>'dev_eui' = '00000000000000a1'");
+    const raws = await sql(
+      "select 1 from raw_messages where json_msg->'end_device_ids'->>'dev_eui' = '00000000000000a1'",
+    );
     expect(raws).toHaveLength(1);
-    const devices = await sql("select 1 from physical_devices where source_ids->>'dev_eui' = '00000000000000a1'");
+    const devices = await sql(
+      "select 1 from physical_devices where source_ids->>'dev_eui' = '00000000000000a1'",
+    );
     expect(devices).toHaveLength(1);
     // Republished (the sender may have missed our answer), but with one correlation id, so the
     // mapper's msg_key stores it once.
@@ -117,9 +152,15 @@ describe("TTN webhook against PostgreSQL and RabbitMQ", () => {
 
   it("keeps operator-added source_ids keys and never moves last_seen backwards", async () => {
     await post(uplink("00000000000000b2", 1, "2023-06-01T00:00:00Z"));
-    await sql("update physical_devices set source_ids = source_ids || '{\"decoder_name\": \"custom\"}' where source_ids->>'dev_eui' = '00000000000000b2'");
+    await sql(
+      "update physical_devices set source_ids = source_ids || '{\"decoder_name\": \"custom\"}' where source_ids->>'dev_eui' = '00000000000000b2'",
+    );
     expect((await post(uplink("00000000000000b2", 2, "2023-05-01T00:00:00Z"))).status).toBe(204);
-    const [pd] = await sql<{ source_ids: Record<string, unknown>; last_seen: string; properties: { last_msg: { uplink_message: { f_cnt: number } } } }>(
+    const [pd] = await sql<{
+      source_ids: Record<string, unknown>;
+      last_seen: string;
+      properties: { last_msg: { uplink_message: { f_cnt: number } } };
+    }>(
       "select source_ids, last_seen, properties from physical_devices where source_ids->>'dev_eui' = '00000000000000b2'",
     );
     expect(pd!.source_ids.decoder_name).toBe("custom");
@@ -139,7 +180,9 @@ describe("TTN webhook against PostgreSQL and RabbitMQ", () => {
     const noIds = await post({ uplink_message: { decoded_payload: { a: 1 } } });
     expect(noIds.status).toBe(400);
     expect(((await noIds.json()) as { message: string }).message).toContain("end_device_ids");
-    const rows = await sql<{ text_msg: string | null }>("select text_msg from raw_messages order by uid");
+    const rows = await sql<{ text_msg: string | null }>(
+      "select text_msg from raw_messages order by uid",
+    );
     expect(rows.length).toBe(before + 3);
     expect(rows.some((r) => r.text_msg === "this is { not json")).toBe(true);
     expect(await drainPhysical()).toEqual([]);
@@ -154,7 +197,11 @@ describe("TTN webhook against PostgreSQL and RabbitMQ", () => {
 
   it("isolates a body PostgreSQL cannot store from the rest of its batch", async () => {
     const good = uplink("00000000000000c3", 1, "2023-07-01T00:00:00Z");
-    const hostile = { ...good, note: "nul \u0000 inside", end_device_ids: { ...good.end_device_ids, dev_eui: "00000000000000c4" } };
+    const hostile = {
+      ...good,
+      note: "nul \u0000 inside",
+      end_device_ids: { ...good.end_device_ids, dev_eui: "00000000000000c4" },
+    };
     const [a, b] = await Promise.all([post(good), post(hostile)]);
     expect(a.status).toBe(204);
     expect([204, 400]).toContain(b.status);
@@ -176,10 +223,15 @@ describe("TTN webhook while RabbitMQ is unreachable", () => {
       const url = `http://127.0.0.1:${outage.components[0]!.port!()}`;
       expect((await fetch(`${url}/readyz`)).status).toBe(503);
       const body = uplink("00000000000000d5", 1, "2023-08-01T00:00:00Z");
-      const res = await fetch(`${url}/ttn/webhook/up`, { method: "POST", body: JSON.stringify(body) });
+      const res = await fetch(`${url}/ttn/webhook/up`, {
+        method: "POST",
+        body: JSON.stringify(body),
+      });
       expect(res.status).toBe(503);
       expect(res.headers.get("retry-after")).toBe("5");
-      const rows = await sql("select 1 from raw_messages where json_msg->'end_device_ids'->>'dev_eui' = '00000000000000d5'");
+      const rows = await sql(
+        "select 1 from raw_messages where json_msg->'end_device_ids'->>'dev_eui' = '00000000000000d5'",
+      );
       expect(rows).toHaveLength(1);
     } finally {
       await outage.stop();

@@ -6,23 +6,40 @@ import { PermanentError } from "../../src/core/errors.js";
 import { decodeMessage, messageKey, parseMessage } from "../../src/core/message.js";
 
 const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
-const readFixture = (name: string): unknown => JSON.parse(readFileSync(new URL(name, fixtures), "utf8"));
+const readFixture = (name: string): unknown =>
+  JSON.parse(readFileSync(new URL(name, fixtures), "utf8"));
 
 describe("the normalised message gate", () => {
   it("accepts IoTa's README LTS example and the GreenBrain docstring message", () => {
-    expect(() => parseMessage(readFixture("normalised_lts_message_readme_example.json"))).not.toThrow();
-    expect(() => parseMessage(readFixture("normalised_pts_message_greenbrain_docstring.json"))).not.toThrow();
+    expect(() =>
+      parseMessage(readFixture("normalised_lts_message_readme_example.json")),
+    ).not.toThrow();
+    expect(() =>
+      parseMessage(readFixture("normalised_pts_message_greenbrain_docstring.json")),
+    ).not.toThrow();
   });
 
   it("accepts IoTa's derived TTN message", () => {
-    const derived = readFixture("derived/ttn_netvox.physical_timeseries.json") as { result: object };
+    const derived = readFixture("derived/ttn_netvox.physical_timeseries.json") as {
+      result: object;
+    };
     // The fixture holds placeholders for the two values a live system assigns.
-    const message = { ...derived.result, broker_correlation_id: "83d04e6f-db16-4280-8337-53f11b2335c6", p_uid: 1 };
+    const message = {
+      ...derived.result,
+      broker_correlation_id: "83d04e6f-db16-4280-8337-53f11b2335c6",
+      p_uid: 1,
+    };
     expect(() => parseMessage(message)).not.toThrow();
   });
 
   it("returns the input object itself, so key order and unknown keys pass through", () => {
-    const input = { timestamp: "2023-01-30T06:21:56Z", extra: { a: 1 }, broker_correlation_id: "83d04e6f-db16-4280-8337-53f11b2335c6", p_uid: 1, timeseries: [] };
+    const input = {
+      timestamp: "2023-01-30T06:21:56Z",
+      extra: { a: 1 },
+      broker_correlation_id: "83d04e6f-db16-4280-8337-53f11b2335c6",
+      p_uid: 1,
+      timeseries: [],
+    };
     expect(parseMessage(input)).toBe(input);
   });
 
@@ -35,7 +52,12 @@ describe("the normalised message gate", () => {
     ["a point without a name", { timeseries: [{ value: 1 }] }, "timeseries.0.name"],
     ["a non-array timeseries", { timeseries: {} }, "timeseries"],
   ])("rejects %s and names the field", (_what, change, field) => {
-    const base = { broker_correlation_id: "83d04e6f-db16-4280-8337-53f11b2335c6", p_uid: 1, timestamp: "2023-01-30T06:21:56Z", timeseries: [] };
+    const base = {
+      broker_correlation_id: "83d04e6f-db16-4280-8337-53f11b2335c6",
+      p_uid: 1,
+      timestamp: "2023-01-30T06:21:56Z",
+      timeseries: [],
+    };
     try {
       parseMessage({ ...base, ...change });
       expect.unreachable();
@@ -52,13 +74,28 @@ describe("the normalised message gate", () => {
   });
 
   it("accepts strings, booleans, null and nested values as point values", () => {
-    const m = { broker_correlation_id: "83d04e6f-db16-4280-8337-53f11b2335c6", p_uid: 1, timestamp: "2023-01-30T06:21:56.123456789+10:00", timeseries: [{ name: "Model", value: "S31x-CB" }, { name: "ok", value: true }, { name: "n", value: null }, { name: "o", value: { a: [1] } }] };
+    const m = {
+      broker_correlation_id: "83d04e6f-db16-4280-8337-53f11b2335c6",
+      p_uid: 1,
+      timestamp: "2023-01-30T06:21:56.123456789+10:00",
+      timeseries: [
+        { name: "Model", value: "S31x-CB" },
+        { name: "ok", value: true },
+        { name: "n", value: null },
+        { name: "o", value: { a: [1] } },
+      ],
+    };
     expect(() => parseMessage(m)).not.toThrow();
   });
 });
 
 describe("messageKey", () => {
-  const m = { broker_correlation_id: "83d04e6f-db16-4280-8337-53f11b2335c6", p_uid: 1, timestamp: "2023-01-30T06:21:56Z", timeseries: [{ name: "a", value: 1 }] };
+  const m = {
+    broker_correlation_id: "83d04e6f-db16-4280-8337-53f11b2335c6",
+    p_uid: 1,
+    timestamp: "2023-01-30T06:21:56Z",
+    timeseries: [{ name: "a", value: 1 }],
+  };
   it("is the same before and after the mapper adds l_uid", () => {
     expect(messageKey({ ...m, l_uid: 7 })).toBe(messageKey(m));
   });

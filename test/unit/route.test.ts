@@ -16,7 +16,11 @@ function message(overrides: Partial<NormalisedMessage> = {}): NormalisedMessage 
   };
 }
 
-const mapped: DeviceRoute = { physicalUid: 301, sourceName: "ttn", mapping: { logicalUid: 276, isActive: true } };
+const mapped: DeviceRoute = {
+  physicalUid: 301,
+  sourceName: "ttn",
+  mapping: { logicalUid: 276, isActive: true },
+};
 
 describe("decideRoute: IoTa's decision table with its losses fixed", () => {
   it("dead-letters a message from an unknown physical device (IoTa acked and dropped it)", () => {
@@ -25,12 +29,20 @@ describe("decideRoute: IoTa's decision table with its losses fixed", () => {
   });
 
   it("stores an unmapped device's message without l_uid", () => {
-    const d = decideRoute(message(), { physicalUid: 301, sourceName: "ttn", mapping: undefined }, options);
+    const d = decideRoute(
+      message(),
+      { physicalUid: 301, sourceName: "ttn", mapping: undefined },
+      options,
+    );
     expect(d.kind).toBe("store");
   });
 
   it("drops a stray upstream l_uid for unmapped devices (IoTa leaked it into logical_uid)", () => {
-    const d = decideRoute(message({ l_uid: 99 }), { physicalUid: 301, sourceName: "wombat", mapping: undefined }, options);
+    const d = decideRoute(
+      message({ l_uid: 99 }),
+      { physicalUid: 301, sourceName: "wombat", mapping: undefined },
+      options,
+    );
     expect(d.kind === "store" && "l_uid" in d.stored).toBe(false);
   });
 
@@ -44,14 +56,26 @@ describe("decideRoute: IoTa's decision table with its losses fixed", () => {
     const d = decideRoute(message(), mapped, options);
     expect(d.kind).toBe("forward");
     if (d.kind === "forward") {
-      expect(Object.keys(d.stored)).toEqual(["broker_correlation_id", "p_uid", "timestamp", "timeseries", "l_uid"]);
+      expect(Object.keys(d.stored)).toEqual([
+        "broker_correlation_id",
+        "p_uid",
+        "timestamp",
+        "timeseries",
+        "l_uid",
+      ]);
       expect(d.stored.l_uid).toBe(276);
       expect(d.lastSeen).toBe("2023-01-30T06:21:56Z");
     }
   });
 
   it("overwrites an upstream l_uid in place", () => {
-    const upstream = { broker_correlation_id: "83d04e6f-db16-4280-8337-53f11b2335c6", p_uid: 301, l_uid: 5, timestamp: "2023-01-30T06:21:56Z", timeseries: [] };
+    const upstream = {
+      broker_correlation_id: "83d04e6f-db16-4280-8337-53f11b2335c6",
+      p_uid: 301,
+      l_uid: 5,
+      timestamp: "2023-01-30T06:21:56Z",
+      timeseries: [],
+    };
     const d = decideRoute(upstream, mapped, options);
     expect(d.kind === "forward" && Object.keys(d.stored).indexOf("l_uid")).toBe(2);
     expect(d.kind === "forward" && d.stored.l_uid).toBe(276);

@@ -3,14 +3,23 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 
 import { PermanentError } from "../../src/core/errors.js";
-import { normaliseTtnUplink, parseUplink, ttnCorrelationId, ttnMessageType } from "../../src/sources/ttn/normalise.js";
+import {
+  normaliseTtnUplink,
+  parseUplink,
+  ttnCorrelationId,
+  ttnMessageType,
+} from "../../src/sources/ttn/normalise.js";
 
 const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
 const text = (name: string): string => readFileSync(new URL(name, fixtures), "utf8");
-const json = (name: string): Record<string, unknown> => JSON.parse(text(name)) as Record<string, unknown>;
+const json = (name: string): Record<string, unknown> =>
+  JSON.parse(text(name)) as Record<string, unknown>;
 
 const netvox = json("ttn_uplink_temphumid-netvox-r718a_2022-12-16.json");
-const derived = json("derived/ttn_netvox.physical_timeseries.json").result as Record<string, unknown>;
+const derived = json("derived/ttn_netvox.physical_timeseries.json").result as Record<
+  string,
+  unknown
+>;
 const cid = "83d04e6f-db16-4280-8337-53f11b2335c6";
 const arrived = "2024-01-01T00:00:00.000Z";
 
@@ -19,7 +28,12 @@ describe("TTN uplink normalisation (IoTa's AllMsgsWriter rules)", () => {
     const n = normaliseTtnUplink(netvox, cid, arrived);
     const [message] = n.messages(42) as Record<string, unknown>[];
     expect(message).toEqual({ ...derived, broker_correlation_id: cid, p_uid: 42 });
-    expect(Object.keys(message!)).toEqual(["broker_correlation_id", "p_uid", "timestamp", "timeseries"]);
+    expect(Object.keys(message!)).toEqual([
+      "broker_correlation_id",
+      "p_uid",
+      "timestamp",
+      "timeseries",
+    ]);
     // The nanosecond timestamp is kept verbatim, not rounded through a Date.
     expect(message!.timestamp).toBe("2022-12-16T01:09:57.515920941Z");
   });
@@ -33,7 +47,10 @@ describe("TTN uplink normalisation (IoTa's AllMsgsWriter rules)", () => {
       dev_id: "eui-00137a100000bbd2",
       dev_eui: "00137a100000bbd2",
     });
-    expect(n.device.create.properties).toMatchObject({ creation_correlation_id: cid, last_msg: netvox });
+    expect(n.device.create.properties).toMatchObject({
+      creation_correlation_id: cid,
+      last_msg: netvox,
+    });
     expect(n.device.sighting.lastSeen).toBe("2022-12-16T01:09:57.515920941Z");
   });
 
@@ -41,7 +58,10 @@ describe("TTN uplink normalisation (IoTa's AllMsgsWriter rules)", () => {
     const ids = netvox.end_device_ids as Record<string, unknown>;
     const { dev_eui: _d, ...rest } = ids;
     const n = normaliseTtnUplink({ ...netvox, end_device_ids: rest }, cid, arrived);
-    expect(n.device.lookup).toEqual({ app_id: "temphumid-netvox-r718a", dev_id: "eui-00137a100000bbd2" });
+    expect(n.device.lookup).toEqual({
+      app_id: "temphumid-netvox-r718a",
+      dev_id: "eui-00137a100000bbd2",
+    });
   });
 
   it("accepts The Things Stack's documentation example, which omits f_port", () => {
@@ -73,7 +93,11 @@ describe("TTN uplink normalisation (IoTa's AllMsgsWriter rules)", () => {
     ["a downlink ack", json("ttn_v3_downlink_ack_example.json"), /downlink_ack/],
     ["an array", [1, 2], /not a JSON object/],
     ["an object without device ids", { uplink_message: {} }, /end_device_ids/],
-    ["a bad DevEUI", { ...netvox, end_device_ids: { ...(netvox.end_device_ids as object), dev_eui: "zz" } }, /dev_eui/],
+    [
+      "a bad DevEUI",
+      { ...netvox, end_device_ids: { ...(netvox.end_device_ids as object), dev_eui: "zz" } },
+      /dev_eui/,
+    ],
   ])("rejects %s with a reason", (_what, body, message) => {
     expect(() => parseUplink(body)).toThrow(PermanentError);
     expect(() => parseUplink(body)).toThrow(message);
@@ -81,7 +105,9 @@ describe("TTN uplink normalisation (IoTa's AllMsgsWriter rules)", () => {
 
   it("rejects a naive received_at", () => {
     const um = { ...(netvox.uplink_message as object), received_at: "2022-12-16T01:09:57" };
-    expect(() => normaliseTtnUplink({ ...netvox, uplink_message: um }, cid, arrived)).toThrow(/offset/);
+    expect(() => normaliseTtnUplink({ ...netvox, uplink_message: um }, cid, arrived)).toThrow(
+      /offset/,
+    );
   });
 });
 

@@ -290,8 +290,16 @@ export async function recordSightings(
     last_msg: last_msg ?? null,
     msg_seen: msg_seen ?? null,
   }));
-  // greatest() ignores NULLs, so a device never seen before takes the sighting's time.
+  // `locked` takes the row locks in uid order before any row is updated, so two batches that
+  // share devices queue behind each other instead of deadlocking. greatest() ignores NULLs, so a
+  // device never seen before takes the sighting's time.
   const result = await sql`
+    with v as materialized (
+      select * from jsonb_to_recordset(${toJson(rows)}::jsonb)
+        as v(uid integer, last_seen timestamptz, source_ids jsonb, last_msg jsonb, msg_seen timestamptz)
+    ), locked as materialized (
+      select d.uid from physical_devices d where d.uid in (select uid from v) order by d.uid for update
+    )
     update physical_devices as pd set
       last_seen = greatest(pd.last_seen, v.last_seen),
       source_ids = case when v.source_ids is null then pd.source_ids
@@ -300,8 +308,7 @@ export async function recordSightings(
                         else v.source_ids || coalesce(pd.source_ids, '{}'::jsonb) end,
       properties = case when v.last_msg is not null and v.msg_seen >= coalesce(pd.last_seen, '-infinity')
                         then jsonb_set(pd.properties, '{last_msg}', v.last_msg) else pd.properties end
-    from jsonb_to_recordset(${toJson(rows)}::jsonb)
-      as v(uid integer, last_seen timestamptz, source_ids jsonb, last_msg jsonb, msg_seen timestamptz)
-    where pd.uid = v.uid`.execute(db);
+    from v
+    where pd.uid = v.uid and pd.uid in (select uid from locked)`.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }

@@ -38,7 +38,10 @@ const endDeviceIds = z.object({
     .optional(),
 });
 
-const ttnEnvelope = z.looseObject({ end_device_ids: endDeviceIds, received_at: z.string().optional() });
+const ttnEnvelope = z.looseObject({
+  end_device_ids: endDeviceIds,
+  received_at: z.string().optional(),
+});
 
 const uplink = z.looseObject({
   end_device_ids: endDeviceIds,
@@ -114,7 +117,11 @@ export function ttnCorrelationId(body: unknown, bytes: Buffer): string {
  * the uplink's receive time, verbatim. An uplink without `decoded_payload` still updates its
  * device but publishes nothing (local decoders come with the sources work).
  */
-export function normaliseTtnUplink(body: unknown, correlationId: string, arrivedAt: string): Normalised {
+export function normaliseTtnUplink(
+  body: unknown,
+  correlationId: string,
+  arrivedAt: string,
+): Normalised {
   const u = parseUplink(body);
   const ids = u.end_device_ids;
   const appId = ids.application_ids.application_id;
@@ -127,7 +134,9 @@ export function normaliseTtnUplink(body: unknown, correlationId: string, arrived
       `received_at ${JSON.stringify(timestamp)} is not an ISO-8601 date-time with an offset`,
     );
   }
-  const sourceIds = devEui ? { app_id: appId, dev_id: devId, dev_eui: devEui } : { app_id: appId, dev_id: devId };
+  const sourceIds = devEui
+    ? { app_id: appId, dev_id: devId, dev_eui: devEui }
+    : { app_id: appId, dev_id: devId };
   const lookup = devEui ? { dev_eui: devEui } : { app_id: appId, dev_id: devId };
   const payload = u.uplink_message.decoded_payload;
   return {

@@ -9,7 +9,13 @@ import { Batcher } from "../../core/batcher.js";
 import { PermanentError } from "../../core/errors.js";
 import { parseInstant } from "../../core/time.js";
 import { IngestPipeline, type IngestItem, type IngestResult } from "../pipeline.js";
-import { normaliseTtnUplink, parseUplink, ttnCorrelationId, ttnMessageType, uplinkTime } from "./normalise.js";
+import {
+  normaliseTtnUplink,
+  parseUplink,
+  ttnCorrelationId,
+  ttnMessageType,
+  uplinkTime,
+} from "./normalise.js";
 
 /** Decoded request body: JSON when it parses, otherwise text for the raw store. */
 interface Body {
@@ -19,7 +25,7 @@ interface Body {
 
 function decodeBody(bytes: Buffer): Body {
   // PostgreSQL text and jsonb cannot hold NUL; such bodies are kept as text with NUL replaced.
-  const text = bytes.toString("utf8").replace(/\u0000/g, "\uFFFD");
+  const text = bytes.toString("utf8").replaceAll("\u0000", "\uFFFD");
   if (text.includes("\\u0000")) {
     return { json: safeParse(text), text };
   }
@@ -81,9 +87,14 @@ export function createTtnWebhook(deps: Dependencies): Component {
         }
         const type = ttnMessageType(json);
         if (type === undefined) {
-          throw new PermanentError("not_ttn_message", "body is not a The Things Stack webhook message");
+          throw new PermanentError(
+            "not_ttn_message",
+            "body is not a The Things Stack webhook message",
+          );
         }
-        return type === "uplink_message" ? normaliseTtnUplink(json, correlationId, arrivedAt) : undefined;
+        return type === "uplink_message"
+          ? normaliseTtnUplink(json, correlationId, arrivedAt)
+          : undefined;
       },
     };
   }
@@ -92,7 +103,10 @@ export function createTtnWebhook(deps: Dependencies): Component {
     (uplinkOnly: boolean): express.RequestHandler =>
     async (req, res) => {
       if (stopping) {
-        res.status(503).set("Retry-After", "5").json({ error: "stopping", message: "shutting down; retry" });
+        res
+          .status(503)
+          .set("Retry-After", "5")
+          .json({ error: "stopping", message: "shutting down; retry" });
         return;
       }
       const started = process.hrtime.bigint();
@@ -115,7 +129,10 @@ export function createTtnWebhook(deps: Dependencies): Component {
         res
           .status(503)
           .set("Retry-After", "5")
-          .json({ error: "unavailable", message: "the message could not be stored now; retry later" });
+          .json({
+            error: "unavailable",
+            message: "the message could not be stored now; retry later",
+          });
       } finally {
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         deps.metrics.processingSeconds.observe({ component: "ttn-webhook" }, seconds);
@@ -149,20 +166,27 @@ export function createTtnWebhook(deps: Dependencies): Component {
   };
   app.use(createOpsRouter(deps, [component]));
   // Oversized or unreadable bodies: a clear 4xx; anything else a bare 500 (details in the log).
-  app.use((err: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
-    if (res.headersSent) {
-      next(err);
-      return;
-    }
-    const status = (err as { status?: number }).status;
-    if (status === 413) {
-      res.status(413).json({ error: "too_large", message: `body exceeds ${deps.config.ttnWebhook.maxBodyBytes} bytes` });
-    } else if (status !== undefined && status >= 400 && status < 500) {
-      res.status(status).json({ error: "bad_request", message: (err as Error).message });
-    } else {
-      logger.error({ err }, "webhook request failed");
-      res.status(500).json({ error: "internal", message: "internal error" });
-    }
-  });
+  app.use(
+    (err: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
+      if (res.headersSent) {
+        next(err);
+        return;
+      }
+      const status = (err as { status?: number }).status;
+      if (status === 413) {
+        res
+          .status(413)
+          .json({
+            error: "too_large",
+            message: `body exceeds ${deps.config.ttnWebhook.maxBodyBytes} bytes`,
+          });
+      } else if (status !== undefined && status >= 400 && status < 500) {
+        res.status(status).json({ error: "bad_request", message: (err as Error).message });
+      } else {
+        logger.error({ err }, "webhook request failed");
+        res.status(500).json({ error: "internal", message: "internal error" });
+      }
+    },
+  );
   return component;
 }

@@ -1,0 +1,332 @@
+import { spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { createPhysicalDevice } from "../../src/db/repositories/physical-devices.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { PG } from "../helpers/env.js";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+// The local tsx binary rather than `npx tsx`: same program, without npx's own warnings on stderr.
+const TSX = join(ROOT, "node_modules", ".bin", "tsx");
+// Each run starts Node and compiles TypeScript (about a second); a busy machine needs more room.
+const CLI_TIMEOUT = 120_000;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let testDb: TestDatabase;
+const extraDbs: TestDatabase[] = [];
+let tmp: string;
+
+/** Runs `broker …` against `database` (the file's test database by default). */
+function broker(args: string[], options: { stdin?: string; database?: string } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(TSX, ["src/cli/main.ts", ...args], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        PGHOST: PG.host,
+        PGPORT: String(PG.port),
+        PGUSER: PG.user,
+        PGPASSWORD: PG.password,
+        PGDATABASE: options.database ?? testDb.name,
+      },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(options.stdin ?? "");
+  });
+}
+
+/** A failed run: exit 1, nothing on stdout, exactly one line on stderr matching `pattern`. */
+function expectOneLineError(run: Run, pattern: RegExp): void {
+  expect(run.code).toBe(1);
+  expect(run.stdout).toBe("");
+  expect(run.stderr.trimEnd().split("\n")).toHaveLength(1);
+  expect(run.stderr.trimEnd()).toMatch(pattern);
+}
+
+function json(run: Run): unknown {
+  expect(run.stderr).toBe("");
+  expect(run.code).toBe(0);
+  return JSON.parse(run.stdout);
+}
+
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+  tmp = await mkdtemp(join(tmpdir(), "broker-cli-"));
+});
+
+afterAll(async () => {
+  await Promise.all([testDb.drop(), ...extraDbs.map((db) => db.drop())]);
+  await rm(tmp, { recursive: true, force: true });
+});
+
+describe("broker migrate", { timeout: CLI_TIMEOUT }, () => {
+  it("migrates an empty database, then has nothing to do; refuses IoTa version 1", async () => {
+    const [empty, v1] = await Promise.all([
+      createTestDatabase({ empty: true }),
+      createTestDatabase({ empty: true }),
+    ]);
+    extraDbs.push(empty, v1);
+    await v1.handle.pool.query(
+      "create table version (version integer not null); insert into version values (1)",
+    );
+
+    const [first, refused] = await Promise.all([
+      broker(["migrate"], { database: empty.name }),
+      broker(["migrate"], { database: v1.name }),
+    ]);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/^applied 002_iota_base\.sql \(\d+ ms\)\napplied 003_/);
+    const version = /schema version (\d+)\n$/.exec(first.stdout)?.[1];
+    expect(Number(version)).toBeGreaterThanOrEqual(3);
+    expectOneLineError(refused, /^error: .*version 1/);
+
+    const second = await broker(["migrate"], { database: empty.name });
+    expect(second).toEqual({
+      code: 0,
+      stdout: `schema version ${version} (up to date)\n`,
+      stderr: "",
+    });
+  });
+});
+
+describe("broker ld", { timeout: CLI_TIMEOUT }, () => {
+  it("creates from --json, --file and stdin, prints JSON, never echoes the input", async () => {
+    const file = join(tmp, "ld.json");
+    await writeFile(file, JSON.stringify({ name: "from file" }));
+    const [fromJson, fromFile, fromStdin] = await Promise.all([
+      broker([
+        "ld",
+        "create",
+        "--json",
+        '{"uid": 77, "name": "cli ld", "location": {"lat": -33.5, "long": 151.25}, "properties": {"k": "v"}}',
+      ]),
+      broker(["ld", "create", "--file", file]),
+      broker(["ld", "create", "--file", "-"], { stdin: '{"name": "from stdin"}' }),
+    ]);
+    const ld = json(fromJson) as { uid: number };
+    expect(ld).toEqual({
+      uid: ld.uid,
+      name: "cli ld",
+      location: { lat: -33.5, long: 151.25 },
+      last_seen: null,
+      properties: { k: "v" },
+    });
+    expect(ld.uid).not.toBe(77);
+    expect(json(fromFile)).toMatchObject({ name: "from file", location: null });
+    expect(json(fromStdin)).toMatchObject({ name: "from stdin" });
+
+    const [got, gotProps, absent, list] = await Promise.all([
+      broker(["ld", "get", "--luid", String(ld.uid)]),
+      broker(["ld", "get", "--luid", String(ld.uid), "--properties"]),
+      broker(["ld", "get", "--luid", "999999"]),
+      broker(["ld", "ls"]),
+    ]);
+    expect(json(got)).toEqual({
+      uid: ld.uid,
+      name: "cli ld",
+      location: { lat: -33.5, long: 151.25 },
+      last_seen: null,
+    });
+    expect(json(gotProps)).toMatchObject({ properties: { k: "v" } });
+    expect(json(absent)).toBeNull();
+    const all = json(list) as { uid: number }[];
+    expect(all.map((d) => d.uid)).toContain(ld.uid);
+    expect(all.every((d) => !("properties" in d))).toBe(true);
+  });
+
+  it("rejects bad input with one clear line and exit 1", async () => {
+    const runs = await Promise.all([
+      broker(["ld", "create", "--json", "not json s3cret"]),
+      broker(["ld", "create", "--json", "[1, 2]"]),
+      broker(["ld", "create", "--json", '{"location": {"lat": 1, "long": 2}}']),
+      broker(["ld", "create"]),
+      broker(["ld", "create", "--json", "{}", "--file", "x"]),
+      broker(["ld", "get", "--luid", "1.5"]),
+      broker(["ld", "get"]),
+      broker(["ld", "get", "--luid", "1", "--bogus"]),
+    ]);
+    expectOneLineError(runs[0]!, /^error: --json is not valid JSON$/);
+    expect(runs[0]!.stderr).not.toContain("s3cret");
+    expectOneLineError(runs[1]!, /^error: --json must be a JSON object$/);
+    expectOneLineError(runs[2]!, /^error: invalid logical device: name: /);
+    expectOneLineError(runs[3]!, /^error: give exactly one of --json or --file$/);
+    expectOneLineError(runs[4]!, /cannot be used with/);
+    expectOneLineError(runs[5]!, /--luid.*must be a positive integer/);
+    expectOneLineError(runs[6]!, /required option '--luid <uid>' not specified/);
+    expectOneLineError(runs[7]!, /unknown option '--bogus'/);
+  });
+});
+
+describe("broker pd and map", { timeout: CLI_TIMEOUT }, () => {
+  it("gets, lists (JSON and plain), maps, lists history and ends mappings", async () => {
+    const db = testDb.handle.db;
+    const pd = await createPhysicalDevice(db, {
+      source_name: "greenbrain",
+      name: "cli pd",
+      last_seen: "2024-04-14T03:52:56.123456Z",
+      properties: { p: 1 },
+      source_ids: { station: 7 },
+    });
+    const other = await createPhysicalDevice(db, {
+      source_name: "greenbrain",
+      name: "cli pd unmapped",
+    });
+    const ld = json(await broker(["ld", "create", "--json", '{"name": "cli target"}'])) as {
+      uid: number;
+    };
+
+    const [got, gotProps, absent, badUid] = await Promise.all([
+      broker(["pd", "get", "--puid", String(pd.uid)]),
+      broker(["pd", "get", "--puid", String(pd.uid), "--properties"]),
+      broker(["pd", "get", "--puid", "999999"]),
+      broker(["pd", "get", "--puid", "abc"]),
+    ]);
+    const { properties: _p, ...withoutProps } = pd;
+    expect(json(got)).toEqual(withoutProps);
+    expect(json(gotProps)).toEqual(pd);
+    expect(absent.stdout).toBe("null\n");
+    expectOneLineError(badUid, /--puid.*'abc' is invalid/);
+
+    const started = await broker([
+      "map",
+      "start",
+      "--puid",
+      String(pd.uid),
+      "--luid",
+      String(ld.uid),
+    ]);
+    const mapping = json(started) as { start_time: string };
+    expect(mapping).toMatchObject({
+      pd,
+      ld: { uid: ld.uid, name: "cli target" },
+      end_time: null,
+      is_active: true,
+    });
+
+    const [again, unknownLd, list, plain, history] = await Promise.all([
+      broker(["map", "start", "--puid", String(pd.uid), "--luid", String(ld.uid)]),
+      broker(["map", "start", "--puid", String(other.uid), "--luid", "999999"]),
+      broker(["pd", "ls", "--source", "greenbrain"]),
+      broker(["pd", "ls", "--source", "greenbrain", "--plain"]),
+      broker(["map", "ls", "--puid", String(pd.uid)]),
+    ]);
+    expectOneLineError(
+      again,
+      /^error: physical device \d+ \(cli pd\) is already mapped to logical device/,
+    );
+    expectOneLineError(unknownLd, /^error: logical device 999999 not found$/);
+    expect(json(list)).toEqual(
+      [withoutProps, { ...other, properties: undefined }].map((d) => JSON.parse(JSON.stringify(d))),
+    );
+    expect(plain.stdout).toBe(
+      `${String(pd.uid).padStart(5)}   ${"cli pd".padEnd(48)}   2024-04-14T03:52+00:00 --> ` +
+        `${String(ld.uid).padStart(5)}   ${"cli target".padEnd(48)}   Never${" ".repeat(17)}\n` +
+        `${String(other.uid).padStart(5)}   ${"cli pd unmapped".padEnd(48)}   Never${" ".repeat(17)}\n`,
+    );
+    expect(json(history)).toEqual([mapping]);
+
+    const ended = await broker(["map", "end", "--puid", String(pd.uid)]);
+    expect(ended).toEqual({ code: 0, stdout: "", stderr: "" });
+    const [byLd, both, neither] = await Promise.all([
+      broker(["map", "ls", "--luid", String(ld.uid)]),
+      broker(["map", "end", "--puid", "1", "--luid", "1"]),
+      broker(["map", "ls"]),
+    ]);
+    const after = json(byLd) as { end_time: string | null }[];
+    expect(after).toHaveLength(1);
+    expect(after[0]?.end_time).not.toBeNull();
+    expectOneLineError(both, /cannot be used with/);
+    expectOneLineError(neither, /^error: give one of --puid or --luid$/);
+  });
+
+  it("creates, updates, copies, toggles and removes (the rest of IoTa's pd/ld/map commands)", async () => {
+    const created = json(
+      await broker([
+        "pd",
+        "create",
+        "--json",
+        '{"name": "rest pd", "source_name": "wombat", "source_ids": {"serial_no": "R1"}, "properties": {"a": 1}}',
+      ]),
+    ) as { uid: number };
+    const puid = String(created.uid);
+    const [updated, badSource, missing] = await Promise.all([
+      broker([
+        "pd",
+        "up",
+        "--puid",
+        puid,
+        "--json",
+        '{"uid": 1, "name": "rest pd 2", "properties": {"b": 2}}',
+      ]),
+      broker(["pd", "up", "--puid", puid, "--json", '{"source_name": "nope"}']),
+      broker(["pd", "up", "--puid", "999999", "--json", '{"name": "x"}']),
+    ]);
+    expect(json(updated)).toEqual({ ...created, name: "rest pd 2", properties: { b: 2 } });
+    expectOneLineError(badSource, /^error: unknown source "nope"$/);
+    expectOneLineError(missing, /^error: physical device 999999 not found$/);
+
+    const unmapped = json(await broker(["pd", "lum", "--source", "wombat"])) as { uid: number }[];
+    expect(unmapped.map((d) => d.uid)).toContain(created.uid);
+
+    const mapping = json(await broker(["ld", "cpd", "--puid", puid, "--map"])) as {
+      ld: { uid: number; name: string };
+      is_active: boolean;
+    };
+    expect(mapping).toMatchObject({
+      pd: { uid: created.uid },
+      ld: { name: "rest pd 2" },
+      is_active: true,
+    });
+    const luid = String(mapping.ld.uid);
+
+    const [paused, renamed, noMapping] = await Promise.all([
+      broker(["map", "toggle", "--luid", luid, "--disable"]),
+      broker(["ld", "up", "--luid", luid, "--json", '{"name": "renamed ld"}']),
+      broker(["map", "toggle", "--puid", "999999", "--enable"]),
+    ]);
+    expect(paused).toEqual({ code: 0, stdout: "", stderr: "" });
+    expect(json(renamed)).toMatchObject({ uid: mapping.ld.uid, name: "renamed ld" });
+    expectOneLineError(noMapping, /^error: physical device 999999 has no current mapping$/);
+    const [history] = json(await broker(["map", "ls", "--luid", luid])) as { is_active: boolean }[];
+    expect(history?.is_active).toBe(false);
+
+    const removedPd = json(await broker(["pd", "rm", "--puid", puid]));
+    expect(removedPd).toMatchObject({ uid: created.uid, name: "rest pd 2" });
+    const [removedLd, gone] = await Promise.all([
+      broker(["ld", "rm", "--luid", luid]),
+      broker(["pd", "get", "--puid", puid]),
+    ]);
+    expect(json(removedLd)).toMatchObject({ uid: mapping.ld.uid });
+    expect(json(gone)).toBeNull();
+  });
+
+  it("reports an unreachable database in one line", async () => {
+    const run = await new Promise<Run>((resolve) => {
+      const child = spawn(TSX, ["src/cli/main.ts", "pd", "ls"], {
+        cwd: ROOT,
+        env: { ...process.env, PGHOST: "127.0.0.1", PGPORT: "1", PGDATABASE: "none" },
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      child.on("close", (code) => resolve({ code, stdout, stderr }));
+    });
+    expectOneLineError(run, /^error: connect ECONNREFUSED 127\.0\.0\.1:1$/);
+  });
+});
