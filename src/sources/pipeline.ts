@@ -227,14 +227,12 @@ export class IngestPipeline {
         continue;
       }
       const n = firstOf.get(key)!;
-      const { device: created } = await db
-        .transaction()
-        .execute((trx) =>
-          findOrCreatePhysicalDevice(trx, source, n.device.lookup, {
-            ...n.device.create,
-            source_name: source,
-          }),
-        );
+      const { device: created } = await db.transaction().execute((trx) =>
+        findOrCreatePhysicalDevice(trx, source, n.device.lookup, {
+          ...n.device.create,
+          source_name: source,
+        }),
+      );
       uidOf.set(key, created.uid);
     }
 

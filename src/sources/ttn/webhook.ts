@@ -126,13 +126,10 @@ export function createTtnWebhook(deps: Dependencies): Component {
           { err, broker_correlation_id: submitted.raw.correlationId },
           "uplink not durable; answered 503",
         );
-        res
-          .status(503)
-          .set("Retry-After", "5")
-          .json({
-            error: "unavailable",
-            message: "the message could not be stored now; retry later",
-          });
+        res.status(503).set("Retry-After", "5").json({
+          error: "unavailable",
+          message: "the message could not be stored now; retry later",
+        });
       } finally {
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         deps.metrics.processingSeconds.observe({ component: "ttn-webhook" }, seconds);
@@ -174,12 +171,10 @@ export function createTtnWebhook(deps: Dependencies): Component {
       }
       const status = (err as { status?: number }).status;
       if (status === 413) {
-        res
-          .status(413)
-          .json({
-            error: "too_large",
-            message: `body exceeds ${deps.config.ttnWebhook.maxBodyBytes} bytes`,
-          });
+        res.status(413).json({
+          error: "too_large",
+          message: `body exceeds ${deps.config.ttnWebhook.maxBodyBytes} bytes`,
+        });
       } else if (status !== undefined && status >= 400 && status < 500) {
         res.status(status).json({ error: "bad_request", message: (err as Error).message });
       } else {
