@@ -29,6 +29,12 @@ CREATE INDEX IF NOT EXISTS physical_timeseries_logical_uid_ts_idx
 ALTER TABLE physical_timeseries ADD COLUMN IF NOT EXISTS msg_key uuid;
 CREATE UNIQUE INDEX IF NOT EXISTS physical_timeseries_msg_key_idx ON physical_timeseries (msg_key);
 
+-- Device lookups by source id on every ingest batch: IoTa's GIN index (default jsonb_ops) indexes
+-- keys separately from values, so with thousands of devices sharing a key such as dev_eui it is
+-- little better than a scan; jsonb_path_ops indexes whole paths and serves @> directly.
+CREATE INDEX IF NOT EXISTS physical_devices_source_ids_path_idx
+    ON physical_devices USING gin (source_ids jsonb_path_ops);
+
 -- Raw messages by device and by time, for re-processing and the API.
 CREATE INDEX IF NOT EXISTS raw_messages_source_ts_idx ON raw_messages (source_name, ts);
 CREATE INDEX IF NOT EXISTS raw_messages_physical_uid_idx ON raw_messages (physical_uid)

@@ -71,7 +71,13 @@ export function createDatabase(config: Config["pg"], logger: Logger): DatabaseHa
       }
     },
     close() {
-      closed ??= db.destroy();
+      // kysely ends the pool only if it ran a query itself; callers that used the pool directly
+      // (migrations) would otherwise leave an idle client holding the process open.
+      closed ??= db.destroy().then(async () => {
+        if (!pool.ended) {
+          await pool.end();
+        }
+      });
       return closed;
     },
   };

@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto";
 
 import pg from "pg";
+import { inject } from "vitest";
 
 import type { Config } from "../../src/core/config.js";
 import { createLogger } from "../../src/core/logger.js";
 import { createDatabase, type DatabaseHandle } from "../../src/db/database.js";
-import { PG, TEMPLATE_DB } from "./env.js";
+import { PG } from "./env.js";
 
 async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const admin = new pg.Client({ ...PG, database: "postgres" });
@@ -39,7 +40,7 @@ export async function createTestDatabase(options: { empty?: boolean } = {}): Pro
         await admin.query(
           options.empty
             ? `create database ${name}`
-            : `create database ${name} template ${TEMPLATE_DB}`,
+            : `create database ${name} template ${inject("templateDb")}`,
         );
         return;
       } catch (err) {

@@ -11,6 +11,3 @@ export const AMQP_URL =
   `amqp://${encodeURIComponent(process.env.RABBITMQ_DEFAULT_USER ?? "guest")}:${encodeURIComponent(
     process.env.RABBITMQ_DEFAULT_PASS ?? "guest",
   )}@${process.env.RABBITMQ_HOST ?? "127.0.0.1"}:${process.env.RABBITMQ_PORT ?? 5672}/%2F`;
-
-/** The migrated database every test file clones its own copy from. */
-export const TEMPLATE_DB = "broker_test_template";

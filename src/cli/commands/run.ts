@@ -1,6 +1,5 @@
 import type { Command } from "commander";
 
-import { startSystem } from "../../app/root.js";
 import { COMPONENT_NAMES, resolveComponentNames } from "../../app/registry.js";
 import { loadConfig } from "../../core/config.js";
 import { createLogger, type Logger } from "../../core/logger.js";
@@ -53,6 +52,8 @@ export function registerRunCommand(program: Command): void {
       const config = loadConfig();
       const logger = createLogger({ level: config.logLevel });
       await checkSchema(config, logger);
+      // Loaded here so the other commands never depend on every component's code.
+      const { startSystem } = await import("../../app/root.js");
       const system = await startSystem(components, config, logger);
       logger.info({ components, opsPort: system.opsPort }, "broker running");
 

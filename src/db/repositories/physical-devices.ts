@@ -199,7 +199,7 @@ export async function findOrCreatePhysicalDevice(
   create: NewPhysicalDevice,
 ): Promise<{ device: PhysicalDevice; created: boolean }> {
   // jsonb's text form orders keys canonically: {a,b} and {b,a} take the same lock.
-  await sql`select pg_advisory_xact_lock(hashtextextended(${sourceName} || ':' || (${toJson(lookup)}::jsonb)::text, 0))`.execute(
+  await sql`select pg_advisory_xact_lock(hashtextextended(${sourceName}::text || ':' || (${toJson(lookup)}::jsonb)::text, 0))`.execute(
     trx,
   );
   const [existing] = await findPhysicalDevicesBySourceIds(trx, sourceName, [lookup]);
@@ -221,7 +221,7 @@ export interface Sighting {
   lastSeen: string;
   /** Keys to add to or change in `source_ids` (keys not given, e.g. added by operators, stay). */
   sourceIds?: JsonObject;
-  /** Stored as `properties.last_msg` unless an at-least-as-new sighting is already recorded. */
+  /** Stored as `properties.last_msg` unless the stored `last_seen` is newer than `lastSeen`. */
   lastMsg?: unknown;
 }
 
