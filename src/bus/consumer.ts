@@ -56,6 +56,11 @@ export interface ConsumerOptions {
   batchSize?: number;
   /** How long the first message of a partial batch waits for company, in ms. Default 5. */
   maxWaitMs?: number;
+  /**
+   * Batches processed at the same time, so one batch's database work overlaps another's
+   * publisher confirms. Acknowledgements still go out in delivery order. Default 3.
+   */
+  concurrency?: number;
 }
 
 interface Item {
@@ -68,6 +73,13 @@ interface Session {
   readonly channel: AmqpChannel;
   consumerTag: string | undefined;
   alive: boolean;
+  /** Resolves when every batch taken so far from this channel is settled (acks in order). */
+  ackTail: Promise<void>;
+  /**
+   * Set once a batch of this channel was abandoned (left unacked for redelivery): from then on
+   * acks name each message, since a cumulative ack would cover the abandoned ones too.
+   */
+  abandoned: boolean;
 }
 
 /**
@@ -78,11 +90,11 @@ interface Session {
  * reconnect; deliveries of a lost channel are left for RabbitMQ to redeliver.
  */
 export class BatchConsumer {
-  readonly #o: Required<Omit<ConsumerOptions, "maxWaitMs">> & { maxWaitMs: number };
+  readonly #o: Required<ConsumerOptions>;
   #session: Session | undefined;
   #buffer: Item[] = [];
   #timer: NodeJS.Timeout | undefined;
-  #draining: Promise<void> | undefined;
+  readonly #active = new Set<Promise<void>>();
   #opening: Promise<void> | undefined;
   #stopping = false;
   #stopped: Promise<void> | undefined;
@@ -90,7 +102,7 @@ export class BatchConsumer {
   readonly #onConnected = (): void => this.#open();
 
   constructor(options: ConsumerOptions) {
-    this.#o = { prefetch: 500, batchSize: 250, maxWaitMs: 5, ...options };
+    this.#o = { prefetch: 500, batchSize: 250, maxWaitMs: 5, concurrency: 3, ...options };
   }
 
   get #log(): Logger {
@@ -124,7 +136,13 @@ export class BatchConsumer {
     for (let attempt = 0; !this.#stopping && this.#o.connection.isConnected; attempt++) {
       try {
         const channel = await this.#o.connection.createChannel();
-        const session: Session = { channel, consumerTag: undefined, alive: true };
+        const session: Session = {
+          channel,
+          consumerTag: undefined,
+          alive: true,
+          ackTail: Promise.resolve(),
+          abandoned: false,
+        };
         channel.on("error", (err: Error) => this.#log.warn({ err }, "consumer channel error"));
         channel.on("close", () => {
           session.alive = false;
@@ -191,35 +209,47 @@ export class BatchConsumer {
   #kick(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#draining ??= this.#drain().finally(() => {
-      this.#draining = undefined;
-      if (this.#buffer.length > 0 && !this.#stopping) {
-        this.#kick();
-      }
-    });
-  }
-
-  async #drain(): Promise<void> {
-    while (this.#buffer.length > 0 && !this.#stopping) {
+    while (this.#buffer.length > 0 && !this.#stopping && this.#active.size < this.#o.concurrency) {
       const batch = this.#buffer.splice(0, this.#o.batchSize);
-      try {
-        await this.#process(batch);
-      } catch (err) {
-        // Only a bug gets here; the messages stay unacked and come back after a reconnect.
-        this.#log.error({ err }, "batch processing failed unexpectedly");
-      }
+      const running: Promise<void> = this.#process(batch)
+        .catch((err: unknown) => {
+          // Only a bug gets here; the messages stay unacked and come back after a reconnect.
+          this.#log.error({ err }, "batch processing failed unexpectedly");
+        })
+        .finally(() => {
+          this.#active.delete(running);
+          if (this.#stopping || this.#buffer.length === 0) {
+            return;
+          }
+          if (this.#buffer.length >= this.#o.batchSize) {
+            this.#kick();
+          } else {
+            this.#timer ??= setTimeout(() => this.#kick(), this.#o.maxWaitMs);
+          }
+        });
+      this.#active.add(running);
     }
   }
 
   async #process(batch: Item[]): Promise<void> {
-    const outcomes = await this.#resolve(
-      batch.map((i) => i.delivery),
-      batch[0]!.session,
-    );
-    if (!outcomes) {
-      return;
+    const session = batch[0]!.session;
+    const previous = session.ackTail;
+    let release!: () => void;
+    session.ackTail = new Promise((resolve) => (release = resolve));
+    try {
+      const outcomes = await this.#resolve(
+        batch.map((i) => i.delivery),
+        session,
+      );
+      if (!outcomes || !(await this.#deadLetter(batch, outcomes))) {
+        session.abandoned = true;
+        return;
+      }
+      await previous;
+      this.#ack(batch, outcomes);
+    } finally {
+      release();
     }
-    await this.#settle(batch, outcomes);
   }
 
   /** Runs the handler until it gives outcomes; undefined when the batch had to be abandoned. */
@@ -268,7 +298,8 @@ export class BatchConsumer {
     }
   }
 
-  async #settle(batch: Item[], outcomes: Outcome[]): Promise<void> {
+  /** Publishes the batch's dead letters, confirmed; false when the batch had to be abandoned. */
+  async #deadLetter(batch: Item[], outcomes: Outcome[]): Promise<boolean> {
     const dead = batch.flatMap((item, i) => {
       const outcome = outcomes[i]!;
       return outcome.action === "dead-letter" ? [{ item, outcome }] : [];
@@ -276,7 +307,7 @@ export class BatchConsumer {
     for (let attempt = 0; dead.length > 0; attempt++) {
       const session = batch[0]!.session;
       if (!session.alive || (this.#stopping && attempt > 0)) {
-        return;
+        return false;
       }
       try {
         await this.#o.deadLetters.publish(
@@ -312,14 +343,25 @@ export class BatchConsumer {
       );
       this.#o.metrics.deadLettered.inc({ component: this.#o.component, reason: outcome.reason });
     }
-    const last = batch[batch.length - 1]!;
-    if (!last.session.alive) {
+    return true;
+  }
+
+  /** Acknowledges a settled batch; every earlier batch of its channel is settled by now. */
+  #ack(batch: Item[], outcomes: Outcome[]): void {
+    const session = batch[0]!.session;
+    if (!session.alive) {
       return;
     }
-    // Batches are processed in delivery order and every earlier one is settled: one ack covers all.
-    last.session.channel.ack(last.message, true);
+    if (session.abandoned) {
+      for (const item of batch) {
+        session.channel.ack(item.message);
+      }
+    } else {
+      // Batches are taken in delivery order and all earlier ones are acked: one ack covers all.
+      session.channel.ack(batch[batch.length - 1]!.message, true);
+    }
     const now = Date.now();
-    const acked = batch.length - dead.length;
+    const acked = outcomes.filter((o) => o.action === "ack").length;
     this.#o.metrics.messagesOut.inc({ component: this.#o.component }, acked);
     for (const item of batch) {
       this.#o.metrics.processingSeconds.observe(
@@ -347,12 +389,12 @@ export class BatchConsumer {
     this.#stopping = true;
     clearTimeout(this.#timer);
     const waited = new AbortController();
-    await Promise.race([this.#draining ?? Promise.resolve(), sleep(timeoutMs, waited.signal)]);
+    await Promise.race([Promise.allSettled([...this.#active]), sleep(timeoutMs, waited.signal)]);
     waited.abort();
     this.#abort.abort();
     const settled = new AbortController();
     await Promise.race([
-      Promise.allSettled([this.#draining, this.#opening]),
+      Promise.allSettled([...this.#active, this.#opening]),
       sleep(1_000, settled.signal),
     ]);
     settled.abort();

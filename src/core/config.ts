@@ -37,6 +37,7 @@ const envSchema = z.object({
   DELIVERY_LIMIT: positiveInt.default(20),
   PREFETCH: z.coerce.number().int().min(1).max(2000).default(500),
   BATCH_SIZE: z.coerce.number().int().min(1).max(2000).default(250),
+  CONSUMER_CONCURRENCY: z.coerce.number().int().min(1).max(32).default(4),
 
   TTN_WEBHOOK_PORT: port.default(5688),
   TTN_WEBHOOK_MAX_BODY: positiveInt.default(1_048_576),
@@ -76,6 +77,8 @@ export interface Config {
     readonly prefetch: number;
     /** Messages a consumer processes together (one transaction, one ack). Default 250. */
     readonly batchSize: number;
+    /** Batches a consumer works on at once (their database and confirm waits overlap). Default 4. */
+    readonly consumerConcurrency: number;
   };
   readonly ttnWebhook: { readonly port: number; readonly maxBodyBytes: number };
   readonly metricsPort: number;
@@ -143,6 +146,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       deliveryLimit: env.DELIVERY_LIMIT,
       prefetch: env.PREFETCH,
       batchSize: env.BATCH_SIZE,
+      consumerConcurrency: env.CONSUMER_CONCURRENCY,
     }),
     ttnWebhook: Object.freeze({
       port: env.TTN_WEBHOOK_PORT,

@@ -131,6 +131,7 @@ export function createWriter(deps: Dependencies, options: WriterOptions): Compon
     component: options.name,
     prefetch: options.prefetch ?? config.amqp.prefetch,
     batchSize: options.batchSize ?? config.amqp.batchSize,
+    concurrency: config.amqp.consumerConcurrency,
   });
 
   let started: Promise<void> | undefined;

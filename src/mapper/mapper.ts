@@ -129,6 +129,7 @@ export function createMapper(deps: Dependencies): Component {
     component: "mapper",
     prefetch: config.amqp.prefetch,
     batchSize: config.amqp.batchSize,
+    concurrency: config.amqp.consumerConcurrency,
   });
 
   let stopped: Promise<void> | undefined;

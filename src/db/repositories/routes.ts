@@ -53,6 +53,10 @@ export async function recordLogicalSightings(
   const payload = JSON.stringify(
     sightings.map((s) => ({ uid: s.uid, last_seen: s.lastSeen, last_msg: s.lastMsg })),
   );
+  // Lock in uid order first: concurrent batches touching the same devices then queue behind
+  // each other instead of deadlocking in whatever order the UPDATE's join visits rows.
+  await sql`select uid from logical_devices where uid = any(${sightings.map((s) => s.uid)}::int[])
+            order by uid for update`.execute(db);
   await sql`
     update logical_devices ld
     set last_seen = greatest(ld.last_seen, v.last_seen),

@@ -1,0 +1,336 @@
+/**
+ * `npm run bench`: throughput and latency of the mapper and of the whole path, with the raw
+ * RabbitMQ confirmed publish-and-consume rate measured in the same run as the yardstick. Every
+ * durability rule is on: quorum queues, persistent messages, publisher confirms, acks after
+ * commit. Components run as their own `broker run` processes from dist/, as in production.
+ *
+ * BENCH_MESSAGES (default 20000) sets the mapper and yardstick runs; BENCH_UPLINKS (default
+ * 5000) the whole-path run; BENCH_DEVICES (default 1000) the number of mapped devices.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+
+import amqp from "amqplib";
+import pg from "pg";
+
+import { deadLetterQueueName, QUEUE_NAMES } from "../src/bus/topology.js";
+import { migrate } from "../src/db/migrate.js";
+import { ttnCorrelationId } from "../src/sources/ttn/normalise.js";
+import {
+  consumeCounting,
+  freePort,
+  publishConfirmed,
+  startBroker,
+  stopBroker,
+  waitReady,
+} from "./harness.js";
+import { figures, formatRow, type Figures } from "./stats.js";
+
+const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
+const UPLINKS = Number(process.env.BENCH_UPLINKS ?? 5_000);
+const DEVICES = Number(process.env.BENCH_DEVICES ?? 1_000);
+const PG_BASE = {
+  host: process.env.PGHOST ?? "127.0.0.1",
+  port: Number(process.env.PGPORT ?? 5432),
+  user: process.env.PGUSER ?? "postgres",
+  password: process.env.PGPASSWORD ?? "",
+};
+const AMQP_URL = process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672/%2F";
+const suffix = randomBytes(3).toString("hex");
+const DB = `broker_bench_${suffix}`;
+const names = {
+  PTS_EXCHANGE: `bench_pts_${suffix}`,
+  LTS_EXCHANGE: `bench_lts_${suffix}`,
+  EVENTS_EXCHANGE: `bench_events_${suffix}`,
+  DEAD_LETTER_EXCHANGE: `bench_dlx_${suffix}`,
+  QUEUE_PREFIX: `bench_${suffix}_`,
+};
+const queue = (q: string): string => names.QUEUE_PREFIX + q;
+
+async function admin(sql: string): Promise<void> {
+  const c = new pg.Client({ ...PG_BASE, database: "postgres" });
+  await c.connect();
+  await c.query(sql);
+  await c.end();
+}
+
+async function waitUntil(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 300_000,
+): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) {
+      throw new Error(`timed out waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The yardstick: what RabbitMQ alone does with the same durability (quorum, persistent, confirms, acks). */
+async function rawBroker(conn: amqp.ChannelModel): Promise<Figures> {
+  const ch = await conn.createConfirmChannel();
+  const exchange = `bench_raw_${suffix}`;
+  const q = queue("raw");
+  await ch.assertExchange(exchange, "fanout", { durable: true });
+  await ch.assertQueue(q, { durable: true, arguments: { "x-queue-type": "quorum" } });
+  await ch.bindQueue(q, exchange, "");
+  const latencies: number[] = [];
+  const stop = await consumeCounting(conn, q, (body, at) =>
+    latencies.push(at - (body.sent as number)),
+  );
+  const started = Date.now();
+  let lastAt = started;
+  await publishConfirmed(ch, exchange, MESSAGES, () => ({
+    sent: Date.now(),
+    pad: "x".repeat(200),
+  }));
+  await waitUntil(() => latencies.length >= MESSAGES, "raw consumer");
+  lastAt = Date.now();
+  await stop();
+  await ch.deleteQueue(q);
+  await ch.deleteExchange(exchange);
+  await ch.close();
+  return figures("RabbitMQ alone (yardstick)", latencies, (lastAt - started) / 1000);
+}
+
+async function mapperRun(
+  conn: amqp.ChannelModel,
+  pool: pg.Pool,
+  env: Record<string, string>,
+  label: string,
+  count: number,
+): Promise<Figures> {
+  const { rows } = await pool.query<{ uid: number }>(
+    "select uid from physical_devices where source_name = 'wombat' order by uid",
+  );
+  const uids = rows.map((r) => r.uid);
+  const ch = await conn.createConfirmChannel();
+  const capture = queue(`lts_capture_${label}`);
+  await ch.assertQueue(capture, { durable: true, arguments: { "x-queue-type": "quorum" } });
+  await ch.bindQueue(capture, names.LTS_EXCHANGE, "");
+  const latencies: number[] = [];
+  const stop = await consumeCounting(conn, capture, (body, at) =>
+    latencies.push(at - (body.bench_sent_at as number)),
+  );
+  const base = Date.now();
+  const started = Date.now();
+  await publishConfirmed(ch, names.PTS_EXCHANGE, count, (i) => ({
+    broker_correlation_id: `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`,
+    p_uid: uids[i % uids.length],
+    timestamp: new Date(base - 86_400_000 + i).toISOString(),
+    timeseries: [
+      { name: "battery (v)", value: 4.16 },
+      { name: "1_Temperature", value: 21.6 },
+    ],
+    bench_sent_at: Date.now(),
+    run: label,
+  }));
+  await waitUntil(() => latencies.length >= count, "mapped messages");
+  const seconds = (Date.now() - started) / 1000;
+  await stop();
+  await ch.deleteQueue(capture);
+  await ch.close();
+  void env;
+  return figures("Mapper (PTS → physical_timeseries + LTS)", latencies, seconds);
+}
+
+async function setupDevices(pool: pg.Pool): Promise<void> {
+  await pool.query(
+    `insert into physical_devices (source_name, name, source_ids)
+     select 'wombat', 'bench ' || g, jsonb_build_object('serial_no', 'bench-' || g) from generate_series(1, $1) g`,
+    [DEVICES],
+  );
+  await pool.query(
+    `insert into logical_devices (name) select 'bench ' || g from generate_series(1, $1) g`,
+    [DEVICES],
+  );
+  await pool.query(
+    `insert into physical_logical_map (physical_uid, logical_uid)
+     select p.uid, l.uid from (select uid, row_number() over (order by uid) n from physical_devices where source_name = 'wombat') p
+     join (select uid, row_number() over (order by uid) n from logical_devices) l using (n)`,
+  );
+}
+
+function uplink(i: number): Record<string, unknown> {
+  const eui = (0x70b3d57e00000000n + BigInt(i % DEVICES)).toString(16).padStart(16, "0");
+  return {
+    end_device_ids: {
+      device_id: `bench-${eui}`,
+      application_ids: { application_id: "bench" },
+      dev_eui: eui,
+    },
+    received_at: new Date(Date.UTC(2024, 0, 1) + i * 1000).toISOString(),
+    uplink_message: {
+      f_port: 1,
+      f_cnt: i,
+      received_at: new Date(Date.UTC(2024, 0, 1) + i * 1000).toISOString(),
+      decoded_payload: { battery: 3.6, humidity: 55.18, temperature: 16.46 },
+    },
+  };
+}
+
+async function wholePath(
+  conn: amqp.ChannelModel,
+  pool: pg.Pool,
+  env: Record<string, string>,
+  dir: string,
+): Promise<{ endToEnd: Figures; http: Figures }> {
+  const webhookPort = await freePort();
+  const opsPort = await freePort();
+  const child = startBroker(["ttn-webhook", "mapper", "frred"], {
+    ...env,
+    TTN_WEBHOOK_PORT: String(webhookPort),
+    METRICS_PORT: String(opsPort),
+    FRRED_DIR: dir,
+  });
+  try {
+    await waitReady(opsPort);
+    const url = `http://127.0.0.1:${webhookPort}/ttn/webhook/up`;
+    // Devices appear on their first uplink; map them all, then measure.
+    for (let i = 0; i < DEVICES; i += 50) {
+      await Promise.all(
+        Array.from({ length: Math.min(50, DEVICES - i) }, (_, k) =>
+          fetch(url, {
+            method: "POST",
+            body: JSON.stringify(uplink(-(i + k) - 1 + DEVICES * 1000)),
+          }).then((r) => r.arrayBuffer()),
+        ),
+      );
+    }
+    await pool.query(
+      `insert into logical_devices (name) select 'ttn ' || uid from physical_devices where source_name = 'ttn';
+       insert into physical_logical_map (physical_uid, logical_uid)
+       select p.uid, l.uid from physical_devices p join logical_devices l on l.name = 'ttn ' || p.uid where p.source_name = 'ttn'`,
+    );
+    const ch = await conn.createChannel();
+    const capture = queue("lts_capture_path");
+    await ch.assertQueue(capture, { durable: true, arguments: { "x-queue-type": "quorum" } });
+    await ch.bindQueue(capture, names.LTS_EXCHANGE, "");
+    const sentAt = new Map<string, number>();
+    const endToEnd: number[] = [];
+    const stop = await consumeCounting(conn, capture, (body, at) => {
+      const sent = sentAt.get(body.broker_correlation_id as string);
+      if (sent !== undefined) {
+        endToEnd.push(at - sent);
+      }
+    });
+    const bodies = Array.from({ length: UPLINKS }, (_, i) => JSON.stringify(uplink(i)));
+    const cids = bodies.map((b) => ttnCorrelationId(JSON.parse(b), Buffer.from(b)));
+    const http: number[] = [];
+    let next = 0;
+    const started = Date.now();
+    const worker = async (): Promise<void> => {
+      while (next < UPLINKS) {
+        const i = next++;
+        const t0 = Date.now();
+        sentAt.set(cids[i]!, t0);
+        const res = await fetch(url, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: bodies[i],
+        });
+        await res.arrayBuffer();
+        if (res.status !== 204) {
+          throw new Error(`webhook answered ${res.status}`);
+        }
+        http.push(Date.now() - t0);
+      }
+    };
+    await Promise.all(Array.from({ length: 64 }, worker));
+    const httpSeconds = (Date.now() - started) / 1000;
+    await waitUntil(() => endToEnd.length >= UPLINKS, "uplinks through the mapper");
+    await waitUntil(
+      async () => (await readdir(dir)).filter((n) => !n.startsWith(".")).length >= UPLINKS,
+      "DataBolt files",
+    );
+    const seconds = (Date.now() - started) / 1000;
+    await stop();
+    await ch.deleteQueue(capture);
+    await ch.close();
+    return {
+      http: figures("TTN webhook (POST → 204, raw stored + confirmed)", http, httpSeconds),
+      endToEnd: figures("Whole path (POST → LTS, all files written)", endToEnd, seconds),
+    };
+  } finally {
+    await stopBroker(child);
+  }
+}
+
+async function main(): Promise<void> {
+  await admin(`create database ${DB}`);
+  const pool = new pg.Pool({ ...PG_BASE, database: DB, max: 4 });
+  const dir = await mkdtemp(join(tmpdir(), "bench-frred-"));
+  const conn = await amqp.connect(AMQP_URL);
+  const env = {
+    ...names,
+    PGHOST: PG_BASE.host,
+    PGPORT: String(PG_BASE.port),
+    PGUSER: PG_BASE.user,
+    PGPASSWORD: PG_BASE.password,
+    PGDATABASE: DB,
+    AMQP_URL,
+    LOG_LEVEL: "warn",
+  };
+  const results: Figures[] = [];
+  try {
+    await migrate(pool);
+    await setupDevices(pool);
+    const setup = await conn.createChannel();
+    await setup.assertExchange(names.PTS_EXCHANGE, "fanout", { durable: true });
+    await setup.assertExchange(names.LTS_EXCHANGE, "fanout", { durable: true });
+    await setup.close();
+
+    results.push(await rawBroker(conn));
+    const opsPort = await freePort();
+    const mapper = startBroker(["mapper"], { ...env, METRICS_PORT: String(opsPort) });
+    try {
+      await waitReady(opsPort);
+      await mapperRun(conn, pool, env, "warmup", Math.min(2000, MESSAGES));
+      results.push(await mapperRun(conn, pool, env, "measured", MESSAGES));
+    } finally {
+      await stopBroker(mapper);
+    }
+    const path = await wholePath(conn, pool, env, dir);
+    results.push(path.http, path.endToEnd);
+  } finally {
+    const ch = await conn.createChannel();
+    for (const q of [QUEUE_NAMES.mapper, QUEUE_NAMES.frred]) {
+      await ch.deleteQueue(queue(q)).catch(() => undefined);
+      await ch.deleteQueue(deadLetterQueueName(queue(q))).catch(() => undefined);
+    }
+    for (const ex of [
+      names.PTS_EXCHANGE,
+      names.LTS_EXCHANGE,
+      names.EVENTS_EXCHANGE,
+      names.DEAD_LETTER_EXCHANGE,
+    ]) {
+      await ch.deleteExchange(ex).catch(() => undefined);
+    }
+    await conn.close();
+    await pool.end();
+    await admin(`drop database if exists ${DB} with (force)`);
+    await rm(dir, { recursive: true, force: true });
+  }
+  const raw = results[0]!;
+  const mapped = results[1]!;
+  console.log(
+    `\nMachine: ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
+  );
+  console.log(
+    `Messages: ${MESSAGES} (mapper, yardstick), ${UPLINKS} uplinks (whole path), ${DEVICES} mapped devices\n`,
+  );
+  console.log("| run | messages | seconds | msg/s | p50 ms | p99 ms |");
+  console.log("|---|---|---|---|---|---|");
+  for (const r of results) {
+    console.log(formatRow(r));
+  }
+  console.log(
+    `\nMapper / RabbitMQ-alone ratio: ${(mapped.perSecond / raw.perSecond).toFixed(2)} (target ≥ 0.6; target ≥ 5000 msg/s)`,
+  );
+}
+
+await main();
