@@ -1,7 +1,6 @@
 import type { Component, Dependencies } from "../app/component.js";
-import { BatchConsumer, type Delivery, type Outcome } from "../bus/consumer.js";
-import { ConfirmedPublisher } from "../bus/publisher.js";
-import { topologyOptions } from "../bus/topology.js";
+import { createQueueConsumer } from "../app/queue-consumer.js";
+import type { Delivery, Outcome } from "../bus/consumer.js";
 import { PermanentError } from "../core/errors.js";
 import type { Logger } from "../core/logger.js";
 import { decodeMessage, messageKey, type LogicalMessage } from "../core/message.js";
@@ -98,14 +97,8 @@ export function checkDelivery(delivery: Delivery): Checked {
  * `deliver` (and optionally readiness and start/stop hooks).
  */
 export function createWriter(deps: Dependencies, options: WriterOptions): Component {
-  const { config, amqp, metrics } = deps;
+  const { config } = deps;
   const logger = options.logger ?? deps.logger.child({ component: options.name });
-  const deadLetters = new ConfirmedPublisher({
-    connection: amqp,
-    exchange: config.amqp.deadLetterExchange,
-    logger,
-  });
-
   async function handle(batch: readonly Delivery[]): Promise<Outcome[]> {
     const checked = batch.map(checkDelivery);
     const valid = checked.flatMap((c) => (c.ok ? [c.item] : []));
@@ -119,19 +112,14 @@ export function createWriter(deps: Dependencies, options: WriterOptions): Compon
     return checked.map((c) => (c.ok ? delivered[next++]! : c.outcome));
   }
 
-  const consumer = new BatchConsumer({
-    connection: amqp,
-    queue: { name: config.amqp.queuePrefix + options.queue, exchange: config.amqp.ltsExchange },
-    topology: topologyOptions(config.amqp),
-    handler: handle,
-    deadLetters,
-    isHealthy: deps.isHealthy,
-    logger,
-    metrics,
+  const queue = createQueueConsumer(deps, {
     component: options.name,
-    prefetch: options.prefetch ?? config.amqp.prefetch,
-    batchSize: options.batchSize ?? config.amqp.batchSize,
-    concurrency: config.amqp.consumerConcurrency,
+    queue: options.queue,
+    exchange: config.amqp.ltsExchange,
+    handler: handle,
+    logger,
+    prefetch: options.prefetch,
+    batchSize: options.batchSize,
   });
 
   let started: Promise<void> | undefined;
@@ -141,19 +129,18 @@ export function createWriter(deps: Dependencies, options: WriterOptions): Compon
     start() {
       started ??= (async () => {
         await options.onStart?.();
-        consumer.start();
+        queue.start();
       })();
       return started;
     },
     stop() {
       stopped ??= (async () => {
         await started?.catch(() => undefined);
-        await consumer.stop();
-        await deadLetters.close();
+        await queue.stop();
         await options.onStop?.();
       })();
       return stopped;
     },
-    isReady: () => consumer.isConsuming && (options.isReady?.() ?? true),
+    isReady: () => queue.consumer.isConsuming && (options.isReady?.() ?? true),
   };
 }

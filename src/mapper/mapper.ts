@@ -1,7 +1,8 @@
-import type { Dependencies, Component } from "../app/component.js";
-import { BatchConsumer, type Delivery, type Outcome } from "../bus/consumer.js";
+import type { Component, Dependencies } from "../app/component.js";
+import { createQueueConsumer } from "../app/queue-consumer.js";
+import type { Delivery, Outcome } from "../bus/consumer.js";
 import { ConfirmedPublisher, type OutgoingMessage } from "../bus/publisher.js";
-import { QUEUE_NAMES, topologyOptions } from "../bus/topology.js";
+import { QUEUE_NAMES } from "../bus/topology.js";
 import { PermanentError } from "../core/errors.js";
 import { decodeMessage, messageKey, type NormalisedMessage } from "../core/message.js";
 import {
@@ -36,7 +37,7 @@ function parse(delivery: Delivery): Parsed {
  * query, one insert, one update, one transaction, one confirmed publish round and one ack.
  */
 export function createMapper(deps: Dependencies): Component {
-  const { config, database, amqp, metrics } = deps;
+  const { config, database, amqp } = deps;
   const logger = deps.logger.child({ component: "mapper" });
   const db = database.db;
   const lts = new ConfirmedPublisher({
@@ -46,12 +47,6 @@ export function createMapper(deps: Dependencies): Component {
     // A logical message nobody subscribes to is still stored in physical_timeseries.
     mandatory: false,
   });
-  const deadLetters = new ConfirmedPublisher({
-    connection: amqp,
-    exchange: config.amqp.deadLetterExchange,
-    logger,
-  });
-
   async function handle(batch: readonly Delivery[]): Promise<Outcome[]> {
     const parsed = batch.map(parse);
     const uids = new Set<number>();
@@ -114,38 +109,24 @@ export function createMapper(deps: Dependencies): Component {
     });
   }
 
-  const consumer = new BatchConsumer({
-    connection: amqp,
-    queue: {
-      name: config.amqp.queuePrefix + QUEUE_NAMES.mapper,
-      exchange: config.amqp.ptsExchange,
-    },
-    topology: topologyOptions(config.amqp),
-    handler: handle,
-    deadLetters,
-    isHealthy: deps.isHealthy,
-    logger,
-    metrics,
+  const queue = createQueueConsumer(deps, {
     component: "mapper",
-    prefetch: config.amqp.prefetch,
-    batchSize: config.amqp.batchSize,
-    concurrency: config.amqp.consumerConcurrency,
+    queue: QUEUE_NAMES.mapper,
+    exchange: config.amqp.ptsExchange,
+    handler: handle,
+    logger,
   });
 
   let stopped: Promise<void> | undefined;
   return {
     name: "mapper",
     async start() {
-      consumer.start();
+      queue.start();
     },
     stop() {
-      stopped ??= (async () => {
-        await consumer.stop();
-        await lts.close();
-        await deadLetters.close();
-      })();
+      stopped ??= queue.stop().then(() => lts.close());
       return stopped;
     },
-    isReady: () => consumer.isConsuming,
+    isReady: () => queue.consumer.isConsuming,
   };
 }

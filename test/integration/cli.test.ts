@@ -1,53 +1,25 @@
-import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { createPhysicalDevice } from "../../src/db/repositories/physical-devices.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
-import { PG } from "../helpers/env.js";
+import { runBroker, type CliRun } from "../helpers/cli.js";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-// The local tsx binary rather than `npx tsx`: same program, without npx's own warnings on stderr.
-const TSX = join(ROOT, "node_modules", ".bin", "tsx");
 // Each run starts Node and compiles TypeScript (about a second); a busy machine needs more room.
 const CLI_TIMEOUT = 120_000;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 let testDb: TestDatabase;
 const extraDbs: TestDatabase[] = [];
 let tmp: string;
 
+type Run = CliRun;
+
 /** Runs `broker …` against `database` (the file's test database by default). */
 function broker(args: string[], options: { stdin?: string; database?: string } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(TSX, ["src/cli/main.ts", ...args], {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        PGHOST: PG.host,
-        PGPORT: String(PG.port),
-        PGUSER: PG.user,
-        PGPASSWORD: PG.password,
-        PGDATABASE: options.database ?? testDb.name,
-      },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(options.stdin ?? "");
-  });
+  return runBroker(args, { database: options.database ?? testDb.name, stdin: options.stdin });
 }
 
 /** A failed run: exit 1, nothing on stdout, exactly one line on stderr matching `pattern`. */
@@ -316,16 +288,9 @@ describe("broker pd and map", { timeout: CLI_TIMEOUT }, () => {
   });
 
   it("reports an unreachable database in one line", async () => {
-    const run = await new Promise<Run>((resolve) => {
-      const child = spawn(TSX, ["src/cli/main.ts", "pd", "ls"], {
-        cwd: ROOT,
-        env: { ...process.env, PGHOST: "127.0.0.1", PGPORT: "1", PGDATABASE: "none" },
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      child.on("close", (code) => resolve({ code, stdout, stderr }));
+    const run = await runBroker(["pd", "ls"], {
+      database: "none",
+      env: { PGHOST: "127.0.0.1", PGPORT: "1" },
     });
     expectOneLineError(run, /^error: connect ECONNREFUSED 127\.0\.0\.1:1$/);
   });

@@ -1,0 +1,63 @@
+import { BatchConsumer, type BatchHandler } from "../bus/consumer.js";
+import { ConfirmedPublisher } from "../bus/publisher.js";
+import { topologyOptions } from "../bus/topology.js";
+import type { Logger } from "../core/logger.js";
+import type { Dependencies } from "./component.js";
+
+export interface QueueConsumerOptions {
+  /** Metrics label and log component. */
+  component: string;
+  /** Queue name without QUEUE_PREFIX (IoTa's name, e.g. `lm_physical_timeseries`). */
+  queue: string;
+  /** The fanout exchange the queue is bound to. */
+  exchange: string;
+  handler: BatchHandler;
+  logger: Logger;
+  /** Default PREFETCH. */
+  prefetch?: number;
+  /** Default BATCH_SIZE. */
+  batchSize?: number;
+}
+
+/** A consuming component's queue, wired from the process's config: the one place that does it. */
+export interface QueueConsumer {
+  readonly consumer: BatchConsumer;
+  start(): void;
+  /** Stops consuming (finishing or requeueing in-flight batches), then closes its publisher. */
+  stop(): Promise<void>;
+}
+
+export function createQueueConsumer(
+  deps: Dependencies,
+  options: QueueConsumerOptions,
+): QueueConsumer {
+  const { config } = deps;
+  const deadLetters = new ConfirmedPublisher({
+    connection: deps.amqp,
+    exchange: config.amqp.deadLetterExchange,
+    logger: options.logger,
+  });
+  const consumer = new BatchConsumer({
+    connection: deps.amqp,
+    queue: { name: config.amqp.queuePrefix + options.queue, exchange: options.exchange },
+    topology: topologyOptions(config.amqp),
+    handler: options.handler,
+    deadLetters,
+    isHealthy: deps.isHealthy,
+    logger: options.logger,
+    metrics: deps.metrics,
+    component: options.component,
+    prefetch: options.prefetch ?? config.amqp.prefetch,
+    batchSize: options.batchSize ?? config.amqp.batchSize,
+    concurrency: config.amqp.consumerConcurrency,
+  });
+  let stopped: Promise<void> | undefined;
+  return {
+    consumer,
+    start: () => consumer.start(),
+    stop() {
+      stopped ??= consumer.stop().then(() => deadLetters.close());
+      return stopped;
+    },
+  };
+}
