@@ -49,6 +49,12 @@ export function createDatabase(config: Config["pg"], logger: Logger): DatabaseHa
     types: typeParsers(),
   });
   pool.on("error", (err) => logger.warn({ err }, "idle PostgreSQL client failed"));
+  // A client checked out of the pool (inside a transaction, between two queries) reports a lost
+  // connection as an 'error' event that nobody else listens to; unhandled, it would crash the
+  // process. The query in progress fails on its own and the pool discards the client.
+  pool.on("connect", (client) => {
+    client.on("error", (err) => logger.warn({ err }, "PostgreSQL connection lost"));
+  });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   let closed: Promise<void> | undefined;
   return {

@@ -2,7 +2,6 @@ import { randomUUID } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readFileSync } from "node:fs";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -13,13 +12,9 @@ import { cleanupAmqp, closeConnectionsNamed, isolatedAmqpConfig, waitFor } from 
 import { runBroker } from "../helpers/cli.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { startTestSystem, testConfig } from "../helpers/system.js";
+import { deliverUplink, fixtureText, netvoxUplink } from "../helpers/ttn.js";
 
-const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
-const fixtureText = (name: string): string => readFileSync(new URL(name, fixtures), "utf8");
 const netvoxText = fixtureText("ttn_uplink_temphumid-netvox-r718a_2022-12-16.json");
-const netvox = JSON.parse(netvoxText) as Record<string, unknown> & {
-  uplink_message: Record<string, unknown>;
-};
 
 const amqpConfig = isolatedAmqpConfig();
 const queues = [QUEUE_NAMES.mapper, QUEUE_NAMES.frred].flatMap((q) => {
@@ -48,40 +43,11 @@ async function cli(...args: string[]): Promise<unknown> {
 
 function uplink(devEui: string, fCnt: number): Record<string, unknown> {
   const at = new Date(Date.UTC(2024, 0, 1) + fCnt * 60_000).toISOString().replace("Z", "123456Z");
-  return {
-    ...netvox,
-    end_device_ids: {
-      ...(netvox.end_device_ids as object),
-      dev_eui: devEui,
-      device_id: `dev-${devEui}`,
-    },
-    uplink_message: {
-      ...netvox.uplink_message,
-      f_cnt: fCnt,
-      received_at: at,
-      decoded_payload: { n: fCnt },
-    },
-  };
+  return netvoxUplink(devEui, fCnt, at);
 }
 
-/** Posts like a webhook sender that retries until the router says the uplink is durable. */
-async function deliver(body: unknown): Promise<number> {
-  const text = typeof body === "string" ? body : JSON.stringify(body);
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const res = await fetch(`${base}/ttn/webhook/up`, { method: "POST", body: text });
-      await res.arrayBuffer();
-      if (res.status !== 503) {
-        return res.status;
-      }
-    } catch {
-      // connection refused or reset while the router restarts its channels: retry
-    }
-    if (attempt > 200) {
-      throw new Error("uplink never accepted");
-    }
-    await new Promise((r) => setTimeout(r, 50 + attempt * 20));
-  }
+function deliver(body: unknown): Promise<number> {
+  return deliverUplink(`${base}/ttn/webhook/up`, body);
 }
 
 /** Directory names in the DataBolt dir, by correlation id. */
