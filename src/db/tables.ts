@@ -84,6 +84,18 @@ export interface VersionTable {
   version: number;
 }
 
+/** Written only by the registry triggers (migration 008); `id` is bigint, read as text. */
+export interface RegistryEventsTable {
+  id: ColumnType<string, never, never>;
+  occurred_at: ColumnType<string, never, never>;
+  entity: ColumnType<string, never, never>;
+  operation: ColumnType<string, never, never>;
+  entity_id: ColumnType<string, never, never>;
+  actor: ColumnType<string, never, never>;
+  data: ColumnType<JsonObject, never, never>;
+  published_at: NullableTimestamp;
+}
+
 export interface Database {
   sources: SourcesTable;
   physical_devices: PhysicalDevicesTable;
@@ -94,6 +106,7 @@ export interface Database {
   device_notes: DeviceNotesTable;
   users: UsersTable;
   version: VersionTable;
+  registry_events: RegistryEventsTable;
 }
 
 export type RawMessageRow = Selectable<RawMessagesTable>;

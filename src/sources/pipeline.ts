@@ -15,6 +15,7 @@ import {
   type RawMessageInput,
 } from "../db/repositories/raw-messages.js";
 import { addSource } from "../db/repositories/sources.js";
+import { withActor } from "../events/actor.js";
 
 /** IoTa's routing key for physical messages (ignored by the fanout exchange). */
 const PTS_ROUTING_KEY = "physical_timeseries";
@@ -227,7 +228,7 @@ export class IngestPipeline {
         continue;
       }
       const n = firstOf.get(key)!;
-      const { device: created } = await db.transaction().execute((trx) =>
+      const { device: created } = await withActor(db, `component:${source}`, (trx) =>
         findOrCreatePhysicalDevice(trx, source, n.device.lookup, {
           ...n.device.create,
           source_name: source,

@@ -11,6 +11,7 @@ import {
 import { deleteMappings, startMapping } from "../../db/repositories/mappings.js";
 import { getPhysicalDevice } from "../../db/repositories/physical-devices.js";
 import { RegistryError } from "../../db/repositories/registry-error.js";
+import { cliActor, withActor } from "../../events/actor.js";
 import {
   parseUid,
   printJson,
@@ -52,7 +53,11 @@ export function registerLdCommands(program: Command): void {
     .addOption(fileOption())
     .action(async (opts: JsonInput) => {
       const input = validate(newLogicalDeviceSchema, await readJsonObject(opts), "logical device");
-      printJson(await withDatabase((db) => createLogicalDevice(db, input)));
+      printJson(
+        await withDatabase((db) =>
+          withActor(db, cliActor(), (trx) => createLogicalDevice(trx, input)),
+        ),
+      );
     });
 
   ld.command("get")
@@ -75,7 +80,9 @@ export function registerLdCommands(program: Command): void {
         await readJsonObject(opts),
         "logical device",
       );
-      const device = await withDatabase((db) => updateLogicalDevice(db, opts.luid, patch));
+      const device = await withDatabase((db) =>
+        withActor(db, cliActor(), (trx) => updateLogicalDevice(trx, opts.luid, patch)),
+      );
       if (!device) {
         throw new RegistryError("not_found", `logical device ${opts.luid} not found`);
       }
@@ -87,7 +94,7 @@ export function registerLdCommands(program: Command): void {
     .requiredOption("--luid <uid>", "logical device uid", parseUid)
     .action(async (opts: { luid: number }) => {
       const device = await withDatabase((db) =>
-        db.transaction().execute(async (trx) => {
+        withActor(db, cliActor(), async (trx) => {
           await deleteMappings(trx, { luid: opts.luid });
           return deleteLogicalDevice(trx, opts.luid);
         }),
@@ -102,7 +109,7 @@ export function registerLdCommands(program: Command): void {
     .action(async (opts: { puid: number; map?: boolean }) => {
       const result = await withDatabase((db) =>
         // One transaction: with --map, either both the device and the mapping exist or neither.
-        db.transaction().execute(async (trx) => {
+        withActor(db, cliActor(), async (trx) => {
           const pd = await getPhysicalDevice(trx, opts.puid);
           if (!pd) {
             throw new RegistryError("not_found", `physical device ${opts.puid} not found`);

@@ -8,6 +8,7 @@ import {
   type DeviceSelector,
 } from "../../db/repositories/mappings.js";
 import { RegistryError } from "../../db/repositories/registry-error.js";
+import { cliActor, withActor } from "../../events/actor.js";
 import { parseUid, printJson, UsageError, withDatabase } from "../context.js";
 
 interface SelectorOptions {
@@ -43,7 +44,11 @@ export function registerMapCommands(program: Command): void {
     .requiredOption("--puid <uid>", "physical device uid", parseUid)
     .requiredOption("--luid <uid>", "logical device uid", parseUid)
     .action(async (opts: { puid: number; luid: number }) => {
-      printJson(await withDatabase((db) => startMapping(db, opts.puid, opts.luid)));
+      printJson(
+        await withDatabase((db) =>
+          withActor(db, cliActor(), (trx) => startMapping(trx, opts.puid, opts.luid)),
+        ),
+      );
     });
 
   map
@@ -53,7 +58,7 @@ export function registerMapCommands(program: Command): void {
     .addOption(luidOption())
     .action(async (opts: SelectorOptions) => {
       const sel = selector(opts);
-      await withDatabase((db) => endMapping(db, sel));
+      await withDatabase((db) => withActor(db, cliActor(), (trx) => endMapping(trx, sel)));
     });
 
   map
@@ -78,7 +83,9 @@ export function registerMapCommands(program: Command): void {
       if (!opts.enable && !opts.disable) {
         throw new UsageError("give one of --enable or --disable");
       }
-      const changed = await withDatabase((db) => setMappingActive(db, sel, opts.enable === true));
+      const changed = await withDatabase((db) =>
+        withActor(db, cliActor(), (trx) => setMappingActive(trx, sel, opts.enable === true)),
+      );
       if (!changed) {
         throw new RegistryError("not_found", `${describe(sel)} has no current mapping`);
       }

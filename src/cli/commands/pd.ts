@@ -19,6 +19,7 @@ import {
   updatePhysicalDevice,
 } from "../../db/repositories/physical-devices.js";
 import { RegistryError } from "../../db/repositories/registry-error.js";
+import { cliActor, withActor } from "../../events/actor.js";
 import {
   parseUid,
   printJson,
@@ -124,7 +125,11 @@ export function registerPdCommands(program: Command): void {
         await readJsonObject(opts),
         "physical device",
       );
-      printJson(await withDatabase((db) => createPhysicalDevice(db, input)));
+      printJson(
+        await withDatabase((db) =>
+          withActor(db, cliActor(), (trx) => createPhysicalDevice(trx, input)),
+        ),
+      );
     });
 
   pd.command("up")
@@ -138,7 +143,9 @@ export function registerPdCommands(program: Command): void {
         await readJsonObject(opts),
         "physical device",
       );
-      const device = await withDatabase((db) => updatePhysicalDevice(db, opts.puid, patch));
+      const device = await withDatabase((db) =>
+        withActor(db, cliActor(), (trx) => updatePhysicalDevice(trx, opts.puid, patch)),
+      );
       if (!device) {
         throw new RegistryError("not_found", `physical device ${opts.puid} not found`);
       }
@@ -150,7 +157,7 @@ export function registerPdCommands(program: Command): void {
     .requiredOption("--puid <uid>", "physical device uid", parseUid)
     .action(async (opts: { puid: number }) => {
       const device = await withDatabase((db) =>
-        db.transaction().execute(async (trx) => {
+        withActor(db, cliActor(), async (trx) => {
           await deleteMappings(trx, { puid: opts.puid });
           return deletePhysicalDevice(trx, opts.puid);
         }),
