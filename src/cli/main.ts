@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 import { Command } from "commander";
 
+import { registerEventsCommands } from "./commands/events.js";
 import { registerLdCommands } from "./commands/ld.js";
 import { registerMapCommands } from "./commands/map.js";
 import { registerMigrateCommand } from "./commands/migrate.js";
 import { registerPdCommands } from "./commands/pd.js";
 import { registerRunCommand } from "./commands/run.js";
+import { registerUsersCommands } from "./commands/users.js";
 import { describeError } from "./context.js";
 
 /**
@@ -20,6 +22,8 @@ registerMigrateCommand(program);
 registerPdCommands(program);
 registerLdCommands(program);
 registerMapCommands(program);
+registerUsersCommands(program);
+registerEventsCommands(program);
 registerRunCommand(program);
 
 try {

@@ -148,3 +148,40 @@ export async function deleteLogicalDevice(
     throw err;
   }
 }
+
+/** Opt-in filters and paging for the API's device lists (nothing set = IoTa's whole list). */
+export interface DeviceListQuery {
+  /** Only devices whose name contains this text, ignoring case. */
+  name?: string;
+  /** Only devices whose `properties ->> name` equals `value` (compared as text). */
+  property?: { name: string; value: string };
+  limit?: number;
+  offset?: number;
+}
+
+/** WHERE conditions for a {@link DeviceListQuery} on the device table aliased `alias`. */
+export function deviceListConditions(alias: string, query: DeviceListQuery): RawBuilder<unknown>[] {
+  const conditions: RawBuilder<unknown>[] = [sql`true`];
+  if (query.name !== undefined) {
+    conditions.push(sql`strpos(lower(${sql.ref(`${alias}.name`)}), lower(${query.name})) > 0`);
+  }
+  if (query.property !== undefined) {
+    // The key is a bound parameter, never spliced into the SQL (IoTa interpolated it).
+    conditions.push(
+      sql`${sql.ref(`${alias}.properties`)} ->> ${query.property.name}::text = ${query.property.value}`,
+    );
+  }
+  return conditions;
+}
+
+/** Logical devices matching `query`, uid ascending, one page when limit/offset are given. */
+export async function queryLogicalDevices(
+  db: Kysely<Database>,
+  query: DeviceListQuery,
+): Promise<LogicalDevice[]> {
+  const { rows } = await sql<Row>`
+    select ${LD_COLUMNS} from logical_devices ld
+    where ${sql.join(deviceListConditions("ld", query), sql` and `)}
+    order by ld.uid limit ${query.limit ?? null} offset ${query.offset ?? 0}`.execute(db);
+  return rows.map((r) => logicalDeviceFromRow(r));
+}

@@ -126,6 +126,23 @@ export async function listCurrentMappings(db: Kysely<Database>): Promise<Mapping
 }
 
 /**
+ * Current mappings ordered by logical device uid (as IoTa), only the active or only the paused
+ * ones when `isActive` is given, one page when limit/offset are given.
+ */
+export async function queryCurrentMappings(
+  db: Kysely<Database>,
+  query: { isActive?: boolean; limit?: number; offset?: number },
+): Promise<Mapping[]> {
+  const active = query.isActive === undefined ? sql`true` : sql`m.is_active = ${query.isActive}`;
+  const { rows } = await selectMappings(
+    MAP,
+    sql`m.end_time is null and ${active}`,
+    sql`order by m.logical_uid limit ${query.limit ?? null} offset ${query.offset ?? 0}`,
+  ).execute(db);
+  return rows.map(mappingFromRow);
+}
+
+/**
  * Maps `puid` to `luid` from `startTime` (default: now), as IoTa's insert_mapping: a physical
  * device that is already mapped is a `conflict` (end it first); a logical device that is already
  * mapped has that mapping ended where the new one starts. Unknown devices are `not_found`. Runs

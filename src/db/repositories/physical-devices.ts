@@ -11,9 +11,11 @@ import { toJson } from "../database.js";
 import type { Database } from "../tables.js";
 import {
   deviceColumns,
+  deviceListConditions,
   deviceSetClauses,
   locationSql,
   logicalDeviceFromRow,
+  type DeviceListQuery,
   type Row,
 } from "./logical-devices.js";
 import { FOREIGN_KEY_VIOLATION, RegistryError, sqlState } from "./registry-error.js";
@@ -81,6 +83,26 @@ export async function listUnmappedPhysicalDevices(
     where ${sourceFilter(options.source)}
       and not exists (select 1 from physical_logical_map m where m.physical_uid = pd.uid and m.end_time is null)
     order by pd.uid`.execute(db);
+  return rows.map((r) => physicalDeviceFromRow(r));
+}
+
+/**
+ * Physical devices matching `query` (and of one source, and only the unmapped ones, when asked),
+ * uid ascending, one page when limit/offset are given.
+ */
+export async function queryPhysicalDevices(
+  db: Kysely<Database>,
+  query: DeviceListQuery & { source?: string; unmapped?: boolean },
+): Promise<PhysicalDevice[]> {
+  const conditions = [sourceFilter(query.source), ...deviceListConditions("pd", query)];
+  if (query.unmapped) {
+    conditions.push(
+      sql`not exists (select 1 from physical_logical_map m where m.physical_uid = pd.uid and m.end_time is null)`,
+    );
+  }
+  const { rows } = await sql<Row>`
+    select ${PD_COLUMNS} from physical_devices pd where ${sql.join(conditions, sql` and `)}
+    order by pd.uid limit ${query.limit ?? null} offset ${query.offset ?? 0}`.execute(db);
   return rows.map((r) => physicalDeviceFromRow(r));
 }
 

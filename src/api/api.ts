@@ -1,0 +1,140 @@
+import type { IncomingMessage, Server } from "node:http";
+
+import express from "express";
+
+import type { Component, Dependencies } from "../app/component.js";
+import { closeServer, listen, portOf } from "../app/http.js";
+import { createOpsRouter } from "../app/ops.js";
+import type { Logger } from "../core/logger.js";
+import { authorise } from "./auth.js";
+import { ApiError, errorHandler } from "./errors.js";
+import { docsRouter, openApiDocument } from "./openapi.js";
+import type { Route } from "./route.js";
+import { accountRoutes } from "./routes/account.js";
+import { eventRoutes } from "./routes/events.js";
+import { logicalDeviceRoutes } from "./routes/logical-devices.js";
+import { mappingRoutes } from "./routes/mappings.js";
+import { messageRoutes } from "./routes/messages.js";
+import { noteRoutes } from "./routes/notes.js";
+import { physicalDeviceRoutes } from "./routes/physical-devices.js";
+import { rawMessageRoutes } from "./routes/raw-messages.js";
+import { sourceRoutes } from "./routes/sources.js";
+import { userRoutes } from "./routes/users.js";
+import { Semaphore } from "./semaphore.js";
+import { apiSettings, type ApiSettings } from "./settings.js";
+
+/** IoTa's prefix: every API route lives under it. */
+export const API_PREFIX = "/broker/api";
+
+/** Every route, in matching order: fixed paths before the `{uid}` paths they would match. */
+function allRoutes(deps: Dependencies, settings: ApiSettings, logger: Logger): Route[] {
+  const limits = {
+    maxFailures: settings.loginMaxFailures,
+    windowSeconds: settings.loginWindowSeconds,
+  };
+  return [
+    ...accountRoutes(limits, settings.tokenTtlSeconds),
+    ...noteRoutes(),
+    ...physicalDeviceRoutes(),
+    ...logicalDeviceRoutes(),
+    ...mappingRoutes(),
+    ...messageRoutes(deps.database, new Semaphore(settings.maxStreams), logger),
+    ...rawMessageRoutes(),
+    ...sourceRoutes(),
+    ...userRoutes(settings.tokenTtlSeconds),
+    ...eventRoutes(),
+  ];
+}
+
+/** A body without Content-Type is read as JSON too (FastAPI did); other types are refused. */
+function isJson(req: IncomingMessage): boolean {
+  const type = req.headers["content-type"];
+  return type === undefined || /^application\/([\w.+-]+\+)?json\b/i.test(type.trim());
+}
+
+/** Mounts each route: token check, then body parsing, then validation and the handler. */
+function apiRouter(
+  deps: Dependencies,
+  routes: readonly Route[],
+  maxBodyBytes: number,
+): express.Router {
+  const parseJson = express.json({ limit: maxBodyBytes, type: isJson });
+  const readBody = (req: express.Request, res: express.Response) =>
+    new Promise<void>((resolve, reject) => {
+      parseJson(req, res, (err?: unknown) => (err ? reject(err) : resolve()));
+    });
+  const router = express.Router();
+  for (const r of routes) {
+    router[r.method](r.expressPath, async (req, res) => {
+      const user = await authorise(deps.database.db, req, r.access);
+      if (r.takesBody) {
+        const length = req.get("content-length");
+        const hasBody =
+          req.get("transfer-encoding") !== undefined || (length !== undefined && length !== "0");
+        if (hasBody && !isJson(req)) {
+          throw new ApiError(415, "the body must be JSON (Content-Type: application/json)");
+        }
+        if (hasBody) {
+          await readBody(req, res);
+        }
+      }
+      await r.run(req, res, user, deps.database.db);
+    });
+  }
+  // A known path with another method: FastAPI's 405.
+  for (const path of new Set(routes.map((r) => r.expressPath))) {
+    router.all(path, (_req, res) => {
+      res.status(405).json({ detail: "Method Not Allowed" });
+    });
+  }
+  return router;
+}
+
+/**
+ * The REST API (`broker run api`): IoTa's endpoints under /broker/api on API_PORT (5687), the
+ * OpenAPI document and docs page, and /healthz, /readyz and /metrics.
+ */
+export function createApi(deps: Dependencies): Component {
+  const settings = apiSettings(deps.config);
+  const logger = deps.logger.child({ component: "api" });
+  const routes = allRoutes(deps, settings, logger);
+  const document = openApiDocument(routes, API_PREFIX);
+  let server: Server | undefined;
+
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("trust proxy", settings.trustProxy);
+  // One line per request; never headers or query strings (tokens and passwords travel there).
+  app.use((req, res, next) => {
+    const started = process.hrtime.bigint();
+    res.on("finish", () => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      logger.debug({ method: req.method, path: req.path, status: res.statusCode, ms }, "request");
+    });
+    next();
+  });
+  app.use(docsRouter(document, API_PREFIX));
+  app.use(API_PREFIX, apiRouter(deps, routes, settings.maxBodyBytes));
+
+  const component: Component = {
+    name: "api",
+    async start() {
+      server = await listen(app, settings.port);
+      logger.info({ port: portOf(server) }, `REST API listening on ${API_PREFIX}`);
+    },
+    async stop() {
+      if (server) {
+        await closeServer(server);
+        server = undefined;
+      }
+    },
+    isReady: () => server !== undefined,
+    port: () => (server ? portOf(server) : undefined),
+  };
+  app.use(createOpsRouter(deps, [component]));
+  app.use((_req, res) => {
+    res.status(404).json({ detail: "Not Found" });
+  });
+  app.use(errorHandler(logger, settings.maxBodyBytes));
+  return component;
+}

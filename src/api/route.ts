@@ -1,0 +1,182 @@
+import type express from "express";
+import type { z } from "zod";
+import type {
+  ZodObjectInput,
+  ZodOpenApiOperationObject,
+  ZodOpenApiResponsesObject,
+} from "zod-openapi";
+
+import type { Db } from "../db/database.js";
+import type { User } from "../db/repositories/users.js";
+import { withActor } from "../events/actor.js";
+import { unprocessable, toValidationIssues } from "./errors.js";
+import { failure, validationErrorOutput } from "./schemas/common.js";
+
+/**
+ * One place declares each route: its method, path, who may call it, the zod schemas of its path
+ * parameters, query and body, and its responses. The same declaration validates requests and
+ * becomes the route's entry in the OpenAPI document, so the two cannot drift apart.
+ */
+
+/**
+ * Who may call a route. `public`: anyone (the token endpoint, the docs). `read`: any valid
+ * token. `self`: any valid token, for changes to one's own account. `admin`: a valid token of a
+ * user who is not read-only (IoTa's rule for every method but GET).
+ */
+export type Access = "public" | "read" | "self" | "admin";
+
+export type Method = "get" | "post" | "patch" | "delete";
+
+export interface RequestContext<P, Q, B> {
+  readonly req: express.Request;
+  readonly res: express.Response;
+  readonly params: P;
+  readonly query: Q;
+  readonly body: B;
+  /** The caller; undefined only on public routes. */
+  readonly user: User | undefined;
+  /**
+   * The database. For a change made by a user it is a transaction whose registry events name
+   * the user as actor (`api:<username>`); the reply is sent only after it commits.
+   */
+  readonly db: Db;
+}
+
+/** What a handler answers; `body` undefined means no body. */
+export interface Reply {
+  readonly status: number;
+  readonly body?: unknown;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export const ok = (body: unknown): Reply => ({ status: 200, body });
+export const NO_CONTENT: Reply = { status: 204 };
+
+/** 201 with IoTa's `Location`: the absolute request URL (with a trailing slash) plus the uid. */
+export function created(req: express.Request, uid: number | string, body: unknown): Reply {
+  const path = req.originalUrl.split("?")[0] ?? "/";
+  const base = path.endsWith("/") ? path : `${path}/`;
+  const host = req.get("host") ?? "localhost";
+  const location = `${req.protocol}://${host}${base}${encodeURIComponent(String(uid))}`;
+  return { status: 201, body, headers: { Location: location } };
+}
+
+export interface RouteSpec<P, Q, B> {
+  readonly method: Method;
+  /** OpenAPI form (`/physical/devices/{uid}`), relative to the API prefix. */
+  readonly path: string;
+  readonly summary: string;
+  readonly description?: string;
+  readonly tags: readonly string[];
+  readonly access: Access;
+  readonly params?: z.ZodType<P, Record<string, unknown>>;
+  readonly query?: z.ZodType<Q, Record<string, unknown>>;
+  readonly body?: z.ZodType<B>;
+  readonly responses: ZodOpenApiResponsesObject;
+  /** Extra OpenAPI fields (e.g. more request content types). */
+  readonly openapi?: Partial<ZodOpenApiOperationObject>;
+  /** Answers with a Reply, or undefined when it wrote the response itself (streaming). */
+  readonly handler: (ctx: RequestContext<P, Q, B>) => Promise<Reply | undefined>;
+}
+
+/** A declared route with its types erased, ready to mount and to document. */
+export interface Route {
+  readonly method: Method;
+  readonly path: string;
+  /** The same path in Express's syntax (`/physical/devices/:uid`). */
+  readonly expressPath: string;
+  readonly access: Access;
+  readonly takesBody: boolean;
+  readonly operation: ZodOpenApiOperationObject;
+  run(req: express.Request, res: express.Response, user: User | undefined, db: Db): Promise<void>;
+}
+
+/** Query values as FastAPI saw them: a repeated parameter counts with its last value. */
+function lastValues(query: unknown): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries((query ?? {}) as Record<string, unknown>)) {
+    out[key] = Array.isArray(value) ? value[value.length - 1] : value;
+  }
+  return out;
+}
+
+function parse<T>(schema: z.ZodType<T> | undefined, value: unknown, where: string): T {
+  if (schema === undefined) {
+    return undefined as T;
+  }
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    throw unprocessable(toValidationIssues(where, result.error));
+  }
+  return result.data;
+}
+
+function operationId(method: Method, path: string): string {
+  const words = path.split(/[^A-Za-z0-9]+/).filter(Boolean);
+  return method + words.map((w) => w[0]!.toUpperCase() + w.slice(1)).join("");
+}
+
+/** Declares a route. */
+export function route<P = undefined, Q = undefined, B = undefined>(
+  spec: RouteSpec<P, Q, B>,
+): Route {
+  const responses: ZodOpenApiResponsesObject = { ...spec.responses };
+  if (spec.params || spec.query || spec.body) {
+    responses["422"] ??= {
+      description: "A parameter or the body is invalid.",
+      content: { "application/json": { schema: validationErrorOutput } },
+    };
+  }
+  if (spec.access !== "public") {
+    responses["401"] ??= failure(
+      "No valid token (missing, malformed, unknown, expired or disabled).",
+    );
+  }
+  if (spec.access === "admin") {
+    responses["403"] ??= failure("The user is read-only.");
+  }
+  const operation: ZodOpenApiOperationObject = {
+    summary: spec.summary,
+    ...(spec.description ? { description: spec.description } : {}),
+    tags: [...spec.tags],
+    operationId: operationId(spec.method, spec.path),
+    security: spec.access === "public" ? [] : [{ bearerAuth: [] }],
+    requestParams: {
+      ...(spec.params ? { path: spec.params as ZodObjectInput } : {}),
+      ...(spec.query ? { query: spec.query as ZodObjectInput } : {}),
+    },
+    ...(spec.body
+      ? { requestBody: { required: true, content: { "application/json": { schema: spec.body } } } }
+      : {}),
+    responses,
+    ...spec.openapi,
+  };
+  return {
+    method: spec.method,
+    path: spec.path,
+    expressPath: spec.path.replace(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g, ":$1"),
+    access: spec.access,
+    takesBody: spec.body !== undefined,
+    operation,
+    async run(req, res, user, db) {
+      const params = parse(spec.params, req.params, "path");
+      const query = parse(spec.query, lastValues(req.query), "query");
+      const body = parse(spec.body, req.body, "body");
+      const context = { req, res, params, query, body, user };
+      const reply =
+        user !== undefined && spec.method !== "get"
+          ? await withActor(db, `api:${user.username}`, (trx) =>
+              spec.handler({ ...context, db: trx }),
+            )
+          : await spec.handler({ ...context, db });
+      if (reply !== undefined) {
+        res.status(reply.status).set(reply.headers ?? {});
+        if (reply.body === undefined) {
+          res.end();
+        } else {
+          res.json(reply.body);
+        }
+      }
+    },
+  };
+}

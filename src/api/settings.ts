@@ -1,0 +1,63 @@
+import { z } from "zod";
+
+import { parseSection, type Config } from "../core/config.js";
+
+/** The REST API's own settings, read from `config.env` (see .env.example, "API"). */
+export interface ApiSettings {
+  /** HTTP port of the API (IoTa's). Default 5687; 0 picks a free port. */
+  readonly port: number;
+  /** Largest request body accepted, in bytes. Default 1 048 576 (1 MiB). */
+  readonly maxBodyBytes: number;
+  /** Lifetime of tokens issued from now on, in seconds; undefined (the default) = never expire. */
+  readonly tokenTtlSeconds: number | undefined;
+  /** Failed logins per user name, and per client address, within the window before 429. Default 10. */
+  readonly loginMaxFailures: number;
+  /** The window failed logins are counted over, in seconds. Default 900 (15 minutes). */
+  readonly loginWindowSeconds: number;
+  /**
+   * Express's `trust proxy`: which peers may set X-Forwarded-For/-Proto (client address for
+   * login limits, scheme of Location headers). Default `loopback` (a reverse proxy on this host,
+   * like uvicorn's --proxy-headers); a number trusts that many hops; `false` trusts none.
+   */
+  readonly trustProxy: string | number | boolean;
+  /**
+   * /messages responses streamed at once; more wait for a turn. Each holds a PostgreSQL
+   * connection while its client reads, so the default leaves half of the pool for everything else:
+   * max(1, PG_POOL_SIZE / 2).
+   */
+  readonly maxStreams: number;
+}
+
+const positiveInt = z.coerce.number().int().positive();
+
+const schema = z.object({
+  API_PORT: z.coerce.number().int().min(0).max(65535).default(5687),
+  API_MAX_BODY: positiveInt.default(1_048_576),
+  TOKEN_TTL: positiveInt.optional(),
+  LOGIN_MAX_FAILURES: positiveInt.default(10),
+  LOGIN_WINDOW_SECONDS: positiveInt.default(900),
+  API_TRUST_PROXY: z.string().default("loopback"),
+  API_MAX_STREAMS: positiveInt.optional(),
+});
+
+/** Validates the API's variables; throws ConfigError naming each bad one. */
+export function apiSettings(config: Pick<Config, "env" | "pg">): ApiSettings {
+  const env = parseSection(config, schema, "API");
+  const trust = env.API_TRUST_PROXY.trim().toLowerCase();
+  return Object.freeze({
+    port: env.API_PORT,
+    maxBodyBytes: env.API_MAX_BODY,
+    tokenTtlSeconds: env.TOKEN_TTL,
+    loginMaxFailures: env.LOGIN_MAX_FAILURES,
+    loginWindowSeconds: env.LOGIN_WINDOW_SECONDS,
+    trustProxy:
+      trust === "false"
+        ? false
+        : trust === "true"
+          ? true
+          : /^\d+$/.test(trust)
+            ? Number(trust)
+            : env.API_TRUST_PROXY,
+    maxStreams: env.API_MAX_STREAMS ?? Math.max(1, Math.floor(config.pg.poolSize / 2)),
+  });
+}
