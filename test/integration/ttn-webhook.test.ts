@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningSystem } from "../../src/app/root.js";
 import { deadLetterQueueName, QUEUE_NAMES } from "../../src/bus/topology.js";
+import { TTN_DEAD_LETTER_QUEUE } from "../../src/sources/ttn/webhook.js";
 import { cleanupAmqp, isolatedAmqpConfig, openTestChannel, waitFor } from "../helpers/bus.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { startTestSystem, testConfig } from "../helpers/system.js";
@@ -84,7 +85,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await system?.stop();
   await conn?.close();
-  await cleanupAmqp(amqpConfig, [mapperQueue, deadLetterQueueName(mapperQueue)]);
+  await cleanupAmqp(amqpConfig, [
+    mapperQueue,
+    deadLetterQueueName(mapperQueue),
+    amqpConfig.queuePrefix + TTN_DEAD_LETTER_QUEUE,
+  ]);
   await db?.drop();
 });
 

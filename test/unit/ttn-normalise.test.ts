@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 
 import { PermanentError } from "../../src/core/errors.js";
 import {
+  isSimulated,
   normaliseTtnUplink,
   parseUplink,
   ttnCorrelationId,
@@ -108,6 +109,77 @@ describe("TTN uplink normalisation (IoTa's AllMsgsWriter rules)", () => {
     expect(() => normaliseTtnUplink({ ...netvox, uplink_message: um }, cid, arrived)).toThrow(
       /offset/,
     );
+  });
+});
+
+describe("TTN uplinks beyond IoTa: simulated, decoded locally, zero values omitted", () => {
+  const simulated = json("ttn_webhook_simulated_uplink_2022-01-23.json");
+
+  it("flags a simulated uplink on its message", () => {
+    const decoding = {
+      ok: true,
+      name: "oai-test-devices",
+      data: { v: 5 },
+      warnings: [],
+      errors: [],
+    } as const;
+    const [message] = normaliseTtnUplink(simulated, cid, arrived, { decoding }).messages(
+      3,
+    ) as Record<string, unknown>[];
+    expect(Object.keys(message!)).toEqual([
+      "broker_correlation_id",
+      "p_uid",
+      "timestamp",
+      "timeseries",
+      "simulated",
+      "decoder",
+    ]);
+    expect(message!.simulated).toBe(true);
+    expect(message!.decoder).toEqual({ name: "oai-test-devices" });
+    expect(isSimulated(parseUplink(simulated))).toBe(true);
+    expect(isSimulated(parseUplink(netvox))).toBe(false);
+  });
+
+  it("lets a local decoding replace TTN's decoded_payload and records its warnings", () => {
+    const decoding = {
+      ok: true,
+      name: "temphumid-netvox-r718a",
+      data: { temperature: 16.46 },
+      warnings: ["low battery"],
+      errors: [],
+    } as const;
+    const [message] = normaliseTtnUplink(netvox, cid, arrived, { decoding }).messages(3) as Record<
+      string,
+      unknown
+    >[];
+    expect(message!.timeseries).toEqual([{ name: "temperature", value: 16.46 }]);
+    expect(message!.decoder).toEqual({ name: "temphumid-netvox-r718a", warnings: ["low battery"] });
+    expect(message).not.toHaveProperty("simulated");
+  });
+
+  it("fails a failed local decoding with its reason, after the device is known", () => {
+    const decoding = { ok: false, name: "x", reason: "decoder_timeout", error: "slow" } as const;
+    const n = normaliseTtnUplink(netvox, cid, arrived, { decoding });
+    expect(n.device.sighting.lastSeen).toBe("2022-12-16T01:09:57.515920941Z");
+    expect(() => n.messages(1)).toThrow(PermanentError);
+    expect(() => n.messages(1)).toThrow("decoder x: slow");
+  });
+
+  it("marks a new device for a metadata fetch, named by its device id until then", () => {
+    const n = normaliseTtnUplink(netvox, cid, arrived);
+    expect(n.device.create.properties).toMatchObject({
+      ttn_metadata_pending: { name: "eui-00137a100000bbd2", since: arrived },
+    });
+  });
+
+  it("treats an absent f_cnt as 0 (the first uplink after a join) for correlation ids", () => {
+    const um = netvox.uplink_message as Record<string, unknown>;
+    const { f_cnt: _c, f_port: _p, ...rest } = um;
+    const omitted = { ...netvox, uplink_message: rest };
+    const zero = { ...netvox, uplink_message: { ...rest, f_cnt: 0, f_port: 0 } };
+    expect(normaliseTtnUplink(omitted, cid, arrived).messages(1)).toHaveLength(1);
+    const bytes = Buffer.from("x");
+    expect(ttnCorrelationId(omitted, bytes)).toBe(ttnCorrelationId(zero, bytes));
   });
 });
 

@@ -6,6 +6,8 @@ import { z } from "zod";
 import { PermanentError } from "../../core/errors.js";
 import { parseInstant } from "../../core/time.js";
 import type { Normalised } from "../pipeline.js";
+import type { LocalDecoding } from "./decoding.js";
+import { METADATA_PENDING_KEY, pendingMarker } from "./metadata.js";
 
 /** Namespace for the correlation ids we derive from TTN content (a fixed, arbitrary UUID). */
 const TTN_NAMESPACE = "4f6c1a52-8c0e-4d7e-9f61-2b7f4d0e9a11";
@@ -43,17 +45,21 @@ const ttnEnvelope = z.looseObject({
   received_at: z.string().optional(),
 });
 
+// The Things Stack omits zero, false and empty values: an absent f_cnt or f_port is 0 (the first
+// uplink after a join has no f_cnt), an absent frm_payload is an empty payload.
 const uplink = z.looseObject({
   end_device_ids: endDeviceIds,
   received_at: z.string().optional(),
+  simulated: z.boolean().optional(),
   uplink_message: z.looseObject({
     received_at: z.string().optional(),
     f_cnt: z.number().int().nonnegative().optional(),
     f_port: z.number().int().nonnegative().optional(),
+    frm_payload: z.string().optional(),
     decoded_payload: z.record(z.string(), z.unknown()).optional(),
   }),
 });
-type Uplink = z.infer<typeof uplink>;
+export type Uplink = z.infer<typeof uplink>;
 
 function problems(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.join(".") || "(body)"}: ${i.message}`).join("; ");
@@ -111,16 +117,32 @@ export function ttnCorrelationId(body: unknown, bytes: Buffer): string {
   return uuidv5(`body\u0000${createHash("sha256").update(bytes).digest("hex")}`, TTN_NAMESPACE);
 }
 
+/** True for an uplink simulated from the TTS Console (top-level `simulated: true`). */
+export function isSimulated(u: Uplink): boolean {
+  return u.simulated === true;
+}
+
+export interface TtnNormaliseOptions {
+  /**
+   * The local decoder's result, when one ran (see decoding.ts). It replaces TTN's
+   * `decoded_payload`; a failed decoding fails the uplink after its device has been seen.
+   */
+  readonly decoding?: LocalDecoding | undefined;
+}
+
 /**
  * IoTa's TTN rules, pure. The device is found by DevEUI (lower-cased; app_id + dev_id when an
- * ABP device has none); each top-level `decoded_payload` key becomes one point; the timestamp is
- * the uplink's receive time, verbatim. An uplink without `decoded_payload` still updates its
- * device but publishes nothing (local decoders come with the sources work).
+ * ABP device has none); each top-level key of the payload becomes one point; the timestamp is
+ * the uplink's receive time, verbatim. The payload is the local decoder's `data` when one ran,
+ * else TTN's `decoded_payload`; an uplink with neither still updates its device but publishes
+ * nothing. Beyond IoTa's four keys, a message may carry `simulated: true` (Console-simulated
+ * uplinks) and `decoder: {name, warnings?, errors?}` (locally decoded ones).
  */
 export function normaliseTtnUplink(
   body: unknown,
   correlationId: string,
   arrivedAt: string,
+  options: TtnNormaliseOptions = {},
 ): Normalised {
   const u = parseUplink(body);
   const ids = u.end_device_ids;
@@ -138,7 +160,20 @@ export function normaliseTtnUplink(
     ? { app_id: appId, dev_id: devId, dev_eui: devEui }
     : { app_id: appId, dev_id: devId };
   const lookup = devEui ? { dev_eui: devEui } : { app_id: appId, dev_id: devId };
-  const payload = u.uplink_message.decoded_payload;
+  const decoding = options.decoding;
+  const payload = decoding?.ok ? decoding.data : u.uplink_message.decoded_payload;
+  const extras = {
+    ...(isSimulated(u) ? { simulated: true } : {}),
+    ...(decoding?.ok
+      ? {
+          decoder: {
+            name: decoding.name,
+            ...(decoding.warnings.length > 0 ? { warnings: decoding.warnings } : {}),
+            ...(decoding.errors.length > 0 ? { errors: decoding.errors } : {}),
+          },
+        }
+      : {}),
+  };
   return {
     device: {
       lookup,
@@ -146,12 +181,20 @@ export function normaliseTtnUplink(
         name: devId,
         location: null,
         source_ids: sourceIds,
-        properties: { creation_correlation_id: correlationId, last_msg: body },
+        properties: {
+          creation_correlation_id: correlationId,
+          last_msg: body,
+          // Name and location come from The Things Stack API later, in the background.
+          [METADATA_PENDING_KEY]: pendingMarker(devId, arrivedAt),
+        },
       },
       sighting: { lastSeen: timestamp, sourceIds, lastMsg: body },
     },
-    messages: (pUid) =>
-      payload === undefined
+    messages: (pUid) => {
+      if (decoding && !decoding.ok) {
+        throw new PermanentError(decoding.reason, `decoder ${decoding.name}: ${decoding.error}`);
+      }
+      return payload === undefined
         ? []
         : [
             {
@@ -159,7 +202,9 @@ export function normaliseTtnUplink(
               p_uid: pUid,
               timestamp,
               timeseries: Object.entries(payload).map(([name, value]) => ({ name, value })),
+              ...extras,
             },
-          ],
+          ];
+    },
   };
 }

@@ -6,97 +6,88 @@ import type { Component, Dependencies } from "../../app/component.js";
 import { closeServer, listen, portOf } from "../../app/http.js";
 import { createOpsRouter } from "../../app/ops.js";
 import { Batcher } from "../../core/batcher.js";
-import { PermanentError } from "../../core/errors.js";
-import { parseInstant } from "../../core/time.js";
 import { IngestPipeline, type IngestItem, type IngestResult } from "../pipeline.js";
-import {
-  normaliseTtnUplink,
-  parseUplink,
-  ttnCorrelationId,
-  ttnMessageType,
-  uplinkTime,
-} from "./normalise.js";
+import { TtnApiClient } from "./api-client.js";
+import { authConfigured, webhookAuthMiddleware } from "./auth.js";
+import { DecoderNames } from "./decoder-names.js";
+import { DecoderPool } from "./decoders/decoder-pool.js";
+import { MetadataFetcher } from "./metadata-fetcher.js";
+import { loadTtnSettings } from "./settings.js";
+import { buildWebhookItem } from "./webhook-items.js";
 
-/** Decoded request body: JSON when it parses, otherwise text for the raw store. */
-interface Body {
-  readonly json: unknown;
-  readonly text: string | undefined;
-}
+/**
+ * Queue (behind QUEUE_PREFIX, on the dead-letter exchange) that receives every rejected webhook
+ * body with its reason; the only record besides the raw store of uplinks answered 204 whose
+ * local decoding failed.
+ */
+export const TTN_DEAD_LETTER_QUEUE = "ttn_webhook.dead";
 
-function decodeBody(bytes: Buffer): Body {
-  // PostgreSQL text and jsonb cannot hold NUL; such bodies are kept as text with NUL replaced.
-  const text = bytes.toString("utf8").replaceAll("\u0000", "\uFFFD");
-  if (text.includes("\\u0000")) {
-    return { json: safeParse(text), text };
-  }
-  const json = safeParse(text);
-  return json === undefined ? { json, text } : { json, text: undefined };
-}
+/** Rejections that are answered 204: valid TTN traffic that The Things Stack must not retry. */
+const ANSWERED_204 = /^decoder_/;
 
-function safeParse(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
-}
+/** Devices this process has seen; a device not among them may be new and need metadata. */
+const SEEN_LIMIT = 100_000;
 
 /**
  * The Things Stack webhook (IoTa's `POST /ttn/webhook/up`, port 5688). Each request is answered
- * only when its effect is durable: 204 once the raw uplink is stored and its normalised message
+ * only when its effect is durable: 204 once the raw body is stored and its normalised message
  * is confirmed by RabbitMQ; 400 with a reason for a body that is not an uplink (its raw copy is
- * kept); 503 when PostgreSQL or RabbitMQ cannot take it now, so the sender retries. Requests are
- * gathered into small batches so a burst costs a few queries, not a few per uplink.
- * `POST /ttn/webhook/<anything else>` accepts every TTN message type and stores it raw.
+ * kept); 204 too for an uplink whose local decoder failed (raw kept, dead-lettered with the
+ * reason: The Things Stack sent nothing wrong); 503 when PostgreSQL or RabbitMQ cannot take it
+ * now, so the sender retries; 401 before anything is read when credentials are configured and
+ * missing. Requests are gathered into small batches so a burst costs a few queries.
+ * `POST /ttn/webhook/<anything else>` accepts every TTN message type and stores it raw. New
+ * devices' names and locations are fetched from The Things Stack API in the background.
  */
 export function createTtnWebhook(deps: Dependencies): Component {
   const logger = deps.logger.child({ component: "ttn-webhook" });
-  const pipeline = new IngestPipeline(deps, "ttn");
+  const settings = loadTtnSettings(deps.config);
+  const pipeline = new IngestPipeline(deps, "ttn", { deadLetterQueue: TTN_DEAD_LETTER_QUEUE });
   const batcher = new Batcher<IngestItem, IngestResult>({
     process: (items) => pipeline.ingest(items),
     maxSize: 200,
     maxWaitMs: 2,
     concurrency: 4,
   });
+  const { dir: decodersDir, ...limits } = settings.decoders;
+  const decoders =
+    decodersDir === undefined
+      ? undefined
+      : new DecoderPool({
+          dir: decodersDir,
+          ...limits,
+          logger: logger.child({ part: "decoders" }),
+        });
+  const decoderNames = decoders && new DecoderNames({ db: deps.database.db, logger });
+  const api = settings.api;
+  const fetcher =
+    api.authorization === undefined
+      ? undefined
+      : new MetadataFetcher({
+          db: deps.database.db,
+          client: new TtnApiClient({
+            url: api.url,
+            authorization: api.authorization,
+            timeoutMs: api.timeoutMs,
+          }),
+          logger: logger.child({ part: "metadata" }),
+          ratePerSecond: api.ratePerSecond,
+          retryInitialMs: api.retryInitialMs,
+          retryMaxMs: api.retryMaxMs,
+        });
+  const seen = new Set<number>();
   let server: Server | undefined;
   let stopping = false;
 
-  function item(bytes: Buffer, uplinkOnly: boolean): IngestItem {
-    const arrivedAt = new Date().toISOString();
-    const { json, text } = decodeBody(bytes);
-    const correlationId = ttnCorrelationId(json, bytes);
-    let ts = arrivedAt;
-    if (json !== undefined) {
-      try {
-        const t = uplinkTime(parseUplink(json));
-        if (t !== undefined && parseInstant(t) !== undefined) {
-          ts = t;
-        }
-      } catch {
-        // not an uplink: the arrival time stands
-      }
+  function sawDevice(uid: number | undefined): void {
+    if (uid === undefined || seen.has(uid)) {
+      return;
     }
-    return {
-      raw: { correlationId, ts, ...(text === undefined ? { json } : { text }) },
-      normalise: () => {
-        if (json === undefined) {
-          throw new PermanentError("invalid_json", "body is not JSON");
-        }
-        if (uplinkOnly) {
-          return normaliseTtnUplink(json, correlationId, arrivedAt);
-        }
-        const type = ttnMessageType(json);
-        if (type === undefined) {
-          throw new PermanentError(
-            "not_ttn_message",
-            "body is not a The Things Stack webhook message",
-          );
-        }
-        return type === "uplink_message"
-          ? normaliseTtnUplink(json, correlationId, arrivedAt)
-          : undefined;
-      },
-    };
+    if (seen.size >= SEEN_LIMIT) {
+      seen.clear();
+    }
+    seen.add(uid);
+    fetcher?.nudge();
   }
 
   const handle =
@@ -112,12 +103,20 @@ export function createTtnWebhook(deps: Dependencies): Component {
       const started = process.hrtime.bigint();
       deps.metrics.messagesIn.inc({ component: "ttn-webhook" });
       const bytes = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-      const submitted = item(bytes, uplinkOnly);
+      const submitted = await buildWebhookItem(bytes, uplinkOnly, {
+        acceptSimulated: settings.acceptSimulated,
+        decodeLocally: settings.decoders.locally,
+        decoders,
+        decoderNames,
+      });
       try {
         const result = await batcher.submit(submitted);
-        if (result.status === "rejected") {
+        if (result.status === "rejected" && !ANSWERED_204.test(result.reason)) {
           res.status(400).json({ error: result.reason, message: result.error });
         } else {
+          if (result.status === "accepted") {
+            sawDevice(result.physicalUid);
+          }
           res.status(204).end();
         }
       } catch (err) {
@@ -139,14 +138,34 @@ export function createTtnWebhook(deps: Dependencies): Component {
   const app = express();
   app.disable("x-powered-by");
   const raw = express.raw({ type: () => true, limit: deps.config.ttnWebhook.maxBodyBytes });
-  app.post("/ttn/webhook/up", raw, handle(true));
-  app.post("/ttn/webhook/:event", raw, handle(false));
+  // Credentials are checked before the body is read: a refused request leaves no trace.
+  const auth: express.RequestHandler[] = authConfigured(settings.auth)
+    ? [webhookAuthMiddleware(settings.auth, logger)]
+    : [];
+  app.post("/ttn/webhook/up", ...auth, raw, handle(true));
+  app.post("/ttn/webhook/:event", ...auth, raw, handle(false));
   const component: Component = {
     name: "ttn-webhook",
     async start() {
       await pipeline.start();
+      await decoderNames?.start();
+      decoders?.warm();
+      fetcher?.start();
       server = await listen(app, deps.config.ttnWebhook.port);
       logger.info({ port: portOf(server) }, "TTN webhook listening on /ttn/webhook/up");
+      if (!authConfigured(settings.auth)) {
+        logger.warn(
+          "the TTN webhook is unauthenticated (as in IoTa): anyone who can reach it can inject uplinks; set TTN_WEBHOOK_SECRET or TTN_WEBHOOK_BASIC_USER/TTN_WEBHOOK_BASIC_PASSWORD",
+        );
+      }
+      if (fetcher === undefined) {
+        logger.warn(
+          "TTN_API_TOKEN is unset: new devices keep their TTN device id as name and get no location; they are fetched once a token is set",
+        );
+      }
+      if (decoders === undefined) {
+        logger.info("TTN_DECODERS_DIR is unset: only TTN's own decoded_payload is used");
+      }
     },
     async stop() {
       if (stopping) {
@@ -157,6 +176,8 @@ export function createTtnWebhook(deps: Dependencies): Component {
         await closeServer(server);
       }
       await batcher.drained();
+      decoderNames?.stop();
+      await Promise.all([fetcher?.stop(), decoders?.close()]);
       await pipeline.close();
     },
     port: () => (server ? portOf(server) : undefined),

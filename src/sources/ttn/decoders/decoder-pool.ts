@@ -1,0 +1,244 @@
+import { join, resolve } from "node:path";
+import { Worker } from "node:worker_threads";
+
+import type { Logger } from "../../../core/logger.js";
+import type {
+  DecodeReply,
+  DecodeRequest,
+  DecoderFailureReason,
+  DecoderInput,
+  WorkerReady,
+} from "./protocol.js";
+import { workerEntry } from "./worker-entry.js";
+
+export interface DecoderPoolOptions {
+  /** Directory holding `uplink/<name>.js` (TTN_DECODERS_DIR). */
+  readonly dir: string;
+  /** Time limit of one decodeUplink call, ms (TTN_DECODER_TIMEOUT_MS). */
+  readonly timeoutMs: number;
+  /** JavaScript heap of each worker, MB (TTN_DECODER_MEMORY_MB). */
+  readonly memoryMb: number;
+  /** Worker threads at most (TTN_DECODER_WORKERS); started when first needed. */
+  readonly workers: number;
+  readonly logger: Logger;
+  /**
+   * Time a ready worker may take beyond `timeoutMs` to answer (reading and compiling a file)
+   * before it is terminated and replaced, ms. Default 2 000.
+   */
+  readonly graceMs?: number;
+}
+
+export type DecodeResult = Omit<Extract<DecodeReply, { ok: true }>, "id"> | DecodeFailure;
+export interface DecodeFailure {
+  readonly ok: false;
+  readonly reason: DecoderFailureReason;
+  readonly error: string;
+}
+
+/** How long a new worker may take to say it is ready, ms. */
+const STARTUP_LIMIT_MS = 30_000;
+
+/** TTN application ids are lower-case letters, digits and dashes; anything path-like is refused. */
+const DECODER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+
+interface Task {
+  readonly request: DecodeRequest;
+  readonly resolve: (result: DecodeResult) => void;
+}
+
+interface Slot {
+  readonly worker: Worker;
+  /** The worker has said it is ready; before that its task's watchdog has not started. */
+  ready: boolean;
+  task?: Task;
+  timer?: NodeJS.Timeout;
+  dead: boolean;
+}
+
+/**
+ * Runs TTN-style `decodeUplink` decoders on a few worker threads, one call per worker at a
+ * time. Each worker has a heap limit; a worker that exceeds it, dies, or does not answer in time
+ * is terminated and replaced, and only the uplink it was decoding fails. `decode` never rejects:
+ * every outcome is a {@link DecodeResult}.
+ */
+export class DecoderPool {
+  readonly #o: DecoderPoolOptions;
+  readonly #dir: string;
+  readonly #queue: Task[] = [];
+  readonly #slots: Slot[] = [];
+  #nextId = 1;
+  #closed = false;
+
+  constructor(options: DecoderPoolOptions) {
+    this.#o = options;
+    this.#dir = resolve(options.dir);
+  }
+
+  /** Starts the workers ahead of the first uplink (decoding starts them anyway). */
+  warm(): void {
+    while (!this.#closed && this.#slots.length < this.#o.workers) {
+      if (!this.#spawn()) {
+        return;
+      }
+    }
+  }
+
+  /** Runs `uplink/<name>.js` on `input`. */
+  decode(name: string, input: DecoderInput): Promise<DecodeResult> {
+    if (!DECODER_NAME.test(name) || name.includes("..")) {
+      return Promise.resolve(
+        failure("decoder_not_found", `unusable decoder name ${JSON.stringify(name)}`),
+      );
+    }
+    if (this.#closed) {
+      return Promise.resolve(failure("decoder_crashed", "the decoder pool is stopped"));
+    }
+    const request: DecodeRequest = {
+      id: this.#nextId++,
+      file: join(this.#dir, "uplink", `${name}.js`),
+      input,
+      timeoutMs: this.#o.timeoutMs,
+    };
+    return new Promise((resolve) => {
+      this.#queue.push({ request, resolve });
+      this.#dispatch();
+    });
+  }
+
+  /** Terminates every worker; queued and running decodings fail. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const task of this.#queue.splice(0)) {
+      task.resolve(failure("decoder_crashed", "the decoder pool is stopping"));
+    }
+    await Promise.all(
+      [...this.#slots].map((slot) => this.#fail(slot, "decoder_crashed", "stopping")),
+    );
+  }
+
+  #dispatch(): void {
+    while (this.#queue.length > 0 && !this.#closed) {
+      let slot = this.#slots.find((s) => !s.dead && s.task === undefined);
+      if (!slot && this.#slots.length < this.#o.workers) {
+        slot = this.#spawn();
+        if (!slot && this.#slots.length === 0) {
+          // No worker at all: fail the uplink rather than keep it waiting for ever.
+          this.#queue.shift()!.resolve(failure("decoder_crashed", "cannot start a decoder worker"));
+          continue;
+        }
+      }
+      if (!slot) {
+        return;
+      }
+      this.#assign(slot, this.#queue.shift()!);
+    }
+  }
+
+  #spawn(): Slot | undefined {
+    const entry = workerEntry();
+    const memory = this.#o.memoryMb;
+    let worker: Worker;
+    try {
+      worker = new Worker(entry.script, {
+        eval: entry.eval,
+        // Nothing of the process's environment (secrets) reaches the thread.
+        env: {},
+        resourceLimits: {
+          maxOldGenerationSizeMb: memory,
+          maxYoungGenerationSizeMb: Math.max(1, Math.min(16, Math.floor(memory / 4))),
+          stackSizeMb: 4,
+        },
+      });
+    } catch (err) {
+      this.#o.logger.error({ err }, "cannot start a decoder worker");
+      return undefined;
+    }
+    worker.unref();
+    const slot: Slot = { worker, ready: false, dead: false };
+    worker.on("message", (reply: DecodeReply | WorkerReady) => {
+      if ("ready" in reply) {
+        slot.ready = true;
+        this.#watch(slot);
+      } else {
+        this.#answer(slot, reply);
+      }
+    });
+    worker.on("error", (err: Error & { code?: string }) => {
+      const memoryOut = err.code === "ERR_WORKER_OUT_OF_MEMORY";
+      void this.#fail(
+        slot,
+        memoryOut ? "decoder_memory" : "decoder_crashed",
+        memoryOut ? `the decoder exceeded its ${memory} MB memory limit` : err.message,
+      );
+    });
+    worker.on(
+      "exit",
+      (code) => void this.#fail(slot, "decoder_crashed", `worker exited (${code})`),
+    );
+    setTimeout(() => {
+      if (!slot.ready) {
+        void this.#fail(slot, "decoder_crashed", "the decoder worker did not start");
+      }
+    }, STARTUP_LIMIT_MS).unref();
+    this.#slots.push(slot);
+    return slot;
+  }
+
+  #assign(slot: Slot, task: Task): void {
+    slot.task = task;
+    slot.worker.postMessage(task.request);
+    this.#watch(slot);
+  }
+
+  /** Starts the watchdog of a ready worker's task. */
+  #watch(slot: Slot): void {
+    if (!slot.ready || slot.task === undefined || slot.timer !== undefined) {
+      return;
+    }
+    slot.timer = setTimeout(
+      () =>
+        void this.#fail(
+          slot,
+          "decoder_timeout",
+          `the decoder did not finish within ${this.#o.timeoutMs} ms; its worker was replaced`,
+        ),
+      this.#o.timeoutMs + (this.#o.graceMs ?? 2_000),
+    );
+  }
+
+  #answer(slot: Slot, reply: DecodeReply): void {
+    const task = slot.task;
+    if (slot.dead || task === undefined || task.request.id !== reply.id) {
+      return;
+    }
+    clearTimeout(slot.timer);
+    slot.timer = undefined;
+    slot.task = undefined;
+    const { id: _id, ...result } = reply;
+    task.resolve(result);
+    this.#dispatch();
+  }
+
+  async #fail(slot: Slot, reason: DecoderFailureReason, error: string): Promise<void> {
+    if (slot.dead) {
+      return;
+    }
+    slot.dead = true;
+    clearTimeout(slot.timer);
+    this.#slots.splice(this.#slots.indexOf(slot), 1);
+    const task = slot.task;
+    slot.task = undefined;
+    if (task) {
+      if (!this.#closed) {
+        this.#o.logger.warn({ reason, error }, "decoder worker replaced");
+      }
+      task.resolve(failure(reason, error));
+    }
+    this.#dispatch();
+    await slot.worker.terminate().catch(() => undefined);
+  }
+}
+
+function failure(reason: DecoderFailureReason, error: string): DecodeFailure {
+  return { ok: false, reason, error };
+}

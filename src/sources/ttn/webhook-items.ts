@@ -1,0 +1,129 @@
+import { PermanentError } from "../../core/errors.js";
+import { parseInstant } from "../../core/time.js";
+import type { IngestItem } from "../pipeline.js";
+import type { DecoderNames } from "./decoder-names.js";
+import type { DecoderPool } from "./decoders/decoder-pool.js";
+import {
+  chooseDecoder,
+  decoderInput,
+  interpretDecodeResult,
+  type LocalDecoding,
+} from "./decoding.js";
+import {
+  isSimulated,
+  normaliseTtnUplink,
+  parseUplink,
+  ttnCorrelationId,
+  ttnMessageType,
+  uplinkTime,
+  type Uplink,
+} from "./normalise.js";
+
+/** Decoded request body: JSON when it parses, otherwise text for the raw store. */
+interface Body {
+  readonly json: unknown;
+  readonly text: string | undefined;
+}
+
+function decodeBody(bytes: Buffer): Body {
+  // PostgreSQL text and jsonb cannot hold NUL; such bodies are kept as text with NUL replaced.
+  const text = bytes.toString("utf8").replaceAll("\u0000", "\uFFFD");
+  if (text.includes("\\u0000")) {
+    return { json: safeParse(text), text };
+  }
+  const json = safeParse(text);
+  return json === undefined ? { json, text } : { json, text: undefined };
+}
+
+function safeParse(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function tryUplink(json: unknown): Uplink | undefined {
+  try {
+    return json === undefined ? undefined : parseUplink(json);
+  } catch {
+    return undefined;
+  }
+}
+
+export interface WebhookItemOptions {
+  /** Whether simulated uplinks are normalised and published (they are stored raw regardless). */
+  readonly acceptSimulated: boolean;
+  /** Applications decoded locally even when TTN decoded them, or `all`. */
+  readonly decodeLocally: readonly string[] | "all";
+  /** Runs local decoders; undefined when TTN_DECODERS_DIR is unset (no local decoding). */
+  readonly decoders?: DecoderPool | undefined;
+  /** Devices' own decoder names. */
+  readonly decoderNames?: DecoderNames | undefined;
+}
+
+async function decodeLocally(
+  u: Uplink,
+  arrivedAt: string,
+  o: WebhookItemOptions,
+): Promise<LocalDecoding | undefined> {
+  if (!o.decoders) {
+    return undefined;
+  }
+  const choice = chooseDecoder(u, {
+    locally: o.decodeLocally,
+    deviceDecoderName: o.decoderNames?.lookup(u.end_device_ids),
+  });
+  if (!choice) {
+    return undefined;
+  }
+  return interpretDecodeResult(
+    choice,
+    await o.decoders.decode(choice.name, decoderInput(u, arrivedAt)),
+  );
+}
+
+/**
+ * Turns one webhook request body into an ingest item. A local decoder runs first (it is time-
+ * limited and never throws, so it cannot stop the raw copy being stored; its outcome is only
+ * applied in `normalise`, after the raw store). `uplinkOnly` is IoTa's `/ttn/webhook/up`, where
+ * anything but an uplink is refused; other paths store every TTN message type and normalise
+ * uplinks only.
+ */
+export async function buildWebhookItem(
+  bytes: Buffer,
+  uplinkOnly: boolean,
+  options: WebhookItemOptions,
+): Promise<IngestItem> {
+  const arrivedAt = new Date().toISOString();
+  const { json, text } = decodeBody(bytes);
+  const correlationId = ttnCorrelationId(json, bytes);
+  const up = tryUplink(json);
+  const t = up === undefined ? undefined : uplinkTime(up);
+  const ts = t !== undefined && parseInstant(t) !== undefined ? t : arrivedAt;
+  // Not published (TTN_ACCEPT_SIMULATED=false): kept raw only, no device is created or seen.
+  const rawOnly = up !== undefined && isSimulated(up) && !options.acceptSimulated;
+  const decoding =
+    up !== undefined && !rawOnly ? await decodeLocally(up, arrivedAt, options) : undefined;
+  const normaliseUplink = () =>
+    rawOnly ? undefined : normaliseTtnUplink(json, correlationId, arrivedAt, { decoding });
+  return {
+    raw: { correlationId, ts, ...(text === undefined ? { json } : { text }) },
+    normalise: () => {
+      if (json === undefined) {
+        throw new PermanentError("invalid_json", "body is not JSON");
+      }
+      if (uplinkOnly) {
+        return normaliseUplink();
+      }
+      const type = ttnMessageType(json);
+      if (type === undefined) {
+        throw new PermanentError(
+          "not_ttn_message",
+          "body is not a The Things Stack webhook message",
+        );
+      }
+      return type === "uplink_message" ? normaliseUplink() : undefined;
+    },
+  };
+}
