@@ -31,5 +31,6 @@ export default tseslint.config(
     },
   },
   { files: ["src/bus/**/*.ts"], rules: { "no-restricted-imports": "off" } },
+  { files: ["src/mqtt/**/*.ts"], rules: { "no-restricted-imports": "off" } },
   { files: ["test/**/*.ts", "bench/**/*.ts"], rules: { "no-restricted-imports": "off" } },
 );

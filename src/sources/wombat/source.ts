@@ -1,0 +1,21 @@
+import type { Component, Dependencies } from "../../app/component.js";
+import { decodeJson } from "../../mqtt/payload.js";
+import { createMqttSource } from "../mqtt-source.js";
+import { normaliseWombat, wombatRawTime } from "./normalise.js";
+
+/**
+ * Wombat loggers (`broker run wombat`): waist-shaped JSON on the MQTT topic `wombat` exactly
+ * (the web app's `wombat/<serial>` configuration topics are not telemetry).
+ */
+export function createWombatSource(deps: Dependencies): Component {
+  return createMqttSource(deps, {
+    component: "wombat",
+    sourceName: "wombat",
+    prefix: "WOMBAT",
+    defaultTopics: ["wombat"],
+    deadLetterQueue: "wombat_ingest.dead",
+    decode: decodeJson,
+    rawTime: wombatRawTime,
+    normalise: normaliseWombat,
+  });
+}
