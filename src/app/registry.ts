@@ -1,6 +1,15 @@
+import { createApi } from "../api/api.js";
 import { createFrredWriter } from "../delivery/frred/frred-writer.js";
+import { createEventRelay } from "../events/relay.js";
 import { createMapper } from "../mapper/mapper.js";
+import { createAxisTechPoller } from "../sources/axistech/poller.js";
+import { createDraginoSource } from "../sources/dragino/source.js";
+import { createEagleIoPoller } from "../sources/eagleio/poller.js";
+import { createGreenBrainPoller } from "../sources/greenbrain/poller.js";
+import { createIctMqttSource } from "../sources/ict-mqtt/source.js";
 import { createTtnWebhook } from "../sources/ttn/webhook.js";
+import { createWombatSource } from "../sources/wombat/source.js";
+import { createYdocSource } from "../sources/ydoc/source.js";
 import type { Component, Dependencies } from "./component.js";
 
 /** Every component `broker run` knows, by the name used on the command line. */
@@ -8,15 +17,41 @@ export const COMPONENT_FACTORIES = {
   "ttn-webhook": createTtnWebhook,
   mapper: createMapper,
   frred: createFrredWriter,
+  "event-relay": createEventRelay,
+  greenbrain: createGreenBrainPoller,
+  eagleio: createEagleIoPoller,
+  axistech: createAxisTechPoller,
+  ydoc: createYdocSource,
+  wombat: createWombatSource,
+  dragino: createDraginoSource,
+  "ict-mqtt": createIctMqttSource,
+  api: createApi,
 } satisfies Record<string, (deps: Dependencies) => Component>;
 
 export type ComponentName = keyof typeof COMPONENT_FACTORIES;
 
 export const COMPONENT_NAMES = Object.keys(COMPONENT_FACTORIES) as ComponentName[];
 
+/**
+ * Components `all` leaves out: the vendor pollers call outside services with credentials of
+ * their own, and the MQTT sources need an MQTT broker and hold a persistent session there, so
+ * they run only when named (`broker run all greenbrain wombat`).
+ */
+const NAMED_ONLY: readonly string[] = [
+  "greenbrain",
+  "eagleio",
+  "axistech",
+  "ydoc",
+  "wombat",
+  "dragino",
+  "ict-mqtt",
+];
+
 /** Expands `all`, removes repeats, and rejects unknown names with one clear message. */
 export function resolveComponentNames(names: readonly string[]): ComponentName[] {
-  const wanted = names.includes("all") ? COMPONENT_NAMES : names;
+  const wanted = names.flatMap((n) =>
+    n === "all" ? COMPONENT_NAMES.filter((c) => !NAMED_ONLY.includes(c)) : [n],
+  );
   const unknown = wanted.filter((n) => !(n in COMPONENT_FACTORIES));
   if (unknown.length > 0) {
     throw new Error(

@@ -30,11 +30,19 @@ export async function openTestChannel(): Promise<{ conn: amqp.ChannelModel; ch: 
   return { conn, ch };
 }
 
-/** Deletes every exchange and queue whose name starts with the config's test suffix. */
-export async function cleanupAmqp(config: Config["amqp"], queues: string[]): Promise<void> {
+/** Deletes the test's exchanges, the queues named, and every queue under its QUEUE_PREFIX. */
+export async function cleanupAmqp(config: Config["amqp"], queues: string[] = []): Promise<void> {
+  // Every queue a component declared under this test's prefix goes too, named here or not.
+  const { stdout } = await exec("rabbitmqctl", ["-q", "list_queues", "name"]).catch(() => ({
+    stdout: "",
+  }));
+  const prefixed = stdout
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((name) => config.queuePrefix !== "" && name.startsWith(config.queuePrefix));
   const { conn, ch } = await openTestChannel();
   try {
-    for (const q of queues) {
+    for (const q of new Set([...queues, ...prefixed])) {
       await ch.deleteQueue(q).catch(() => undefined);
     }
     for (const ex of [

@@ -25,6 +25,7 @@ export function testConfig(
     QUEUE_PREFIX: amqp.queuePrefix,
     METRICS_PORT: "0",
     TTN_WEBHOOK_PORT: "0",
+    API_PORT: "0",
     LOG_LEVEL: "silent",
     ...env,
   });

@@ -3,8 +3,9 @@ import { readFile } from "node:fs/promises";
 import type pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 
-import { loadMigrations, migrate } from "../../src/db/migrate.js";
+import { loadMigrations, migrate, schemaStatus } from "../../src/db/migrate.js";
 import { getPhysicalDevice } from "../../src/db/repositories/physical-devices.js";
+import { AUTH_TOKEN_MARKER } from "../../src/db/repositories/users.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 
 const created: TestDatabase[] = [];
@@ -132,7 +133,12 @@ describe("broker migrate", () => {
       }
       return m;
     });
-    expect(after).toEqual({ ...before, physical_logical_map: expectedMap });
+    // Plaintext tokens are moved to hashes (api_tokens); the column keeps a marker, not the secret.
+    const expectedUsers = before.users!.map((u) => ({
+      ...(u as object),
+      auth_token: AUTH_TOKEN_MARKER,
+    }));
+    expect(after).toEqual({ ...before, physical_logical_map: expectedMap, users: expectedUsers });
     expect(
       await rows(
         pool,
@@ -178,5 +184,26 @@ describe("broker migrate", () => {
     );
     await expect(migrate(handle.pool)).rejects.toThrow(/version 1.*002\.sql/);
     expect(await rows(handle.pool, "select version from version")).toEqual([{ version: 1 }]);
+  });
+
+  it("applies a file that lands after a higher-numbered one", async () => {
+    const { handle } = await emptyDatabase();
+    const all = await loadMigrations();
+    const high = { version: 9001, name: "9001_high.sql", sql: "create table high_marker (x int)" };
+    const late = { version: 9000, name: "9000_late.sql", sql: "create table late_marker (x int)" };
+    await migrate(handle.pool, [...all, high]);
+    const result = await migrate(handle.pool, [...all, late, high]);
+    expect(result.applied.map((m) => m.name)).toEqual([late.name]);
+    expect(result.to).toBe(9001);
+    expect(await rows(handle.pool, "select to_regclass('late_marker') is not null as ok")).toEqual([
+      { ok: true },
+    ]);
+  });
+
+  it("lists pending files for broker run's start-up check", async () => {
+    const { handle } = await emptyDatabase();
+    expect((await schemaStatus(handle.pool)).pending.length).toBeGreaterThan(0);
+    await migrate(handle.pool);
+    expect((await schemaStatus(handle.pool)).pending).toEqual([]);
   });
 });

@@ -17,10 +17,10 @@ const STOP_LIMIT_MS = 9_000;
 async function checkSchema(config: ReturnType<typeof loadConfig>, logger: Logger): Promise<void> {
   const handle = createDatabase({ ...config.pg, poolSize: 1 }, logger);
   try {
-    const { current, expected } = await schemaStatus(handle.pool);
-    if (current < expected) {
+    const { current, expected, pending } = await schemaStatus(handle.pool);
+    if (pending.length > 0) {
       throw new UsageError(
-        `database ${config.pg.database} is at schema version ${current}, this build needs ${expected}: run "broker migrate" first`,
+        `database ${config.pg.database} is at schema version ${current} and lacks ${pending.join(", ")} (this build expects ${expected}): run "broker migrate" first`,
       );
     }
   } catch (err) {
