@@ -42,3 +42,24 @@ export async function startTestSystem(
     ...options,
   });
 }
+
+/** The environment of a separate `broker` process on the test's database and exchanges. */
+export function brokerEnv(db: TestDatabase, amqp: Config["amqp"]): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    PGHOST: db.pg.host,
+    PGPORT: String(db.pg.port),
+    PGUSER: db.pg.user,
+    PGPASSWORD: db.pg.password,
+    PGDATABASE: db.pg.database,
+    AMQP_URL: amqp.url,
+    PTS_EXCHANGE: amqp.ptsExchange,
+    LTS_EXCHANGE: amqp.ltsExchange,
+    EVENTS_EXCHANGE: amqp.eventsExchange,
+    DEAD_LETTER_EXCHANGE: amqp.deadLetterExchange,
+    QUEUE_PREFIX: amqp.queuePrefix,
+    METRICS_PORT: "0",
+    API_PORT: "0",
+    TTN_WEBHOOK_PORT: "0",
+  };
+}

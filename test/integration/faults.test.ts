@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,9 +9,9 @@ import type { RunningSystem } from "../../src/app/root.js";
 import { deadLetterQueueName, QUEUE_NAMES } from "../../src/bus/topology.js";
 import { ttnCorrelationId } from "../../src/sources/ttn/normalise.js";
 import { cleanupAmqp, isolatedAmqpConfig, openTestChannel, waitFor } from "../helpers/bus.js";
-import { ROOT } from "../helpers/cli.js";
+import { spawnBroker } from "../helpers/cli.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
-import { startTestSystem, testConfig } from "../helpers/system.js";
+import { brokerEnv, startTestSystem, testConfig } from "../helpers/system.js";
 import { deliverUplink, netvoxUplink } from "../helpers/ttn.js";
 
 /**
@@ -138,30 +138,8 @@ describe("faults in the middle of a stream", () => {
     const devices = await mapDevices("00000000000030", 8);
     // A second mapper in its own process shares the queue with the in-process one; killing it
     // mid-batch leaves deliveries unacked, which RabbitMQ must hand to the survivor.
-    const env = {
-      ...process.env,
-      PGHOST: db.pg.host,
-      PGPORT: String(db.pg.port),
-      PGUSER: db.pg.user,
-      PGDATABASE: db.name,
-      AMQP_URL: amqpConfig.url,
-      PTS_EXCHANGE: amqpConfig.ptsExchange,
-      LTS_EXCHANGE: amqpConfig.ltsExchange,
-      EVENTS_EXCHANGE: amqpConfig.eventsExchange,
-      DEAD_LETTER_EXCHANGE: amqpConfig.deadLetterExchange,
-      QUEUE_PREFIX: amqpConfig.queuePrefix,
-      METRICS_PORT: "0",
-      LOG_LEVEL: "silent",
-    };
-    const child: ChildProcess = spawn(
-      join(ROOT, "node_modules", ".bin", "tsx"),
-      ["src/cli/main.ts", "run", "mapper"],
-      {
-        cwd: ROOT,
-        env,
-        stdio: "ignore",
-      },
-    );
+    const env = { ...brokerEnv(db, amqpConfig), LOG_LEVEL: "silent" };
+    const child: ChildProcess = spawnBroker(["run", "mapper"], { env, stdio: "ignore" });
     try {
       const { conn, ch } = await openTestChannel();
       const mapperQueue = amqpConfig.queuePrefix + QUEUE_NAMES.mapper;

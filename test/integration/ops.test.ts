@@ -1,13 +1,10 @@
-import { spawn } from "node:child_process";
-import { join } from "node:path";
-
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { deadLetterQueueName, QUEUE_NAMES } from "../../src/bus/topology.js";
 import { cleanupAmqp, isolatedAmqpConfig, waitFor } from "../helpers/bus.js";
-import { ROOT } from "../helpers/cli.js";
+import { spawnBroker } from "../helpers/cli.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
-import { startTestSystem, testConfig } from "../helpers/system.js";
+import { brokerEnv, startTestSystem, testConfig } from "../helpers/system.js";
 
 const amqpConfig = isolatedAmqpConfig();
 const mapperQueue = amqpConfig.queuePrefix + QUEUE_NAMES.mapper;
@@ -38,30 +35,12 @@ describe("health, readiness and stopping", () => {
   });
 
   it("stops `broker run` cleanly on SIGTERM, within its time limit", async () => {
-    const child = spawn(
-      join(ROOT, "node_modules", ".bin", "tsx"),
-      ["src/cli/main.ts", "run", "mapper"],
-      {
-        cwd: ROOT,
-        env: {
-          ...process.env,
-          PGHOST: db.pg.host,
-          PGPORT: String(db.pg.port),
-          PGUSER: db.pg.user,
-          PGDATABASE: db.name,
-          AMQP_URL: amqpConfig.url,
-          PTS_EXCHANGE: amqpConfig.ptsExchange,
-          LTS_EXCHANGE: amqpConfig.ltsExchange,
-          EVENTS_EXCHANGE: amqpConfig.eventsExchange,
-          DEAD_LETTER_EXCHANGE: amqpConfig.deadLetterExchange,
-          QUEUE_PREFIX: amqpConfig.queuePrefix,
-          METRICS_PORT: "0",
-        },
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
+    const child = spawnBroker(["run", "mapper"], {
+      env: brokerEnv(db, amqpConfig),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let output = "";
-    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+    child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
     const exited = new Promise<number | null>((resolve) =>
       child.on("exit", (code) => resolve(code)),
     );
