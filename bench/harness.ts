@@ -33,6 +33,25 @@ export function startBroker(components: string[], env: Record<string, string>): 
   return child;
 }
 
+/** Starts the bench relay (bench/relay.ts) as its own process; resolves once it consumes. */
+export async function startRelay(env: Record<string, string>): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ["--import", "tsx", "bench/relay.ts"], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on("data", (d: Buffer) => {
+      if (d.toString().includes("relay ready")) {
+        resolve();
+      }
+    });
+    child.once("exit", () => reject(new Error("relay exited")));
+  });
+  // Give the consumer a moment to subscribe after the connection opens.
+  await new Promise((r) => setTimeout(r, 1_000));
+  return child;
+}
+
 export async function stopBroker(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) {
     return;

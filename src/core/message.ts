@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 import { z } from "zod";
 
@@ -25,10 +25,18 @@ const jsonValue: z.ZodType<JsonValue> = z.lazy(() =>
   ]),
 );
 
-const timestamp = z
-  .string()
-  .refine(hasOffset, "must be an ISO-8601 date-time with an offset (Z or ±hh:mm)")
-  .refine((v) => parseInstant(v) !== undefined, "is not a valid date-time");
+// One parse per value: this runs for every message and every point on the hot path.
+const timestamp = z.string().superRefine((value, ctx) => {
+  if (parseInstant(value) !== undefined) {
+    return;
+  }
+  ctx.addIssue({
+    code: "custom",
+    message: hasOffset(value)
+      ? "is not a valid date-time"
+      : "must be an ISO-8601 date-time with an offset (Z or ±hh:mm)",
+  });
+});
 
 export const timeseriesPointSchema = z.looseObject({
   name: z.string().min(1, "must not be empty"),
@@ -85,14 +93,9 @@ export function decodeMessage(body: Buffer | string): NormalisedMessage {
  * (unique) and used by writers to skip deliveries they already made.
  */
 export function messageKey(message: NormalisedMessage): string {
-  const hash = createHash("sha256")
-    .update(message.broker_correlation_id)
-    .update("\u0000")
-    .update(String(message.p_uid))
-    .update("\u0000")
-    .update(message.timestamp)
-    .update("\u0000")
-    .update(JSON.stringify(message.timeseries))
-    .digest("hex");
-  return `${hash.slice(0, 8)}-${hash.slice(8, 12)}-${hash.slice(12, 16)}-${hash.slice(16, 20)}-${hash.slice(20, 32)}`;
+  const digest = hash(
+    "sha256",
+    `${message.broker_correlation_id}\u0000${message.p_uid}\u0000${message.timestamp}\u0000${JSON.stringify(message.timeseries)}`,
+  );
+  return `${digest.slice(0, 8)}-${digest.slice(8, 12)}-${digest.slice(12, 16)}-${digest.slice(16, 20)}-${digest.slice(20, 32)}`;
 }

@@ -70,17 +70,19 @@ export function createMapper(deps: Dependencies): Component {
       if (d instanceof PermanentError || d.kind === "reject" || !p.ok) {
         return;
       }
+      // Serialised once: the same text is stored and published.
+      const json = JSON.stringify(d.stored);
       rows.push({
         physicalUid: d.stored.p_uid,
         logicalUid: d.kind === "store" ? null : (d.stored.l_uid ?? null),
         ts: d.stored.timestamp,
-        message: d.stored,
+        json,
         msgKey: p.key,
       });
       if (d.kind === "forward") {
         forwards.push(d);
         outgoing.push({
-          body: d.stored,
+          body: Buffer.from(json, "utf8"),
           messageId: p.key,
           correlationId: d.stored.broker_correlation_id,
           routingKey: LTS_ROUTING_KEY,

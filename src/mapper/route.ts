@@ -41,6 +41,8 @@ export type RouteDecision =
       readonly logicalUid: number;
       /** The logical device's new last_seen candidate: the message time, capped at now. */
       readonly lastSeen: string;
+      /** `lastSeen` as epoch ms. */
+      readonly lastSeenMs: number;
     };
 
 export interface RouteOptions {
@@ -93,8 +95,10 @@ export function decideRoute(
       error: `timestamp ${message.timestamp} is more than ${options.futureToleranceMs / 1000} s in the future`,
     };
   }
-  const lastSeen = instant > options.now ? new Date(options.now).toISOString() : message.timestamp;
-  return { kind: "forward", stored, logicalUid: mapping.logicalUid, lastSeen };
+  const capped = instant > options.now;
+  const lastSeen = capped ? new Date(options.now).toISOString() : message.timestamp;
+  const lastSeenMs = capped ? options.now : instant;
+  return { kind: "forward", stored, logicalUid: mapping.logicalUid, lastSeen, lastSeenMs };
 }
 
 /**
@@ -106,7 +110,7 @@ export function newestPerLogicalDevice(
 ): { uid: number; lastSeen: string; lastMsg: NormalisedMessage }[] {
   const newest = new Map<number, { at: number; lastSeen: string; lastMsg: NormalisedMessage }>();
   for (const f of forwards) {
-    const at = parseInstant(f.lastSeen) ?? 0;
+    const at = f.lastSeenMs;
     const current = newest.get(f.logicalUid);
     if (!current || at >= current.at) {
       newest.set(f.logicalUid, { at, lastSeen: f.lastSeen, lastMsg: f.stored });

@@ -5,7 +5,8 @@ export interface TimeseriesRow {
   readonly logicalUid: number | null;
   /** The message timestamp, as the producer wrote it. */
   readonly ts: string;
-  readonly message: unknown;
+  /** The message as JSON text (serialised once by the caller, who also publishes it). */
+  readonly json: string;
   /** Idempotency key (messageKey()); a row with the same key already stored is not duplicated. */
   readonly msgKey: string;
 }
@@ -28,7 +29,7 @@ export async function insertPhysicalTimeseries(
         physical_uid: r.physicalUid,
         logical_uid: r.logicalUid,
         ts: r.ts,
-        json_msg: JSON.stringify(r.message),
+        json_msg: r.json,
         msg_key: r.msgKey,
       })),
     )
