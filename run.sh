@@ -24,7 +24,9 @@ Usage: ./run.sh [mode]
 
   local [component...]  (default) install what is missing, build, create and migrate the
                         database, then run the system as local processes in the foreground:
-                        `broker run all`, or only the components named (ttn-webhook, mapper, frred).
+                        `broker run all` (ttn-webhook, mapper, frred, event-relay, api), or only
+                        the components named (also ydoc, wombat, dragino, ict-mqtt, greenbrain,
+                        eagleio, axistech; `all wombat` adds one to the default set).
                         Stop with Ctrl-C (SIGINT) or SIGTERM.
   production            Docker Compose with compose/docker-compose.yml + compose/production.yml
                         (ports bound to 127.0.0.1, named volumes); without a Docker engine,
