@@ -23,26 +23,8 @@ fail() {
   exit 1
 }
 
-# Loads ./.env (KEY=value lines) without overriding variables already set in the environment.
-# run.sh does the same; doing it here too keeps `scripts/setup.sh` usable on its own.
-load_dotenv() {
-  [[ -f .env ]] || return 0
-  local line key value
-  while IFS= read -r line || [[ -n $line ]]; do
-    line="${line%$'\r'}"
-    [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
-    key="${BASH_REMATCH[2]}"
-    value="${BASH_REMATCH[3]}"
-    if [[ $value =~ ^\"(.*)\"[[:space:]]*$ || $value =~ ^\'(.*)\'[[:space:]]*$ ]]; then
-      value="${BASH_REMATCH[1]}"
-    else # unquoted: " #" starts a comment, surrounding blanks are dropped
-      value="${value%%[[:space:]]#*}"
-      value="${value%"${value##*[![:space:]]}"}"
-      value="${value#"${value%%[![:space:]]*}"}"
-    fi
-    [[ -n ${!key+set} ]] || export "$key=$value"
-  done <.env
-}
+# shellcheck source=scripts/dotenv.sh
+source "$(dirname "${BASH_SOURCE[0]}")/dotenv.sh"
 load_dotenv
 
 PGHOST="${PGHOST:-localhost}"

@@ -63,8 +63,8 @@ export type PhysicalDevicePatch = Partial<NewPhysicalDevice>;
  * Accepts IoTa's location shapes. IoTa emits `{"lat": null, "long": null}` for "no location" and
  * stores NULL when either coordinate is null, so that shape (fed back by a client) means null.
  */
-const locationInput = z
-  .object({
+export const locationInput = z
+  .strictObject({
     lat: z.number().min(-90).max(90).nullish(),
     long: z.number().min(-180).max(180).nullish(),
   })

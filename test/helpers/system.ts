@@ -4,19 +4,14 @@ import { createLogger } from "../../src/core/logger.js";
 import { Metrics } from "../../src/core/metrics.js";
 import type { TestDatabase } from "./db.js";
 
-/** A config for one test: its own database, its own exchanges/queues, ports picked by the OS. */
-export function testConfig(
-  db: TestDatabase,
-  amqp: Config["amqp"],
-  env: Record<string, string> = {},
-): Config {
-  return loadConfig({
+/** Settings that point a broker at the test's own database and exchanges, on free ports. */
+function isolatedSettings(db: TestDatabase, amqp: Config["amqp"]): Record<string, string> {
+  return {
     PGHOST: db.pg.host,
     PGPORT: String(db.pg.port),
     PGUSER: db.pg.user,
     PGPASSWORD: db.pg.password,
     PGDATABASE: db.pg.database,
-    PG_POOL_SIZE: "5",
     AMQP_URL: amqp.url,
     PTS_EXCHANGE: amqp.ptsExchange,
     LTS_EXCHANGE: amqp.ltsExchange,
@@ -26,6 +21,18 @@ export function testConfig(
     METRICS_PORT: "0",
     TTN_WEBHOOK_PORT: "0",
     API_PORT: "0",
+  };
+}
+
+/** A config for one test: its own database, its own exchanges/queues, ports picked by the OS. */
+export function testConfig(
+  db: TestDatabase,
+  amqp: Config["amqp"],
+  env: Record<string, string> = {},
+): Config {
+  return loadConfig({
+    ...isolatedSettings(db, amqp),
+    PG_POOL_SIZE: "5",
     LOG_LEVEL: "silent",
     ...env,
   });
@@ -45,21 +52,5 @@ export async function startTestSystem(
 
 /** The environment of a separate `broker` process on the test's database and exchanges. */
 export function brokerEnv(db: TestDatabase, amqp: Config["amqp"]): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    PGHOST: db.pg.host,
-    PGPORT: String(db.pg.port),
-    PGUSER: db.pg.user,
-    PGPASSWORD: db.pg.password,
-    PGDATABASE: db.pg.database,
-    AMQP_URL: amqp.url,
-    PTS_EXCHANGE: amqp.ptsExchange,
-    LTS_EXCHANGE: amqp.ltsExchange,
-    EVENTS_EXCHANGE: amqp.eventsExchange,
-    DEAD_LETTER_EXCHANGE: amqp.deadLetterExchange,
-    QUEUE_PREFIX: amqp.queuePrefix,
-    METRICS_PORT: "0",
-    API_PORT: "0",
-    TTN_WEBHOOK_PORT: "0",
-  };
+  return { ...process.env, ...isolatedSettings(db, amqp) };
 }

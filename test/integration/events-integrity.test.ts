@@ -2,7 +2,6 @@ import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { Db } from "../../src/db/database.js";
-import { latestEventId, listEvents } from "../../src/db/repositories/events.js";
 import {
   createLogicalDevice,
   updateLogicalDevice,
@@ -19,6 +18,7 @@ import {
 import { withActor } from "../../src/events/actor.js";
 import type { RegistryEvent } from "../../src/events/event.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { eventsOf as eventsOfIn, summary } from "../helpers/events.js";
 
 let testDb: TestDatabase;
 let db: Db;
@@ -33,16 +33,7 @@ afterAll(async () => {
 });
 
 /** Runs `fn`, then returns the events it caused (in id order). */
-async function eventsOf(fn: () => Promise<unknown>): Promise<RegistryEvent[]> {
-  const since = await latestEventId(db);
-  await fn();
-  return listEvents(db, { since, limit: 1000 });
-}
-
-/** The events reduced to `entity.operation actor`. */
-function summary(events: RegistryEvent[]): string[] {
-  return events.map((e) => `${e.entity}.${e.operation} ${e.actor}`);
-}
+const eventsOf = (fn: () => Promise<unknown>): Promise<RegistryEvent[]> => eventsOfIn(db, fn);
 
 describe("registry events", () => {
   it("never carry a password, salt or token, only the names of the columns that changed", async () => {

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { Db } from "../../src/db/database.js";
-import { latestEventId, listEvents } from "../../src/db/repositories/events.js";
 import {
   createLogicalDevice,
   deleteLogicalDevice,
@@ -24,6 +23,7 @@ import { recordLogicalSightings } from "../../src/db/repositories/routes.js";
 import { withActor } from "../../src/events/actor.js";
 import type { RegistryEvent } from "../../src/events/event.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { eventsOf as eventsOfIn, summary } from "../helpers/events.js";
 
 let testDb: TestDatabase;
 let db: Db;
@@ -38,16 +38,7 @@ afterAll(async () => {
 });
 
 /** Runs `fn`, then returns the events it caused (in id order). */
-async function eventsOf(fn: () => Promise<unknown>): Promise<RegistryEvent[]> {
-  const since = await latestEventId(db);
-  await fn();
-  return listEvents(db, { since, limit: 1000 });
-}
-
-/** The events reduced to `entity.operation actor`. */
-function summary(events: RegistryEvent[]): string[] {
-  return events.map((e) => `${e.entity}.${e.operation} ${e.actor}`);
-}
+const eventsOf = (fn: () => Promise<unknown>): Promise<RegistryEvent[]> => eventsOfIn(db, fn);
 
 describe("registry triggers", () => {
   it("record every physical device change with before, after, changed and actor; sightings are silent", async () => {

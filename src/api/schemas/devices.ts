@@ -1,6 +1,6 @@
 import { z } from "zod";
 
-import type { JsonObject, Location } from "../../core/devices.js";
+import { locationInput as coreLocationInput, type JsonObject } from "../../core/devices.js";
 import { instantParam } from "./params.js";
 
 /**
@@ -58,21 +58,10 @@ export const instantInput = instantParam;
 export const uidInput = z.number().int().min(-2_147_483_648).max(2_147_483_647);
 
 /**
- * IoTa's Location. `null`, and IoTa's own `{"lat": null, "long": null}` for "no location", both
- * mean none; a location needs both coordinates.
+ * IoTa's Location (the same schema the CLI and repositories use). `null`, and IoTa's own
+ * `{"lat": null, "long": null}` for "no location", both mean none; a location needs both.
  */
-export const locationInput = z
-  .strictObject({
-    lat: z.number().min(-90).max(90).nullish(),
-    long: z.number().min(-180).max(180).nullish(),
-  })
-  .nullable()
-  .transform((v): Location | null =>
-    v && typeof v.lat === "number" && typeof v.long === "number"
-      ? { lat: v.lat, long: v.long }
-      : null,
-  )
-  .meta({ id: "LocationInput" });
+export const locationInput = coreLocationInput.meta({ id: "LocationInput" });
 
 const logicalFields = {
   uid: uidInput.nullish().meta({ description: "Ignored on create." }),
