@@ -9,6 +9,7 @@ import { registerPdCommands } from "./commands/pd.js";
 import { registerRunCommand } from "./commands/run.js";
 import { registerUsersCommands } from "./commands/users.js";
 import { describeError } from "./context.js";
+import { loadDotEnv } from "./dotenv.js";
 
 /**
  * The `broker` executable. Usage mistakes are reported by commander itself ("error: …", exit 1);
@@ -27,6 +28,7 @@ registerEventsCommands(program);
 registerRunCommand(program);
 
 try {
+  loadDotEnv();
   await program.parseAsync(process.argv);
 } catch (err) {
   process.stderr.write(`error: ${describeError(err)}\n`);
