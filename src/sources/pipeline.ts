@@ -105,7 +105,10 @@ export class IngestPipeline {
 
   /** Makes sure the source exists (IoTa seeds only seven; others are added when they first run). */
   async start(): Promise<void> {
-    await addSource(this.#deps.database.db, this.#sourceName);
+    // PostgreSQL being down at start is not a reason to fail either: ingest retries this first.
+    await this.#ensureSource().catch((err: unknown) =>
+      this.#deps.logger.warn({ err, source: this.#sourceName }, "cannot register the source yet"),
+    );
     const queue = this.#deadLetterQueue;
     if (queue !== undefined) {
       // Declared on every (re)connect; RabbitMQ being down at start is not a reason to fail.
@@ -118,6 +121,15 @@ export class IngestPipeline {
       if (this.#deps.amqp.isConnected) {
         declare();
       }
+    }
+  }
+
+  #sourceReady = false;
+
+  async #ensureSource(): Promise<void> {
+    if (!this.#sourceReady) {
+      await addSource(this.#deps.database.db, this.#sourceName);
+      this.#sourceReady = true;
     }
   }
 
@@ -163,6 +175,9 @@ export class IngestPipeline {
    * database refuses, a bug), each item is retried alone so only the culprit is rejected.
    */
   async ingest(items: readonly IngestItem[]): Promise<IngestResult[]> {
+    // Raw rows reference sources(source_name): without the row every insert would fail as if
+    // the content were bad, so an unregistered source is an outage (the caller retries).
+    await this.#ensureSource();
     const results = await this.#ingestIsolated(items);
     await this.#publishRejected(items, results);
     return results;

@@ -5,6 +5,8 @@ import { cleanupAmqp, isolatedAmqpConfig, waitFor } from "../helpers/bus.js";
 import { spawnBroker } from "../helpers/cli.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { brokerEnv, startTestSystem, testConfig } from "../helpers/system.js";
+import { TcpProxy } from "../helpers/tcp-proxy.js";
+import { netvoxUplink } from "../helpers/ttn.js";
 
 const amqpConfig = isolatedAmqpConfig();
 const mapperQueue = amqpConfig.queuePrefix + QUEUE_NAMES.mapper;
@@ -31,6 +33,34 @@ describe("health, readiness and stopping", () => {
       expect(await ready.json()).toMatchObject({ postgres: false });
     } finally {
       await system.stop();
+    }
+  });
+
+  it("starts while PostgreSQL is down, answers 503 meanwhile, and serves once it is back", async () => {
+    const proxy = new TcpProxy({ host: db.pg.host, port: db.pg.port });
+    await proxy.up();
+    await proxy.down(); // the port is now chosen, and nothing listens on it
+    const system = await startTestSystem(
+      ["ttn-webhook"],
+      testConfig({ ...db, pg: { ...db.pg, host: "127.0.0.1", port: proxy.port } }, amqpConfig),
+    );
+    try {
+      const url = `http://127.0.0.1:${system.components[0]!.port!()}/ttn/webhook/up`;
+      const body = JSON.stringify(netvoxUplink("00000000000099a1", 1, "2024-03-01T00:00:00Z"));
+      expect((await fetch(url, { method: "POST", body })).status).toBe(503);
+      await proxy.up();
+      await waitFor(
+        async () => (await fetch(url, { method: "POST", body })).status === 204,
+        30_000,
+        "204",
+      );
+      const rows = await db.handle.pool.query(
+        "select 1 from raw_messages where json_msg->'end_device_ids'->>'dev_eui' = '00000000000099a1'",
+      );
+      expect(rows.rowCount).toBe(1);
+    } finally {
+      await system.stop();
+      await proxy.down();
     }
   });
 
