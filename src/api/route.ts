@@ -104,7 +104,9 @@ function parse<T>(schema: z.ZodType<T> | undefined, value: unknown, where: strin
   if (schema === undefined) {
     return undefined as T;
   }
-  const result = schema.safeParse(value);
+  // reportInput: zod 4 leaves the input out of its issues otherwise, and a missing field could
+  // not be told from a wrong type (the input is only inspected, never answered).
+  const result = schema.safeParse(value, { reportInput: true });
   if (!result.success) {
     throw unprocessable(toValidationIssues(where, result.error));
   }

@@ -294,7 +294,8 @@ describe("users (admin only)", () => {
   });
 });
 
-describe("broker users", () => {
+// Each `broker` run starts a Node process: seconds apiece on a busy two-core machine.
+describe("broker users", { timeout: 120_000 }, () => {
   it("adds, issues tokens, disables, changes passwords, removes and lists", async () => {
     const database = api.db.name;
     const run = (...args: string[]) => runBroker(["users", ...args], { database });
@@ -305,10 +306,16 @@ describe("broker users", () => {
     const token = issued.stdout.trim();
     const admin = { token, body: { source_name: "cli_src" } };
     expect((await api.call("POST", "/sources", admin)).status).toBe(201);
-    const refreshed = await run("token", "-u", "dave", "--refresh", "--disable");
-    expect(refreshed.stderr).toMatch(/disabled/);
+    const disabled = await run("token", "-u", "dave", "--refresh", "--disable");
+    expect(disabled.code).toBe(0);
+    expect(disabled.stderr).toMatch(/disabled and their tokens revoked; no token issued/);
+    expect(disabled.stdout).toBe("");
     expect((await api.call("GET", "/me", { token })).status).toBe(401);
-    expect((await api.call("GET", "/me", { token: refreshed.stdout.trim() })).status).toBe(401);
+    // Re-enabled, the old token stays revoked: --refresh with --disable revoked it for good.
+    const enabled = await run("token", "-u", "dave", "--enable");
+    expect((await api.call("GET", "/me", { token })).status).toBe(401);
+    expect((await api.call("GET", "/me", { token: enabled.stdout.trim() })).status).toBe(200);
+    expect((await run("token", "-u", "dave", "--disable")).stdout).toBe("");
     const noPassword = await run("chng", "-u", "dave");
     expect(noPassword.code).toBe(1);
     expect(noPassword.stderr.trim().split("\n")).toEqual([

@@ -302,6 +302,47 @@ describe("hostile input", () => {
     ]);
     const notObject = await answer("POST", "/logical/devices/", [1, 2]);
     expect(notObject.status).toBe(422);
+    // A present value of the wrong type is named as such, never as "field required".
+    const wrongType = await answer("POST", "/logical/devices/", { name: null, properties: [] });
+    expect(wrongType.body.detail).toEqual([
+      {
+        loc: ["body", "name"],
+        msg: "Invalid input: expected string, received null",
+        type: "type_error.string",
+      },
+      {
+        loc: ["body", "properties"],
+        msg: "Invalid input: expected record, received array",
+        type: "type_error.record",
+      },
+    ]);
+    const badBool = await answer("PATCH", "/mappings/toggle-active/?is_active=maybe&puid=1");
+    expect(badBool.body.detail).toEqual([
+      {
+        loc: ["query", "is_active"],
+        msg: "value could not be parsed to a boolean",
+        type: "type_error.boolean",
+      },
+    ]);
+    // JSON.parse reads 1e400 as Infinity: refused, not stored as null.
+    const infinite = await answer(
+      "POST",
+      "/logical/devices/",
+      '{"name": "inf", "properties": {"a": [1e400]}, "location": {"lat": 1e400, "long": 0}}',
+    );
+    expect(infinite.status).toBe(422);
+    expect(infinite.body.detail).toEqual([
+      {
+        loc: ["body", "location", "lat"],
+        msg: "Invalid input: expected number, received Infinity",
+        type: "type_error.number",
+      },
+      {
+        loc: ["body", "properties"],
+        msg: "contains a number too large to store",
+        type: "value_error.custom",
+      },
+    ]);
   });
 
   it("answers malformed JSON, other content types and huge bodies with a 4xx", async () => {

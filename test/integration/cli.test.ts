@@ -115,7 +115,7 @@ describe("broker ld", { timeout: CLI_TIMEOUT }, () => {
       last_seen: null,
     });
     expect(json(gotProps)).toMatchObject({ properties: { k: "v" } });
-    expect(json(absent)).toBeNull();
+    expectOneLineError(absent, /^error: logical device 999999 not found$/);
     const all = json(list) as { uid: number }[];
     expect(all.map((d) => d.uid)).toContain(ld.uid);
     expect(all.every((d) => !("properties" in d))).toBe(true);
@@ -171,7 +171,7 @@ describe("broker pd and map", { timeout: CLI_TIMEOUT }, () => {
     const { properties: _p, ...withoutProps } = pd;
     expect(json(got)).toEqual(withoutProps);
     expect(json(gotProps)).toEqual(pd);
-    expect(absent.stdout).toBe("null\n");
+    expectOneLineError(absent, /^error: physical device 999999 not found$/);
     expectOneLineError(badUid, /--puid.*'abc' is invalid/);
 
     const started = await broker([
@@ -214,11 +214,18 @@ describe("broker pd and map", { timeout: CLI_TIMEOUT }, () => {
 
     const ended = await broker(["map", "end", "--puid", String(pd.uid)]);
     expect(ended).toEqual({ code: 0, stdout: "", stderr: "" });
-    const [byLd, both, neither] = await Promise.all([
+    const [byLd, both, neither, endUnknown, lsUnknown, endAgain] = await Promise.all([
       broker(["map", "ls", "--luid", String(ld.uid)]),
       broker(["map", "end", "--puid", "1", "--luid", "1"]),
       broker(["map", "ls"]),
+      broker(["map", "end", "--puid", "999999"]),
+      broker(["map", "ls", "--luid", "999999"]),
+      broker(["map", "end", "--puid", String(pd.uid)]),
     ]);
+    expectOneLineError(endUnknown, /^error: physical device 999999 not found$/);
+    expectOneLineError(lsUnknown, /^error: logical device 999999 not found$/);
+    // Nothing current to end on a known device: a no-op, as IoTa.
+    expect(endAgain).toEqual({ code: 0, stdout: "", stderr: "" });
     const after = json(byLd) as { end_time: string | null }[];
     expect(after).toHaveLength(1);
     expect(after[0]?.end_time).not.toBeNull();
@@ -279,12 +286,20 @@ describe("broker pd and map", { timeout: CLI_TIMEOUT }, () => {
 
     const removedPd = json(await broker(["pd", "rm", "--puid", puid]));
     expect(removedPd).toMatchObject({ uid: created.uid, name: "rest pd 2" });
-    const [removedLd, gone] = await Promise.all([
+    const [removedLd, gone, removedAgain] = await Promise.all([
       broker(["ld", "rm", "--luid", luid]),
       broker(["pd", "get", "--puid", puid]),
+      broker(["pd", "rm", "--puid", puid]),
     ]);
     expect(json(removedLd)).toMatchObject({ uid: mapping.ld.uid });
-    expect(json(gone)).toBeNull();
+    expectOneLineError(gone, new RegExp(`^error: physical device ${puid} not found$`));
+    expectOneLineError(removedAgain, new RegExp(`^error: physical device ${puid} not found$`));
+    const [ldGone, ldRemovedAgain] = await Promise.all([
+      broker(["ld", "get", "--luid", luid]),
+      broker(["ld", "rm", "--luid", luid]),
+    ]);
+    expectOneLineError(ldGone, new RegExp(`^error: logical device ${luid} not found$`));
+    expectOneLineError(ldRemovedAgain, new RegExp(`^error: logical device ${luid} not found$`));
   });
 
   it("reports an unreachable database in one line", async () => {

@@ -10,13 +10,17 @@ import { instantParam } from "./params.js";
 
 const MAX_JSON_DEPTH = 64;
 
-/** Why a JSON value cannot be stored, or undefined: NUL anywhere, or nesting too deep. */
+/** Why a JSON value cannot be stored, or undefined: NUL, an infinite number, too deep nesting. */
 function jsonProblem(value: unknown, depth = 0): string | undefined {
   if (depth > MAX_JSON_DEPTH) {
     return `is nested more than ${MAX_JSON_DEPTH} levels deep`;
   }
   if (typeof value === "string") {
     return value.includes("\u0000") ? "contains a NUL character" : undefined;
+  }
+  if (typeof value === "number") {
+    // JSON.parse reads 1e400 as Infinity, which would be stored as null without a word.
+    return Number.isFinite(value) ? undefined : "contains a number too large to store";
   }
   if (Array.isArray(value)) {
     for (const item of value) {

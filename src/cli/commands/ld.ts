@@ -61,12 +61,15 @@ export function registerLdCommands(program: Command): void {
     });
 
   ld.command("get")
-    .description("get logical device (null when absent)")
+    .description("get a logical device")
     .requiredOption("--luid <uid>", "logical device uid", parseUid)
     .option("--properties", "include the properties field in the output")
     .action(async (opts: { luid: number; properties?: boolean }) => {
       const device = await withDatabase((db) => getLogicalDevice(db, opts.luid));
-      printJson(device ? withoutProperties(device, opts.properties) : null);
+      if (!device) {
+        throw new RegistryError("not_found", `logical device ${opts.luid} not found`);
+      }
+      printJson(withoutProperties(device, opts.properties));
     });
 
   ld.command("up")
@@ -99,7 +102,10 @@ export function registerLdCommands(program: Command): void {
           return deleteLogicalDevice(trx, opts.luid);
         }),
       );
-      printJson(device ?? null);
+      if (!device) {
+        throw new RegistryError("not_found", `logical device ${opts.luid} not found`);
+      }
+      printJson(device);
     });
 
   ld.command("cpd")

@@ -1,5 +1,6 @@
 import { Option, type Command } from "commander";
 
+import type { Db } from "../../db/database.js";
 import {
   endMapping,
   listMappings,
@@ -7,6 +8,8 @@ import {
   startMapping,
   type DeviceSelector,
 } from "../../db/repositories/mappings.js";
+import { getLogicalDevice } from "../../db/repositories/logical-devices.js";
+import { getPhysicalDevice } from "../../db/repositories/physical-devices.js";
 import { RegistryError } from "../../db/repositories/registry-error.js";
 import { cliActor, withActor } from "../../events/actor.js";
 import { parseUid, printJson, UsageError, withDatabase } from "../context.js";
@@ -34,6 +37,17 @@ function describe(sel: DeviceSelector): string {
   return sel.puid !== undefined ? `physical device ${sel.puid}` : `logical device ${sel.luid}`;
 }
 
+/** Fails with one line when the selected device does not exist (IoTa said nothing). */
+async function requireDevice(db: Db, sel: DeviceSelector): Promise<void> {
+  const device =
+    sel.puid !== undefined
+      ? await getPhysicalDevice(db, sel.puid)
+      : await getLogicalDevice(db, sel.luid!);
+  if (!device) {
+    throw new RegistryError("not_found", `${describe(sel)} not found`);
+  }
+}
+
 /** `broker map …`: mapping commands with IoTa broker-cli's flags. */
 export function registerMapCommands(program: Command): void {
   const map = program.command("map").description("mapping operations");
@@ -58,7 +72,12 @@ export function registerMapCommands(program: Command): void {
     .addOption(luidOption())
     .action(async (opts: SelectorOptions) => {
       const sel = selector(opts);
-      await withDatabase((db) => withActor(db, cliActor(), (trx) => endMapping(trx, sel)));
+      await withDatabase((db) =>
+        withActor(db, cliActor(), async (trx) => {
+          await requireDevice(trx, sel);
+          await endMapping(trx, sel);
+        }),
+      );
     });
 
   map
@@ -68,7 +87,12 @@ export function registerMapCommands(program: Command): void {
     .addOption(luidOption())
     .action(async (opts: SelectorOptions) => {
       const sel = selector(opts);
-      printJson(await withDatabase((db) => listMappings(db, sel)));
+      printJson(
+        await withDatabase(async (db) => {
+          await requireDevice(db, sel);
+          return listMappings(db, sel);
+        }),
+      );
     });
 
   map

@@ -72,12 +72,15 @@ export function registerPdCommands(program: Command): void {
   const pd = program.command("pd").description("physical device operations");
 
   pd.command("get")
-    .description("get physical device (null when absent)")
+    .description("get a physical device")
     .requiredOption("--puid <uid>", "physical device uid", parseUid)
     .option("--properties", "include the properties field in the output")
     .action(async (opts: { puid: number; properties?: boolean }) => {
       const device = await withDatabase((db) => getPhysicalDevice(db, opts.puid));
-      printJson(device ? withoutProperties(device, opts.properties) : null);
+      if (!device) {
+        throw new RegistryError("not_found", `physical device ${opts.puid} not found`);
+      }
+      printJson(withoutProperties(device, opts.properties));
     });
 
   pd.command("ls")
@@ -162,6 +165,9 @@ export function registerPdCommands(program: Command): void {
           return deletePhysicalDevice(trx, opts.puid);
         }),
       );
-      printJson(device ?? null);
+      if (!device) {
+        throw new RegistryError("not_found", `physical device ${opts.puid} not found`);
+      }
+      printJson(device);
     });
 }

@@ -9,6 +9,7 @@ import {
   deleteUser,
   getUser,
   listUsers,
+  revokeTokens,
   updateUserFlags,
   type User,
 } from "../../db/repositories/users.js";
@@ -104,12 +105,24 @@ export function registerUsersCommands(program: Command): void {
             if (opts.disable || opts.enable) {
               user = (await updateUserFlags(trx, user.username, { valid: !!opts.enable })) ?? user;
             }
+            if (opts.disable) {
+              // A disabled user gets no new token; --refresh also revokes the ones out there.
+              if (opts.refresh) {
+                await revokeTokens(trx, user.uid);
+              }
+              return { token: undefined, user };
+            }
             const token = opts.refresh
               ? await replaceTokens(trx, user, ttl)
               : await issueToken(trx, user, ttl);
             return { token, user };
           }),
         );
+        if (token === undefined) {
+          const revoked = opts.refresh ? " and their tokens revoked" : "";
+          process.stderr.write(`user ${user.username} disabled${revoked}; no token issued\n`);
+          return;
+        }
         if (!opts.refresh) {
           process.stderr.write(
             "note: tokens are stored hashed, so the existing ones cannot be shown; issued a new token (earlier tokens stay valid; --refresh revokes them)\n",
