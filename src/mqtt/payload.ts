@@ -2,6 +2,8 @@ import { createHash } from "node:crypto";
 
 import { v5 as uuidv5 } from "uuid";
 
+import { jsonTooDeep, TOO_DEEP, TOO_DEEP_ERROR } from "../sources/json-depth.js";
+
 /**
  * What an MQTT payload is, decided before anything can fail on its content: the copy that goes
  * to `raw_messages`, and either the decoded value or the reason it cannot be used. Pure.
@@ -93,6 +95,9 @@ export function decodeJson(payload: Buffer, maxBytes: number): Decoded<unknown> 
   const t = textOrReason(payload, maxBytes);
   if ("reason" in t) {
     return { ok: false, raw: { text: t.text }, reason: t.reason, error: t.error };
+  }
+  if (jsonTooDeep(t.text)) {
+    return { ok: false, raw: { text: t.text }, reason: TOO_DEEP, error: TOO_DEEP_ERROR };
   }
   let value: unknown;
   try {

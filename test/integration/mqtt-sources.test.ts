@@ -299,6 +299,7 @@ describe("MQTT sources against Mosquitto, PostgreSQL and RabbitMQ", () => {
         "unknown_model",
       ],
       ["dragino", `${root}/dragino_up`, '["not", "an", "object"]', "invalid_payload"],
+      ["dragino", `${root}/dragino_up`, "[".repeat(1000) + "]".repeat(1000), "too_deeply_nested"],
       ["ict-mqtt", `${root}/ict/data/mncm9z999`, ictCsv, "unknown_device"],
       ["ict-mqtt", `${root}/ict/data/mncm2l307`, 'x,"broken', "malformed_csv"],
     ];

@@ -110,6 +110,7 @@ describe("EagleIO poller against a stand-in API, PostgreSQL and RabbitMQ", () =>
         EAGLEIO_API_TOKEN: "key-123",
         EAGLEIO_API_URL: vendor.url,
         EAGLEIO_POLL_SECONDS: "0.2",
+        POLLER_MAX_RESPONSE_BYTES: "100000",
       }),
     );
     await waitFor(async () => (await collect(), published.length >= 2), 20_000, "2 messages");
@@ -157,21 +158,30 @@ describe("EagleIO poller against a stand-in API, PostgreSQL and RabbitMQ", () =>
     });
   });
 
-  it("stores an answer that is not JSON raw, dead-letters it, and carries on", async () => {
+  it("stores answers that are not JSON, oversized or hostile raw, dead-letters each, and carries on", async () => {
     const html = "<html><body>502 Bad Gateway</body></html>";
-    answer = { body: html };
-    await waitFor(
-      async () => (await ch.checkQueue(deadQueue)).messageCount >= 1,
-      20_000,
-      "dead letter",
-    );
-    const dead = await ch.get(deadQueue, { noAck: true });
-    expect(dead && dead.content.toString()).toBe(html);
-    expect(dead && dead.properties.headers?.["x-broker-reason"]).toBe("invalid_json");
+    const deep = "[".repeat(20_000) + "]".repeat(20_000);
+    const big = JSON.stringify([{ name: "x".repeat(120_000) }]);
+    const cases: [string, string, string][] = [
+      [html, "invalid_json", html],
+      [deep, "too_deeply_nested", deep],
+      [big, "oversized_response", big.slice(0, 100_000)],
+    ];
+    for (const [body, reason, kept] of cases) {
+      answer = { body };
+      await waitFor(
+        async () => (await ch.checkQueue(deadQueue)).messageCount >= 1,
+        20_000,
+        `dead letter ${reason}`,
+      );
+      const dead = await ch.get(deadQueue, { noAck: true });
+      expect(dead && dead.content.toString()).toBe(kept);
+      expect(dead && dead.properties.headers?.["x-broker-reason"]).toBe(reason);
+    }
     const raws = await sql<{ text_msg: string }>(
-      "select text_msg from raw_messages where text_msg is not null",
+      "select text_msg from raw_messages where text_msg is not null order by uid",
     );
-    expect(raws.map((r) => r.text_msg)).toEqual([html]);
+    expect(raws.map((r) => r.text_msg)).toEqual(cases.map((c) => c[2]));
 
     const changed = structuredClone(current);
     changed.find((n) => n.name === "mncm1k70 battV")!.currentValue = 3.9;

@@ -62,6 +62,14 @@ async function sql<T = Record<string, unknown>>(
   return (await db.handle.pool.query(text, params)).rows as T[];
 }
 
+async function count(where: string, params: unknown[] = []): Promise<number> {
+  const [row] = await sql<{ n: string }>(
+    `select count(*) as n from raw_messages where ${where}`,
+    params,
+  );
+  return Number(row!.n);
+}
+
 async function drainPhysical(): Promise<Record<string, unknown>[]> {
   const out: Record<string, unknown>[] = [];
   for (;;) {
@@ -205,18 +213,65 @@ describe("TTN webhook against PostgreSQL and RabbitMQ", () => {
     const hostile = {
       ...good,
       note: "nul \u0000 inside",
-      end_device_ids: { ...good.end_device_ids, dev_eui: "00000000000000c4" },
+      end_device_ids: {
+        ...good.end_device_ids,
+        dev_eui: "00000000000000c4",
+        device_id: "dev-00000000000000c4",
+      },
     };
     const [a, b] = await Promise.all([post(good), post(hostile)]);
     expect(a.status).toBe(204);
-    expect([204, 400]).toContain(b.status);
+    expect(b.status).toBe(400);
+    expect(((await b.json()) as { error: string }).error).toBe("database_rejected_22P05");
+    // Kept raw as text (jsonb cannot hold \u0000), with its reason in the dead-letter queue.
+    expect(await count("text_msg like '%00000000000000c4%'")).toBe(1);
     await drainPhysical();
   });
 
-  it("refuses an oversized body with 413 and a message", async () => {
-    const res = await post({ big: "x".repeat(1_100_000) });
-    expect(res.status).toBe(413);
-    expect(((await res.json()) as { error: string }).error).toBe("too_large");
+  it("bad input: truncated, non-JSON, wrong-typed, oversized and hostile bodies are kept raw and dead-lettered with a reason, and never hold up a good uplink", async () => {
+    const deadQueue = amqpConfig.queuePrefix + TTN_DEAD_LETTER_QUEUE;
+    await ch.purgeQueue(deadQueue);
+    await drainPhysical();
+    const good = uplink("00000000000000e1", 1, "2023-09-01T00:00:00Z");
+    const wrongTyped = {
+      ...good,
+      uplink_message: { ...good.uplink_message, f_cnt: "seven", decoded_payload: [1, 2] },
+    };
+    const deep = "[".repeat(100_000) + "]".repeat(100_000);
+    const cases: [string, number, string][] = [
+      [JSON.stringify(good).slice(0, 300), 400, "invalid_json"],
+      ["<html><body>502 Bad Gateway</body></html>", 400, "invalid_json"],
+      [JSON.stringify(wrongTyped), 400, "not_ttn_uplink"],
+      [JSON.stringify({ big: "x".repeat(1_100_000) }), 413, "too_large"],
+      [deep, 400, "too_deeply_nested"],
+    ];
+    const answers = await Promise.all([...cases.map(([body]) => post(body)), post(good)]);
+    expect(answers.map((r) => r.status)).toEqual([...cases.map((c) => c[1]), 204]);
+    const errors = await Promise.all(answers.slice(0, -1).map(async (r) => r.json()));
+    expect(errors.map((e) => (e as { error: string }).error)).toEqual(cases.map((c) => c[2]));
+    const published = await drainPhysical();
+    expect(published.map((m) => m.timestamp)).toEqual(["2023-09-01T00:00:00Z"]);
+    // Kept raw: the oversized body's first TTN_WEBHOOK_MAX_BODY bytes, the others whole.
+    expect(await count("text_msg = $1", [cases[0]![0]])).toBe(1);
+    expect(await count("text_msg = $1", [cases[1]![0]])).toBe(1);
+    expect(await count("json_msg->'uplink_message'->>'f_cnt' = 'seven'")).toBe(1);
+    expect(await count('length(text_msg) = 1048576 and text_msg like \'{"big":"xxx%\'')).toBe(1);
+    expect(await count("text_msg = $1", [deep])).toBe(1);
+    await waitFor(
+      async () => (await ch.checkQueue(deadQueue)).messageCount === cases.length,
+      10_000,
+      "dead letters",
+    );
+    const reasons: string[] = [];
+    for (;;) {
+      const m = await ch.get(deadQueue, { noAck: true });
+      if (m === false) {
+        break;
+      }
+      reasons.push(String(m.properties.headers?.["x-broker-reason"]));
+      expect(m.properties.headers?.["x-broker-error"]).toEqual(expect.any(String));
+    }
+    expect(reasons.sort()).toEqual(cases.map((c) => c[2]).sort());
   });
 });
 

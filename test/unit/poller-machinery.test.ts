@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { TransientError } from "../../src/core/errors.js";
+import { PermanentError, TransientError } from "../../src/core/errors.js";
 import { createLogger } from "../../src/core/logger.js";
 import {
   retryAfterMs,
@@ -10,6 +10,7 @@ import {
 import { contentHash, pollCorrelationId } from "../../src/sources/pollers/ids.js";
 import { PollLoop, type PollOutcome } from "../../src/sources/pollers/loop.js";
 import { aggregateProgress, alreadyProcessed } from "../../src/sources/pollers/progress.js";
+import { failed, parseVendorJson, rawBody } from "../../src/sources/pollers/prepared.js";
 import { pollerSettings, requiredSecret } from "../../src/sources/pollers/settings.js";
 import { pythonIsoformat, withOffset, zuluSeconds } from "../../src/sources/pollers/times.js";
 import { VendorServer, type Answer } from "../fixtures/pollers/vendor-server.js";
@@ -32,6 +33,25 @@ describe("vendor times", () => {
       "2022-02-09T22:00:00.123456-03:00",
     );
     expect(zuluSeconds(Date.parse("2024-01-16T12:00:00.900Z"))).toBe("2024-01-16T12:00:00Z");
+  });
+});
+
+describe("vendor bodies", () => {
+  it("refuses truncated and hostile (deeply nested, NUL) bodies, keeping storable raw text", () => {
+    const reasonOf = (text: string): string => {
+      try {
+        parseVendorJson(text);
+        return "ok";
+      } catch (err) {
+        return (err as PermanentError).reason;
+      }
+    };
+    expect(reasonOf('{"a": [1, 2')).toBe("invalid_json");
+    const deep = "[".repeat(50_000) + "]".repeat(50_000);
+    expect(reasonOf(deep)).toBe("too_deeply_nested");
+    expect(failed(deep, new PermanentError("x", "y")).raw).toEqual({ text: deep });
+    expect(rawBody('{"a":"\\u0000"}', { a: "\u0000" })).toEqual({ text: '{"a":"\\u0000"}' });
+    expect(rawBody('{"a":1}', { a: 1 })).toEqual({ json: { a: 1 } });
   });
 });
 

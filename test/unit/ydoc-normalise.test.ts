@@ -11,6 +11,7 @@ import {
   processYdocMessage,
   ydocRawTime,
 } from "../../src/sources/ydoc/normalise.js";
+import { jsonTooDeep } from "../../src/sources/json-depth.js";
 import { parseYdocTs } from "../../src/sources/ydoc/values.js";
 
 const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
@@ -228,5 +229,15 @@ describe("YDOC value and payload helpers", () => {
     expect(big.raw.text).toHaveLength(100);
     const nul = decodeJson(Buffer.from("a\u0000b"), 100);
     expect(nul.raw.text).toBe("a\uFFFDb");
+  });
+
+  it("keeps a hostile, deeply nested payload as text instead of overflowing the stack later", () => {
+    const deep = "[".repeat(100_000) + "]".repeat(100_000);
+    const d = decodeJson(Buffer.from(deep), 1_000_000);
+    expect(d.ok ? "ok" : d.reason).toBe("too_deeply_nested");
+    expect(d.raw).toEqual({ text: deep });
+    expect(jsonTooDeep('{"a": [[1]], "s": "[[[[[[[["}', 3)).toBe(false);
+    expect(jsonTooDeep('{"a": [[[1]]]}', 3)).toBe(true);
+    expect(decodeJson(Buffer.from('{"a": [[[{"b": 1}]]]}'), 100).ok).toBe(true);
   });
 });

@@ -1,4 +1,5 @@
 import { PermanentError } from "../../core/errors.js";
+import { jsonTooDeep, TOO_DEEP, TOO_DEEP_ERROR } from "../json-depth.js";
 import type { IngestItem, Normalised } from "../pipeline.js";
 
 /** What the raw store keeps of a vendor response or record: parsed JSON, or the text itself. */
@@ -15,6 +16,9 @@ export interface Prepared {
 
 /** Parses a vendor body; bad JSON (truncated, HTML error page…) is PermanentError `invalid_json`. */
 export function parseVendorJson(text: string): unknown {
+  if (jsonTooDeep(text)) {
+    throw new PermanentError(TOO_DEEP, `response is ${TOO_DEEP_ERROR}`);
+  }
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
@@ -28,7 +32,7 @@ export function parseVendorJson(text: string): unknown {
  */
 export function rawBody(text: string, json?: unknown): RawBody {
   const clean = text.replaceAll("\u0000", "\uFFFD");
-  if (json === undefined || clean !== text || clean.includes("\\u0000")) {
+  if (json === undefined || clean !== text || clean.includes("\\u0000") || jsonTooDeep(text)) {
     return { text: clean };
   }
   return { json };
@@ -38,7 +42,7 @@ export function rawBody(text: string, json?: unknown): RawBody {
 export function failed(text: string, error: PermanentError): Prepared {
   let json: unknown;
   try {
-    json = JSON.parse(text) as unknown;
+    json = jsonTooDeep(text) ? undefined : (JSON.parse(text) as unknown);
   } catch {
     json = undefined;
   }

@@ -1,5 +1,6 @@
 import { PermanentError } from "../../core/errors.js";
 import { parseInstant } from "../../core/time.js";
+import { jsonTooDeep, TOO_DEEP, TOO_DEEP_ERROR } from "../json-depth.js";
 import type { IngestItem } from "../pipeline.js";
 import type { DecoderNames } from "./decoder-names.js";
 import type { DecoderPool } from "./decoders/decoder-pool.js";
@@ -36,6 +37,9 @@ function decodeBody(bytes: Buffer): Body {
 }
 
 function safeParse(text: string): unknown {
+  if (jsonTooDeep(text)) {
+    return undefined; // kept as text, rejected in normalise
+  }
   try {
     return JSON.parse(text) as unknown;
   } catch {
@@ -111,7 +115,9 @@ export async function buildWebhookItem(
     raw: { correlationId, ts, ...(text === undefined ? { json } : { text }) },
     normalise: () => {
       if (json === undefined) {
-        throw new PermanentError("invalid_json", "body is not JSON");
+        throw jsonTooDeep(text ?? "")
+          ? new PermanentError(TOO_DEEP, `body is ${TOO_DEEP_ERROR}`)
+          : new PermanentError("invalid_json", "body is not JSON");
       }
       if (uplinkOnly) {
         return normaliseUplink();
@@ -124,6 +130,27 @@ export async function buildWebhookItem(
         );
       }
       return type === "uplink_message" ? normaliseUplink() : undefined;
+    },
+  };
+}
+
+/**
+ * A body larger than TTN_WEBHOOK_MAX_BODY, of which only the first `maxBytes` bytes were read:
+ * those are stored raw (as text, NUL replaced) and the item is rejected `too_large`, so it is
+ * dead-lettered with that reason and answered 413.
+ */
+export function oversizedWebhookItem(prefix: Buffer, maxBytes: number): IngestItem {
+  return {
+    raw: {
+      correlationId: ttnCorrelationId(undefined, prefix),
+      ts: new Date().toISOString(),
+      text: prefix.toString("utf8").replaceAll("\u0000", "\uFFFD"),
+    },
+    normalise: () => {
+      throw new PermanentError(
+        "too_large",
+        `body exceeds ${maxBytes} bytes (TTN_WEBHOOK_MAX_BODY); its first ${maxBytes} bytes are kept raw`,
+      );
     },
   };
 }

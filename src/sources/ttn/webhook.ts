@@ -12,8 +12,9 @@ import { authConfigured, webhookAuthMiddleware } from "./auth.js";
 import { DecoderNames } from "./decoder-names.js";
 import { DecoderPool } from "./decoders/decoder-pool.js";
 import { MetadataFetcher } from "./metadata-fetcher.js";
+import { readBody, TOO_LARGE } from "./read-body.js";
 import { loadTtnSettings } from "./settings.js";
-import { buildWebhookItem } from "./webhook-items.js";
+import { buildWebhookItem, oversizedWebhookItem } from "./webhook-items.js";
 
 /**
  * Queue (behind QUEUE_PREFIX, on the dead-letter exchange) that receives every rejected webhook
@@ -76,6 +77,7 @@ export function createTtnWebhook(deps: Dependencies): Component {
           retryMaxMs: api.retryMaxMs,
         });
   const seen = new Set<number>();
+  const { maxBodyBytes } = deps.config.ttnWebhook;
   let server: Server | undefined;
   let stopping = false;
 
@@ -103,16 +105,21 @@ export function createTtnWebhook(deps: Dependencies): Component {
       const started = process.hrtime.bigint();
       deps.metrics.messagesIn.inc({ component: "ttn-webhook" });
       const bytes = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-      const submitted = await buildWebhookItem(bytes, uplinkOnly, {
-        acceptSimulated: settings.acceptSimulated,
-        decodeLocally: settings.decoders.locally,
-        decoders,
-        decoderNames,
-      });
+      const submitted =
+        res.locals[TOO_LARGE] === true
+          ? oversizedWebhookItem(bytes, maxBodyBytes)
+          : await buildWebhookItem(bytes, uplinkOnly, {
+              acceptSimulated: settings.acceptSimulated,
+              decodeLocally: settings.decoders.locally,
+              decoders,
+              decoderNames,
+            });
       try {
         const result = await batcher.submit(submitted);
         if (result.status === "rejected" && !ANSWERED_204.test(result.reason)) {
-          res.status(400).json({ error: result.reason, message: result.error });
+          res
+            .status(result.reason === "too_large" ? 413 : 400)
+            .json({ error: result.reason, message: result.error });
         } else {
           if (result.status === "accepted") {
             sawDevice(result.physicalUid);
@@ -137,7 +144,7 @@ export function createTtnWebhook(deps: Dependencies): Component {
 
   const app = express();
   app.disable("x-powered-by");
-  const raw = express.raw({ type: () => true, limit: deps.config.ttnWebhook.maxBodyBytes });
+  const raw = readBody(maxBodyBytes);
   // Credentials are checked before the body is read: a refused request leaves no trace.
   const auth: express.RequestHandler[] = authConfigured(settings.auth)
     ? [webhookAuthMiddleware(settings.auth, logger)]
