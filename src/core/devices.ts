@@ -1,5 +1,6 @@
 import { z } from "zod";
 
+import { jsonObjectInput, text } from "./storable.js";
 import { parseInstant } from "./time.js";
 
 /**
@@ -79,13 +80,11 @@ const instant = z
   .string()
   .refine((v) => parseInstant(v) !== undefined, "must be an ISO-8601 date-time with an offset");
 
-const jsonObject = z.record(z.string(), z.unknown());
-
 const logicalFields = {
-  name: z.string().min(1, "must not be empty"),
+  name: text.min(1, "must not be empty"),
   location: locationInput.optional(),
   last_seen: instant.nullable().optional(),
-  properties: jsonObject.optional(),
+  properties: jsonObjectInput.optional(),
 };
 
 /** Validates a logical device given by a user; unknown keys (including `uid`) are dropped. */
@@ -95,8 +94,8 @@ export const logicalDevicePatchSchema = z.object(logicalFields).partial();
 
 const physicalFields = {
   ...logicalFields,
-  source_name: z.string().min(1, "must not be empty"),
-  source_ids: jsonObject.optional(),
+  source_name: text.min(1, "must not be empty"),
+  source_ids: jsonObjectInput.optional(),
 };
 
 /** Validates a physical device given by a user; unknown keys (including `uid`) are dropped. */

@@ -131,6 +131,8 @@ describe("broker ld", { timeout: CLI_TIMEOUT }, () => {
       broker(["ld", "get", "--luid", "1.5"]),
       broker(["ld", "get"]),
       broker(["ld", "get", "--luid", "1", "--bogus"]),
+      broker(["ld", "create", "--json", '{"name": "n", "properties": {"depth": 1e400}}']),
+      broker(["ld", "create", "--json", '{"name": "n\\u0000"}']),
     ]);
     expectOneLineError(runs[0]!, /^error: --json is not valid JSON$/);
     expect(runs[0]!.stderr).not.toContain("s3cret");
@@ -141,6 +143,9 @@ describe("broker ld", { timeout: CLI_TIMEOUT }, () => {
     expectOneLineError(runs[5]!, /--luid.*must be a positive integer/);
     expectOneLineError(runs[6]!, /required option '--luid <uid>' not specified/);
     expectOneLineError(runs[7]!, /unknown option '--bogus'/);
+    // The same storage rules as the API: nothing is silently stored as null or truncated.
+    expectOneLineError(runs[8]!, /^error: invalid logical device: properties: .*too large/);
+    expectOneLineError(runs[9]!, /^error: invalid logical device: name: contains a NUL/);
   });
 });
 
