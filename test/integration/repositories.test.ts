@@ -31,6 +31,10 @@ import {
   recordSightings,
   updatePhysicalDevice,
 } from "../../src/db/repositories/physical-devices.js";
+import {
+  insertPhysicalTimeseries,
+  type TimeseriesRow,
+} from "../../src/db/repositories/physical-timeseries.js";
 import { RegistryError } from "../../src/db/repositories/registry-error.js";
 import { addSource, listSources } from "../../src/db/repositories/sources.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
@@ -447,3 +451,69 @@ describe("mappings", () => {
     ).rejects.toMatchObject({ code: "23505" });
   });
 });
+
+describe("physical timeseries", () => {
+  it("stores a batch as given, skips keys already stored, computes ts_delta", async () => {
+    const pd = await createPhysicalDevice(db, { source_name: "ydoc", name: "pts pd" });
+    const ld = await createLogicalDevice(db, { name: "pts ld" });
+    // Text that array literals must escape: quotes, backslashes, braces, commas, non-ASCII.
+    const awkward = { note: 'a "quoted", {braced} \\ back\\slash — ünï', n: 1.5 };
+    const rows: TimeseriesRow[] = [
+      {
+        physicalUid: pd.uid,
+        logicalUid: null,
+        ts: "2024-01-01T00:00:00Z",
+        json: "{}",
+        msgKey: KEY_A,
+      },
+      {
+        physicalUid: pd.uid,
+        logicalUid: ld.uid,
+        ts: "2024-01-01T10:00:00+10:00",
+        json: JSON.stringify(awkward),
+        msgKey: KEY_B,
+      },
+    ];
+    expect(await insertPhysicalTimeseries(db, rows)).toBe(2);
+    // A redelivered batch (one old key, one new) stores only the new row.
+    const again = [rows[1]!, { ...rows[0]!, msgKey: KEY_C }];
+    expect(await insertPhysicalTimeseries(db, again)).toBe(1);
+    expect(await insertPhysicalTimeseries(db, [])).toBe(0);
+
+    const stored = await sql<{
+      logical_uid: number | null;
+      ts: string;
+      json_msg: unknown;
+      msg_key: string;
+      has_delta: boolean;
+    }>`select logical_uid, ts, json_msg, msg_key, ts_delta is not null as has_delta
+       from physical_timeseries where physical_uid = ${pd.uid} order by msg_key`.execute(db);
+    expect(stored.rows).toEqual([
+      {
+        logical_uid: null,
+        ts: "2024-01-01T00:00:00+00:00",
+        json_msg: {},
+        msg_key: KEY_A,
+        has_delta: true,
+      },
+      {
+        logical_uid: ld.uid,
+        ts: "2024-01-01T00:00:00+00:00",
+        json_msg: awkward,
+        msg_key: KEY_B,
+        has_delta: true,
+      },
+      {
+        logical_uid: null,
+        ts: "2024-01-01T00:00:00+00:00",
+        json_msg: {},
+        msg_key: KEY_C,
+        has_delta: true,
+      },
+    ]);
+  });
+});
+
+const KEY_A = "00000000-0000-4000-8000-00000000000a";
+const KEY_B = "00000000-0000-4000-8000-00000000000b";
+const KEY_C = "00000000-0000-4000-8000-00000000000c";
