@@ -35,6 +35,7 @@ import {
   insertPhysicalTimeseries,
   type TimeseriesRow,
 } from "../../src/db/repositories/physical-timeseries.js";
+import { insertRawMessages, type RawMessageInput } from "../../src/db/repositories/raw-messages.js";
 import { RegistryError } from "../../src/db/repositories/registry-error.js";
 import { addSource, listSources } from "../../src/db/repositories/sources.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
@@ -510,6 +511,34 @@ describe("physical timeseries", () => {
         msg_key: KEY_C,
         has_delta: true,
       },
+    ]);
+  });
+});
+
+describe("raw messages", () => {
+  it("keeps JSON and text as given, the first copy of a correlation id only", async () => {
+    const rows: RawMessageInput[] = [
+      {
+        sourceName: "ttn",
+        correlationId: KEY_A,
+        ts: "2024-01-01T00:00:00Z",
+        json: { a: [1, "x"] },
+      },
+      // Text that must survive array-literal quoting, including the word NULL itself.
+      { sourceName: "ttn", correlationId: KEY_B, ts: "2024-01-01T00:00:00Z", text: "NULL" },
+      { sourceName: "ydoc", correlationId: KEY_C, ts: "2024-01-01T00:00:00Z", text: '{"a": "\\' },
+    ];
+    expect(await insertRawMessages(db, rows)).toBe(3);
+    expect(await insertRawMessages(db, [{ ...rows[0]!, json: { other: true } }])).toBe(0);
+    const stored = await sql<{ source_name: string; json_msg: unknown; text_msg: string | null }>`
+      select source_name, json_msg, text_msg from raw_messages
+      where correlation_id = any(${[KEY_A, KEY_B, KEY_C]}::uuid[]) order by correlation_id`.execute(
+      db,
+    );
+    expect(stored.rows).toEqual([
+      { source_name: "ttn", json_msg: { a: [1, "x"] }, text_msg: null },
+      { source_name: "ttn", json_msg: null, text_msg: "NULL" },
+      { source_name: "ydoc", json_msg: null, text_msg: '{"a": "\\' },
     ]);
   });
 });
