@@ -18,6 +18,7 @@ import pg from "pg";
 import { deadLetterQueueName, QUEUE_NAMES } from "../src/bus/topology.js";
 import { migrate } from "../src/db/migrate.js";
 import { ttnCorrelationId } from "../src/sources/ttn/normalise.js";
+import { TTN_DEAD_LETTER_QUEUE } from "../src/sources/ttn/webhook.js";
 import {
   consumeCounting,
   freePort,
@@ -316,6 +317,7 @@ async function main(): Promise<void> {
       await ch.deleteQueue(queue(q)).catch(() => undefined);
       await ch.deleteQueue(deadLetterQueueName(queue(q))).catch(() => undefined);
     }
+    await ch.deleteQueue(queue(TTN_DEAD_LETTER_QUEUE)).catch(() => undefined);
     for (const ex of [
       names.PTS_EXCHANGE,
       names.LTS_EXCHANGE,
