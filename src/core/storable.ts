@@ -9,7 +9,10 @@ import type { JsonObject } from "./devices.js";
 
 const MAX_JSON_DEPTH = 64;
 
-/** Why a JSON value cannot be stored, or undefined: NUL, an infinite number, too deep nesting. */
+/**
+ * Why a JSON value cannot be stored as given, or undefined: NUL, an infinite number, too deep
+ * nesting, or a `__proto__` key (JavaScript objects built from it lose or misread that key).
+ */
 function jsonProblem(value: unknown, depth = 0): string | undefined {
   if (depth > MAX_JSON_DEPTH) {
     return `is nested more than ${MAX_JSON_DEPTH} levels deep`;
@@ -34,7 +37,9 @@ function jsonProblem(value: unknown, depth = 0): string | undefined {
     for (const [key, item] of Object.entries(value)) {
       const problem = key.includes("\u0000")
         ? "contains a NUL character"
-        : jsonProblem(item, depth + 1);
+        : key === "__proto__"
+          ? "contains the key __proto__, which is not allowed"
+          : jsonProblem(item, depth + 1);
       if (problem) {
         return problem;
       }
@@ -43,13 +48,23 @@ function jsonProblem(value: unknown, depth = 0): string | undefined {
   return undefined;
 }
 
-/** A JSON object that PostgreSQL's jsonb can hold. */
-export const jsonObjectInput = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
-  const problem = jsonProblem(value);
-  if (problem) {
-    ctx.addIssue({ code: "custom", message: problem });
-  }
-}) as z.ZodType<JsonObject, Record<string, unknown>>;
+/**
+ * A JSON object that PostgreSQL's jsonb can hold. Checked before zod copies it: the copy would
+ * silently drop an own `__proto__` key.
+ */
+export const jsonObjectInput = z.preprocess(
+  (value, ctx) => {
+    const problem =
+      typeof value === "object" && value !== null && !Array.isArray(value)
+        ? jsonProblem(value)
+        : undefined;
+    if (problem) {
+      ctx.addIssue({ code: "custom", message: problem });
+    }
+    return value;
+  },
+  z.record(z.string(), z.unknown()),
+) as unknown as z.ZodType<JsonObject, Record<string, unknown>>;
 
 /** Text that PostgreSQL's `text` can hold. */
 export const text = z.string().refine((v) => !v.includes("\u0000"), "contains a NUL character");

@@ -343,6 +343,20 @@ describe("hostile input", () => {
         type: "value_error.custom",
       },
     ]);
+    // A __proto__ key would be dropped by any JavaScript copy of the object: refused, not lost.
+    const proto = await answer(
+      "POST",
+      "/physical/devices/",
+      '{"name": "p", "source_name": "ttn", "source_ids": {"__proto__": {"dev_eui": "x"}}}',
+    );
+    expect(proto.status).toBe(422);
+    expect(proto.body.detail).toEqual([
+      {
+        loc: ["body", "source_ids"],
+        msg: "contains the key __proto__, which is not allowed",
+        type: "value_error.custom",
+      },
+    ]);
   });
 
   it("answers malformed JSON, other content types and huge bodies with a 4xx", async () => {

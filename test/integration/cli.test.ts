@@ -133,6 +133,7 @@ describe("broker ld", { timeout: CLI_TIMEOUT }, () => {
       broker(["ld", "get", "--luid", "1", "--bogus"]),
       broker(["ld", "create", "--json", '{"name": "n", "properties": {"depth": 1e400}}']),
       broker(["ld", "create", "--json", '{"name": "n\\u0000"}']),
+      broker(["ld", "create", "--json", '{"name": "n", "properties": {"__proto__": {}}}']),
     ]);
     expectOneLineError(runs[0]!, /^error: --json is not valid JSON$/);
     expect(runs[0]!.stderr).not.toContain("s3cret");
@@ -146,6 +147,7 @@ describe("broker ld", { timeout: CLI_TIMEOUT }, () => {
     // The same storage rules as the API: nothing is silently stored as null or truncated.
     expectOneLineError(runs[8]!, /^error: invalid logical device: properties: .*too large/);
     expectOneLineError(runs[9]!, /^error: invalid logical device: name: contains a NUL/);
+    expectOneLineError(runs[10]!, /^error: invalid logical device: properties: .*__proto__/);
   });
 });
 
