@@ -62,7 +62,14 @@ export function routingKey(event: Pick<RegistryEvent, "entity" | "operation">): 
 /** Largest page of events one read returns. */
 export const MAX_EVENT_PAGE = 1000;
 
-const id = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/** A count or id given as decimal text (query strings and CLI options are text): no `0x10`, `1e3` or empty. */
+function decimal(what: string) {
+  return z
+    .string()
+    .trim()
+    .regex(/^\d{1,15}$/, `${what} must be a whole number written in digits`)
+    .transform(Number);
+}
 
 /**
  * A read of the log: events after `since` (an event id; 0 = from the start), optionally of one
@@ -71,10 +78,10 @@ const id = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
  * rather than silently ignored.
  */
 export const eventFilterSchema = z.strictObject({
-  since: id.default(0),
+  since: decimal("since").default(0),
   entity: z.enum(EVENT_ENTITIES).optional(),
   operation: z.enum(EVENT_OPERATIONS).optional(),
-  limit: z.coerce.number().int().min(1).max(MAX_EVENT_PAGE).default(100),
+  limit: decimal("limit").pipe(z.number().min(1).max(MAX_EVENT_PAGE)).default(100),
 });
 
 export type EventFilter = z.infer<typeof eventFilterSchema>;

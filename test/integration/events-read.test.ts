@@ -61,6 +61,10 @@ describe("GET /broker/api/events", () => {
       ["?limit=0", "limit"],
       ["?limit=5000", "limit"],
       ["?since=abc", "since"],
+      ["?since=0x10", "since"],
+      ["?since=1e3", "since"],
+      ["?since=", "since"],
+      ["?limit=2.5", "limit"],
       ["?entity=thing", "entity"],
     ] as const) {
       const res = await get(query);
