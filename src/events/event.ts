@@ -62,7 +62,10 @@ export function routingKey(event: Pick<RegistryEvent, "entity" | "operation">): 
 /** Largest page of events one read returns. */
 export const MAX_EVENT_PAGE = 1000;
 
-/** A count or id given as decimal text (query strings and CLI options are text): no `0x10`, `1e3` or empty. */
+/**
+ * A count or id given as decimal text (query strings and CLI options are text); `0x10`, `1e3`
+ * and an empty value are refused.
+ */
 function decimal(what: string) {
   return z
     .string()

@@ -25,7 +25,7 @@ export async function insertPhysicalTimeseries(
     return 0;
   }
   // Five array parameters rather than five per row: the statement text and its plan stay the
-  // same whatever the batch size, and neither kysely nor PostgreSQL handles a thousand parameters.
+  // same whatever the batch size, which PostgreSQL's 65,535-parameter limit would otherwise cap.
   const result = await sql`
     insert into physical_timeseries (physical_uid, logical_uid, ts, json_msg, msg_key)
     select * from unnest(
