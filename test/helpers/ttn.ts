@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 
-const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
+const fixtures = new URL("../fixtures/recorded/", import.meta.url);
 
-/** A file from ../shared/fixtures as text. */
+/** A file from test/fixtures/recorded as text. */
 export function fixtureText(name: string): string {
   return readFileSync(new URL(name, fixtures), "utf8");
 }

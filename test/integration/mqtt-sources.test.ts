@@ -12,7 +12,7 @@ import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { startTestSystem, testConfig } from "../helpers/system.js";
 
 const MQTT_URL = process.env.MQTT_URL ?? "mqtt://127.0.0.1:1883";
-const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
+const fixtures = new URL("../fixtures/recorded/", import.meta.url);
 const fixture = (name: string): string => readFileSync(new URL(name, fixtures), "utf8");
 const ydocText = fixture("ydoc_eg.json");
 const draginoText = fixture("dragino_json_S31x-CB.json");

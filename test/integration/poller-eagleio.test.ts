@@ -16,12 +16,12 @@ import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { startTestSystem, testConfig } from "../helpers/system.js";
 
 const own = new URL("../fixtures/pollers/", import.meta.url);
-const shared = new URL("../../../shared/fixtures/", import.meta.url);
+const recorded = new URL("../fixtures/recorded/", import.meta.url);
 const nodes = JSON.parse(readFileSync(new URL("eagleio_nodes.json", own), "utf8")) as Record<
   string,
   unknown
 >[];
-const pdMap = JSON.parse(readFileSync(new URL("ict_eagleio_pd_map.json", shared), "utf8")) as {
+const pdMap = JSON.parse(readFileSync(new URL("ict_eagleio_pd_map.json", recorded), "utf8")) as {
   physical_name: string;
   logical_last_msg: Record<string, unknown> | null;
 }[];

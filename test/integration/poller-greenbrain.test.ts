@@ -17,12 +17,15 @@ import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { startTestSystem, testConfig } from "../helpers/system.js";
 
 const own = new URL("../fixtures/pollers/", import.meta.url);
-const shared = new URL("../../../shared/fixtures/", import.meta.url);
+const recorded = new URL("../fixtures/recorded/", import.meta.url);
 const bootstrap = JSON.parse(
   readFileSync(new URL("greenbrain_bootstrap.json", own), "utf8"),
 ) as unknown;
 const latest19640 = readFileSync(new URL("greenbrain_sensor_group_19640_latest.json", own), "utf8");
-const excerpt = readFileSync(new URL("greenbrain_sensor_group_latest_excerpt.txt", shared), "utf8");
+const excerpt = readFileSync(
+  new URL("greenbrain_sensor_group_latest_excerpt.txt", recorded),
+  "utf8",
+);
 const truncated = excerpt.slice(excerpt.indexOf("{"));
 
 const amqpConfig = isolatedAmqpConfig();

@@ -11,7 +11,7 @@ import { cleanupAmqp, isolatedAmqpConfig, waitFor } from "../helpers/bus.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { startTestSystem, testConfig } from "../helpers/system.js";
 
-const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
+const fixtures = new URL("../fixtures/recorded/", import.meta.url);
 const fixture = (name: string): string => readFileSync(new URL(name, fixtures), "utf8");
 const netvox = JSON.parse(fixture("ttn_uplink_temphumid-netvox-r718a_2022-12-16.json")) as {
   end_device_ids: Record<string, unknown>;

@@ -11,7 +11,7 @@ import { cleanupAmqp, isolatedAmqpConfig, openTestChannel, waitFor } from "../he
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { startTestSystem, testConfig } from "../helpers/system.js";
 
-const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
+const fixtures = new URL("../fixtures/recorded/", import.meta.url);
 const fixture = (name: string): string => readFileSync(new URL(name, fixtures), "utf8");
 type Body = Record<string, unknown> & {
   end_device_ids: Record<string, unknown>;

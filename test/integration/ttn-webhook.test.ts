@@ -10,7 +10,7 @@ import { cleanupAmqp, isolatedAmqpConfig, openTestChannel, waitFor } from "../he
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { startTestSystem, testConfig } from "../helpers/system.js";
 
-const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
+const fixtures = new URL("../fixtures/recorded/", import.meta.url);
 const fixture = (name: string): string => readFileSync(new URL(name, fixtures), "utf8");
 const netvoxText = fixture("ttn_uplink_temphumid-netvox-r718a_2022-12-16.json");
 const netvox = JSON.parse(netvoxText) as Record<string, unknown> & {

@@ -11,7 +11,7 @@ import {
   processDraginoData,
 } from "../../src/sources/dragino/normalise.js";
 
-const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
+const fixtures = new URL("../fixtures/recorded/", import.meta.url);
 const sample = JSON.parse(
   readFileSync(new URL("dragino_json_S31x-CB.json", fixtures), "utf8"),
 ) as Record<string, unknown>;

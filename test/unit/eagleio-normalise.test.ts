@@ -11,13 +11,13 @@ import {
   type EagleGroup,
 } from "../../src/sources/eagleio/normalise.js";
 
-const shared = new URL("../../../shared/fixtures/", import.meta.url);
+const recorded = new URL("../fixtures/recorded/", import.meta.url);
 const own = new URL("../fixtures/pollers/", import.meta.url);
 const read = (base: URL, name: string): unknown =>
   JSON.parse(readFileSync(new URL(name, base), "utf8")) as unknown;
 
 const nodes = read(own, "eagleio_nodes.json") as Record<string, unknown>[];
-const pdMap = read(shared, "ict_eagleio_pd_map.json") as {
+const pdMap = read(recorded, "ict_eagleio_pd_map.json") as {
   physical_name: string;
   physical_uid: number;
   physical_source_ids: Record<string, unknown>;

@@ -12,7 +12,7 @@ import {
 } from "../../src/sources/greenbrain/normalise.js";
 import type { Normalised } from "../../src/sources/pipeline.js";
 
-const shared = new URL("../../../shared/fixtures/", import.meta.url);
+const recorded = new URL("../fixtures/recorded/", import.meta.url);
 const own = new URL("../fixtures/pollers/", import.meta.url);
 const read = (base: URL, name: string): string => readFileSync(new URL(name, base), "utf8");
 
@@ -106,7 +106,7 @@ describe("GreenBrain sensor group normalisation", () => {
     });
     // The key order of IoTa's docstring example (and of its code).
     const docstring = JSON.parse(
-      read(shared, "normalised_pts_message_greenbrain_docstring.json"),
+      read(recorded, "normalised_pts_message_greenbrain_docstring.json"),
     ) as object;
     expect(Object.keys(message!)).toEqual(Object.keys(docstring));
   });
@@ -151,7 +151,7 @@ describe("GreenBrain sensor group normalisation", () => {
   });
 
   it("rejects the truncated excerpt IoTa documented, keeping it raw as text", () => {
-    const excerpt = read(shared, "greenbrain_sensor_group_latest_excerpt.txt");
+    const excerpt = read(recorded, "greenbrain_sensor_group_latest_excerpt.txt");
     const body = excerpt.slice(excerpt.indexOf("{"));
     const prepared = prepareLatest(body, group, cid);
     expect(prepared.raw).toEqual({ text: body });

@@ -18,7 +18,7 @@ import {
   translateIctRow,
 } from "../../src/sources/ict-mqtt/normalise.js";
 
-const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
+const fixtures = new URL("../fixtures/recorded/", import.meta.url);
 const csv = readFileSync(new URL("ict_mqtt_mncm2l307_payload.csv", fixtures), "utf8");
 const derived = JSON.parse(
   readFileSync(new URL("derived/ict_mqtt_mncm2l307.translated.json", fixtures), "utf8"),

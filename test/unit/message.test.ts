@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { PermanentError } from "../../src/core/errors.js";
 import { decodeMessage, messageKey, parseMessage } from "../../src/core/message.js";
 
-const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
+const fixtures = new URL("../fixtures/recorded/", import.meta.url);
 const readFixture = (name: string): unknown =>
   JSON.parse(readFileSync(new URL(name, fixtures), "utf8"));
 

@@ -10,7 +10,7 @@ import {
   loadTtnSettings,
 } from "../../src/sources/ttn/settings.js";
 
-const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
+const fixtures = new URL("../fixtures/recorded/", import.meta.url);
 const apiRecord = JSON.parse(
   readFileSync(new URL("ttn_api_device_details_temphumid-netvox-r718a.json", fixtures), "utf8"),
 ) as Record<string, unknown>;

@@ -11,7 +11,7 @@ import {
   ttnMessageType,
 } from "../../src/sources/ttn/normalise.js";
 
-const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
+const fixtures = new URL("../fixtures/recorded/", import.meta.url);
 const text = (name: string): string => readFileSync(new URL(name, fixtures), "utf8");
 const json = (name: string): Record<string, unknown> =>
   JSON.parse(text(name)) as Record<string, unknown>;

@@ -14,7 +14,7 @@ import {
 import { jsonTooDeep } from "../../src/sources/json-depth.js";
 import { parseYdocTs } from "../../src/sources/ydoc/values.js";
 
-const fixtures = new URL("../../../shared/fixtures/", import.meta.url);
+const fixtures = new URL("../fixtures/recorded/", import.meta.url);
 const text = readFileSync(new URL("ydoc_eg.json", fixtures), "utf8");
 const sample = JSON.parse(text) as Record<string, unknown>;
 const derived = JSON.parse(
