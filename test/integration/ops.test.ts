@@ -36,6 +36,31 @@ describe("health, readiness and stopping", () => {
     }
   });
 
+  it("answers a burst of /readyz requests with about one database round trip per second", async () => {
+    const system = await startTestSystem(["mapper"], testConfig(db, amqpConfig));
+    try {
+      const base = `http://127.0.0.1:${system.opsPort}`;
+      // An idle mapper takes no connection from its pool, so every checkout here is a ping.
+      let checkouts = 0;
+      system.deps.database.pool.on("acquire", () => checkouts++);
+      const started = performance.now();
+      await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, 15_000, "ready");
+      const concurrent = await Promise.all(
+        Array.from({ length: 50 }, () => fetch(`${base}/readyz`)),
+      );
+      expect(concurrent.map((r) => r.status)).toEqual(Array(50).fill(200));
+      for (let i = 0; i < 50; i++) {
+        expect((await fetch(`${base}/readyz`)).status).toBe(200);
+      }
+      // The answer is reused for a second; a slow machine may span a few of them.
+      const seconds = Math.ceil((performance.now() - started) / 1_000);
+      expect(checkouts).toBeGreaterThan(0);
+      expect(checkouts).toBeLessThanOrEqual(seconds + 1);
+    } finally {
+      await system.stop();
+    }
+  });
+
   it("starts while PostgreSQL is down, answers 503 meanwhile, and serves once it is back", async () => {
     const proxy = new TcpProxy({ host: db.pg.host, port: db.pg.port });
     await proxy.up();
