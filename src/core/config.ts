@@ -15,6 +15,8 @@ const list = z.string().transform((v) =>
 );
 
 const envSchema = z.object({
+  BROKER_ENV: z.enum(["development", "production"]).default("development"),
+
   PGHOST: z.string().default("localhost"),
   PGPORT: port.default(5432),
   PGUSER: z.string().default("postgres"),
@@ -52,6 +54,12 @@ const envSchema = z.object({
 });
 
 export interface Config {
+  /**
+   * `BROKER_ENV=production` (set by `./run.sh production` and the production Compose file): the
+   * defaults that make a first try easy (an unauthenticated TTN webhook) become errors unless the
+   * operator opts in explicitly. Not NODE_ENV, which also changes what `npm ci` installs.
+   */
+  readonly production: boolean;
   readonly pg: {
     readonly host: string;
     readonly port: number;
@@ -127,6 +135,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   const frredDir =
     env.FRRED_DIR ?? (env.DATABOLT_SHARED_DIR ? `${env.DATABOLT_SHARED_DIR}/raw_data` : undefined);
   return Object.freeze({
+    production: env.BROKER_ENV === "production",
     pg: Object.freeze({
       host: env.PGHOST,
       port: env.PGPORT,

@@ -4,8 +4,10 @@ import { fileURLToPath } from "node:url";
 import type amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import type { RunningSystem } from "../../src/app/root.js";
+import { startSystem, type RunningSystem } from "../../src/app/root.js";
 import { deadLetterQueueName, QUEUE_NAMES } from "../../src/bus/topology.js";
+import { createLogger } from "../../src/core/logger.js";
+import { Metrics } from "../../src/core/metrics.js";
 import { TTN_DEAD_LETTER_QUEUE } from "../../src/sources/ttn/webhook.js";
 import { cleanupAmqp, isolatedAmqpConfig, openTestChannel, waitFor } from "../helpers/bus.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
@@ -127,6 +129,40 @@ describe("TTN webhook authentication", () => {
     expect(await count("true")).toBe(before);
     // Health and metrics stay open.
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
+  });
+});
+
+describe("TTN webhook in production (BROKER_ENV=production)", () => {
+  it("refuses to start without credentials", async () => {
+    const config = testConfig(db, amqpConfig, { BROKER_ENV: "production" });
+    await expect(startTestSystem(["ttn-webhook"], config)).rejects.toThrow(
+      /TTN_WEBHOOK_SECRET: the webhook needs credentials \(BROKER_ENV=production\)/,
+    );
+  });
+
+  it("starts open only when TTN_WEBHOOK_AUTH=none says so, and warns at start", async () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: "warn", destination: { write: (l) => lines.push(l) } });
+    const config = testConfig(db, amqpConfig, {
+      BROKER_ENV: "production",
+      TTN_WEBHOOK_AUTH: "none",
+    });
+    const open = await startSystem(["ttn-webhook"], config, logger, {
+      metrics: new Metrics({ defaultMetrics: false }),
+    });
+    try {
+      const warnings = lines
+        .map((l) => JSON.parse(l) as { level: number; msg: string })
+        .filter((l) => l.level === 40 && l.msg.includes("UNAUTHENTICATED by choice"));
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]!.msg).toContain("TTN_WEBHOOK_AUTH=none, BROKER_ENV=production");
+      const url = `http://127.0.0.1:${open.components[0]!.port!()}/ttn/webhook/up`;
+      const body = JSON.stringify(uplink("prod-open-app", "00000000000000d1"));
+      expect((await fetch(url, { method: "POST", body })).status).toBe(204);
+      await drain(mapperQueue);
+    } finally {
+      await open.stop();
+    }
   });
 });
 
