@@ -250,24 +250,29 @@ describe("TTN simulated uplinks and other message types", () => {
 
   it("stores every message type raw, on any path under /ttn/webhook", async () => {
     const ids = { end_device_ids: simulated.end_device_ids, received_at: "2024-03-01T00:00:00Z" };
-    const events: [string, unknown][] = [
-      ["join", fixture("ttn_v3_join_accept_example.json")],
-      ["downlink-ack", fixture("ttn_v3_downlink_ack_example.json")],
-      ["location", { ...ids, location_solved: { location: { latitude: -33, longitude: 151 } } }],
-      ["service", { ...ids, service_data: { data: { battery: 90 } } }],
-      ["downlink-failed", { ...ids, downlink_failed: { downlink: {}, error: { code: 3 } } }],
+    const events: [string, string, unknown][] = [
+      ["join", "join_accept", JSON.parse(fixture("ttn_v3_join_accept_example.json"))],
+      ["downlink-ack", "downlink_ack", JSON.parse(fixture("ttn_v3_downlink_ack_example.json"))],
+      [
+        "location",
+        "location_solved",
+        { ...ids, location_solved: { location: { latitude: -33, longitude: 151 } } },
+      ],
+      ["service", "service_data", { ...ids, service_data: { data: { battery: 90 } } }],
+      [
+        "downlink-failed",
+        "downlink_failed",
+        { ...ids, downlink_failed: { downlink: {}, error: { code: 3 } } },
+      ],
     ];
-    for (const [path, body] of events) {
+    for (const [path, key, body] of events) {
+      const before = await count("true");
+      expect(await count("json_msg ? $1", [key])).toBe(0);
       expect((await post(body, `/ttn/webhook/${path}`)).status).toBe(204);
-    }
-    for (const key of [
-      "join_accept",
-      "downlink_ack",
-      "location_solved",
-      "service_data",
-      "downlink_failed",
-    ]) {
-      expect(await count("json_msg ? $1", [key])).toBeGreaterThanOrEqual(1);
+      // Exactly this body, once, as TTN sent it, and nothing else.
+      expect(await count("json_msg ? $1", [key])).toBe(1);
+      expect(await count("source_name = 'ttn' and json_msg = $1::jsonb", [body])).toBe(1);
+      expect(await count("true")).toBe(before + 1);
     }
     expect(await drain(mapperQueue)).toEqual([]);
   });
