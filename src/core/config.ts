@@ -51,6 +51,7 @@ const envSchema = z.object({
   FRRED_SOURCES: list.optional(),
 
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  LOG_FORMAT: z.enum(["auto", "json", "pretty"]).default("auto"),
 });
 
 export interface Config {
@@ -99,6 +100,11 @@ export interface Config {
     readonly sources: readonly string[] | undefined;
   };
   readonly logLevel: string;
+  /**
+   * `json` (pino's lines, for log collectors), `pretty` (readable lines), or `auto`: pretty when
+   * standard output is a terminal, JSON otherwise. Default auto.
+   */
+  readonly logFormat: "auto" | "json" | "pretty";
   /**
    * The environment this config was read from (empty values removed). Components with settings
    * of their own parse their section from it with {@link parseSection} when they are built, at
@@ -168,6 +174,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       sources: env.FRRED_SOURCES ? Object.freeze([...env.FRRED_SOURCES]) : undefined,
     }),
     logLevel: env.LOG_LEVEL,
+    logFormat: env.LOG_FORMAT,
     env: Object.freeze(cleaned as Record<string, string>),
   });
 }
