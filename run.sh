@@ -3,7 +3,8 @@
 #
 #   ./run.sh [local [component...]]  set up, then run the whole system (or the named components)
 #                                    as local processes in the foreground
-#   ./run.sh production              Docker Compose, project "iota-router-production"
+#   ./run.sh production              Docker Compose, project "iota-router-production", with
+#                                    BROKER_ENV=production (the webhook needs credentials)
 #   ./run.sh test                    Docker Compose, project "iota-router-test"
 #                                    (both fall back to local processes when no Docker engine answers)
 #   ./run.sh check                   set up, run every test, end with "N passed, N failed"
@@ -30,7 +31,9 @@ Usage: ./run.sh [mode]
                         Stop with Ctrl-C (SIGINT) or SIGTERM.
   production            Docker Compose with compose/docker-compose.yml + compose/production.yml
                         (ports bound to 127.0.0.1, named volumes); without a Docker engine,
-                        falls back to local processes.
+                        falls back to local processes. Sets BROKER_ENV=production: the TTN
+                        webhook refuses to start without TTN_WEBHOOK_SECRET or Basic
+                        credentials unless TTN_WEBHOOK_AUTH=none (doc/operations.md).
   test                  Docker Compose with compose/docker-compose.yml + compose/test.yml
                         (anonymous volumes, no published ports); same fallback.
   check                 install what is missing and build, then run the whole test suite
@@ -112,7 +115,11 @@ mode="${1:-local}"
 case "$mode" in
   help | -h | --help) usage ;;
   local) load_dotenv && run_local "$@" ;;
-  production | test) load_dotenv && run_compose "$mode" ;;
+  production)
+    # Wins over .env and the environment: this mode is production by name.
+    load_dotenv && export BROKER_ENV=production && run_compose "$mode"
+    ;;
+  test) load_dotenv && run_compose "$mode" ;;
   check) load_dotenv && run_check ;;
   *)
     usage >&2

@@ -1,29 +1,33 @@
 import express from "express";
 
 import type { Component, Dependencies } from "./component.js";
+import { Readiness } from "./readiness.js";
 
 /**
  * /healthz (the process is alive), /readyz (PostgreSQL answers, RabbitMQ is connected and every
- * component is serving) and /metrics (Prometheus). Mounted on every HTTP port a process has.
+ * component is serving; the database answer is reused for about a second, see Readiness) and
+ * /metrics (Prometheus). Mounted on every HTTP port a process has.
  */
 export function createOpsRouter(
   deps: Dependencies,
   components: readonly Component[],
 ): express.Router {
   const router = express.Router();
+  const readiness = new Readiness({
+    pingDatabase: () => deps.database.ping(1_000),
+    amqpConnected: () => deps.amqp.isConnected,
+    components,
+  });
   router.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });
   });
   router.get("/readyz", async (_req, res) => {
-    const postgres = await deps.database.ping(1_000);
-    const rabbitmq = deps.amqp.isConnected;
-    const notReady = components.filter((c) => c.isReady && !c.isReady()).map((c) => c.name);
-    const ready = postgres && rabbitmq && notReady.length === 0;
+    const { ready, postgres, rabbitmq, components: serving } = await readiness.check();
     res.status(ready ? 200 : 503).json({
       status: ready ? "ready" : "not ready",
       postgres,
       rabbitmq,
-      components: Object.fromEntries(components.map((c) => [c.name, !notReady.includes(c.name)])),
+      components: serving,
     });
   });
   router.get("/metrics", async (_req, res) => {

@@ -40,7 +40,10 @@ export async function startSystem(
   logger: Logger,
   options: {
     metrics?: Metrics;
-    /** The AMQP connection's name as RabbitMQ shows it. Default `broker <components> host:pid`. */
+    /**
+     * The AMQP connection's name as RabbitMQ shows it, and the pool's `application_name` in
+     * pg_stat_activity. Default `broker <components> host:pid`.
+     */
     connectionName?: string;
   } = {},
 ): Promise<RunningSystem> {
@@ -48,12 +51,16 @@ export async function startSystem(
   const lifecycle = new Lifecycle(logger);
   try {
     const metrics = options.metrics ?? new Metrics();
-    const database = createDatabase(config.pg, logger.child({ component: "postgres" }));
+    // The same name in pg_stat_activity and in RabbitMQ's connection list.
+    const name =
+      options.connectionName ?? `broker ${componentNames.join(",")} ${hostname()}:${process.pid}`;
+    const database = createDatabase(config.pg, logger.child({ component: "postgres" }), {
+      applicationName: name,
+    });
     lifecycle.defer("postgres", () => database.close());
     const amqp = new AmqpConnection({
       url: config.amqp.url,
-      name:
-        options.connectionName ?? `broker ${componentNames.join(",")} ${hostname()}:${process.pid}`,
+      name,
       logger: logger.child({ component: "rabbitmq" }),
     });
     amqp.on("connected", () => {

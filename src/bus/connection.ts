@@ -33,6 +33,8 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
   readonly #options: AmqpConnectionOptions;
   readonly #logger: Logger;
   #connection: amqp.ChannelModel | undefined;
+  /** Set once the first attempt has connected or failed. */
+  #firstAttemptDone = false;
   #stopping = false;
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
@@ -47,6 +49,14 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
 
   get isConnected(): boolean {
     return this.#connection !== undefined;
+  }
+
+  /**
+   * True while the very first connection attempt is still in progress: not connected, but not
+   * failing either, so a channel owner that finds no connection need not warn about it.
+   */
+  get isOpening(): boolean {
+    return !this.#stopping && this.#loop !== undefined && !this.#firstAttemptDone;
   }
 
   /** Starts connecting in the background; returns at once. */
@@ -98,6 +108,7 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
           heartbeat: 15,
         });
       } catch (err) {
+        this.#firstAttemptDone = true;
         const delay = backoffDelay(attempt++, { maxMs: this.#options.maxBackoffMs ?? 15_000 });
         this.#logger.warn({ err, retryInMs: delay }, "RabbitMQ connection failed");
         await sleep(delay, this.#abort.signal);
@@ -108,6 +119,7 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
         break;
       }
       attempt = 0;
+      this.#firstAttemptDone = true;
       const closed = new Promise<Error | undefined>((resolve) => {
         let failure: Error | undefined;
         connection.on("error", (err: Error) => {

@@ -15,6 +15,8 @@ const list = z.string().transform((v) =>
 );
 
 const envSchema = z.object({
+  BROKER_ENV: z.enum(["development", "production"]).default("development"),
+
   PGHOST: z.string().default("localhost"),
   PGPORT: port.default(5432),
   PGUSER: z.string().default("postgres"),
@@ -49,9 +51,16 @@ const envSchema = z.object({
   FRRED_SOURCES: list.optional(),
 
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  LOG_FORMAT: z.enum(["auto", "json", "pretty"]).default("auto"),
 });
 
 export interface Config {
+  /**
+   * `BROKER_ENV=production` (set by `./run.sh production` and the production Compose file): the
+   * defaults that make a first try easy (an unauthenticated TTN webhook) become errors unless the
+   * operator opts in explicitly. Not NODE_ENV, which also changes what `npm ci` installs.
+   */
+  readonly production: boolean;
   readonly pg: {
     readonly host: string;
     readonly port: number;
@@ -92,6 +101,11 @@ export interface Config {
   };
   readonly logLevel: string;
   /**
+   * `json` (pino's lines, for log collectors), `pretty` (readable lines), or `auto`: pretty when
+   * standard output is a terminal, JSON otherwise. Default auto.
+   */
+  readonly logFormat: "auto" | "json" | "pretty";
+  /**
    * The environment this config was read from (empty values removed). Components with settings
    * of their own parse their section from it with {@link parseSection} when they are built, at
    * start-up, so every variable is still validated before any work starts.
@@ -127,6 +141,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   const frredDir =
     env.FRRED_DIR ?? (env.DATABOLT_SHARED_DIR ? `${env.DATABOLT_SHARED_DIR}/raw_data` : undefined);
   return Object.freeze({
+    production: env.BROKER_ENV === "production",
     pg: Object.freeze({
       host: env.PGHOST,
       port: env.PGPORT,
@@ -159,6 +174,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       sources: env.FRRED_SOURCES ? Object.freeze([...env.FRRED_SOURCES]) : undefined,
     }),
     logLevel: env.LOG_LEVEL,
+    logFormat: env.LOG_FORMAT,
     env: Object.freeze(cleaned as Record<string, string>),
   });
 }

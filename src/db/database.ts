@@ -35,8 +35,18 @@ export interface DatabaseHandle {
  * read back carries `+00:00`. Pool errors (a server restart drops idle clients) are logged, never
  * fatal; the pool opens fresh connections on the next query.
  */
-export function createDatabase(config: Config["pg"], logger: Logger): DatabaseHandle {
+export function createDatabase(
+  config: Config["pg"],
+  logger: Logger,
+  options: {
+    /** Shown as `application_name` in pg_stat_activity (PostgreSQL keeps 63 bytes). */
+    applicationName?: string;
+  } = {},
+): DatabaseHandle {
   const pool = new pg.Pool({
+    ...(options.applicationName === undefined
+      ? {}
+      : { application_name: options.applicationName.slice(0, 63) }),
     host: config.host,
     port: config.port,
     user: config.user,

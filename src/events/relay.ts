@@ -161,6 +161,10 @@ export class EventRelay {
     this.#woken = false;
     const { amqp, database, metrics } = this.#options;
     if (!amqp.isConnected) {
+      if (amqp.isOpening) {
+        // Start-up: the connection is on its way and its "connected" event wakes this loop.
+        return "idle";
+      }
       throw new TransientError("RabbitMQ connection is not open");
     }
     await this.#declareExchange();

@@ -58,19 +58,43 @@ export async function cleanupAmqp(config: Config["amqp"], queues: string[] = [])
   }
 }
 
-/** Closes, from the broker's side, every AMQP connection whose client named itself `name`. */
-export async function closeConnectionsNamed(name: string): Promise<number> {
+/** RabbitMQ's ids of the AMQP connections whose client named itself `name`. */
+async function connectionsNamed(name: string): Promise<string[]> {
   const { stdout } = await exec("rabbitmqctl", [
     "-q",
     "list_connections",
     "pid",
     "client_properties",
   ]);
-  const pids = stdout
+  return stdout
     .split("\n")
     .filter((line) => line.includes(`"${name}"`))
     .map((line) => line.split("\t")[0]!)
     .filter((pid) => pid.startsWith("<"));
+}
+
+/**
+ * Deliveries RabbitMQ has handed to the connection(s) named `name` and not yet seen acked, summed
+ * over their channels (`rabbitmqctl list_channels`; the management plugin is not needed).
+ */
+export async function unackedOnConnectionsNamed(name: string): Promise<number> {
+  const pids = new Set(await connectionsNamed(name));
+  const { stdout } = await exec("rabbitmqctl", [
+    "-q",
+    "list_channels",
+    "connection",
+    "messages_unacknowledged",
+  ]);
+  return stdout
+    .split("\n")
+    .map((line) => line.split("\t"))
+    .filter(([connection]) => pids.has(connection ?? ""))
+    .reduce((sum, [, unacked]) => sum + Number(unacked), 0);
+}
+
+/** Closes, from the broker's side, every AMQP connection whose client named itself `name`. */
+export async function closeConnectionsNamed(name: string): Promise<number> {
+  const pids = await connectionsNamed(name);
   for (const pid of pids) {
     await exec("rabbitmqctl", ["-q", "close_connection", pid, "closed by test"]);
   }

@@ -4,8 +4,10 @@ import type amqp from "amqplib";
 import { sql } from "kysely";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
-import type { RunningSystem } from "../../src/app/root.js";
+import { startSystem, type RunningSystem } from "../../src/app/root.js";
 import { deadLetterQueueName, QUEUE_NAMES } from "../../src/bus/topology.js";
+import { createLogger } from "../../src/core/logger.js";
+import { Metrics } from "../../src/core/metrics.js";
 import type { Db } from "../../src/db/database.js";
 import { countUnpublished, latestEventId, listEvents } from "../../src/db/repositories/events.js";
 import { createLogicalDevice } from "../../src/db/repositories/logical-devices.js";
@@ -101,7 +103,39 @@ afterAll(async () => {
   await testDb?.drop();
 });
 
+/** A relay whose warnings and errors are kept, as `broker run event-relay` would log them. */
+async function startLoggedRelay(url: string): Promise<{ warnings: () => string[] }> {
+  const lines: string[] = [];
+  const logger = createLogger({ level: "warn", destination: { write: (l) => lines.push(l) } });
+  const config = testConfig(testDb, { ...amqpConfig, url }, { EVENT_RELAY_POLL_MS: "1000" });
+  systems.push(
+    await startSystem(["event-relay"], config, logger, {
+      metrics: new Metrics({ defaultMetrics: false }),
+      connectionName: `events-logged-${randomUUID()}`,
+    }),
+  );
+  return { warnings: () => lines.map((l) => (JSON.parse(l) as { msg: string }).msg) };
+}
+
 describe("event relay", () => {
+  it("starts without a warning while its RabbitMQ connection is still opening", async () => {
+    const relay = await startLoggedRelay(amqpConfig.url);
+    const since = await latestEventId(db);
+    await withActor(db, "tester", (trx) => createLogicalDevice(trx, { name: "quiet-start" }));
+    await waitFor(() => receivedAfter(since).length >= 1, 15_000, "the event");
+    expect(relay.warnings()).toEqual([]);
+  });
+
+  it("does warn once RabbitMQ has failed to answer", async () => {
+    const relay = await startLoggedRelay("amqp://guest:guest@127.0.0.1:1/%2F");
+    await waitFor(
+      () => relay.warnings().includes("cannot publish registry events now"),
+      15_000,
+      "the relay's warning",
+    );
+    expect(relay.warnings()).toContain("RabbitMQ connection failed");
+  });
+
   it("publishes each event once, in id order, with its routing key, and marks it published", async () => {
     await startRelay(`events-relay-${randomUUID()}`);
     const since = await latestEventId(db);

@@ -8,7 +8,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningSystem } from "../../src/app/root.js";
 import { deadLetterQueueName, QUEUE_NAMES } from "../../src/bus/topology.js";
 import { ttnCorrelationId } from "../../src/sources/ttn/normalise.js";
-import { cleanupAmqp, isolatedAmqpConfig, openTestChannel, waitFor } from "../helpers/bus.js";
+import { hostname } from "node:os";
+
+import {
+  cleanupAmqp,
+  isolatedAmqpConfig,
+  openTestChannel,
+  unackedOnConnectionsNamed,
+  waitFor,
+} from "../helpers/bus.js";
 import { spawnBroker } from "../helpers/cli.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { brokerEnv, startTestSystem, testConfig } from "../helpers/system.js";
@@ -23,6 +31,8 @@ const queues = [QUEUE_NAMES.mapper, QUEUE_NAMES.frred].flatMap((q) => {
   const name = amqpConfig.queuePrefix + q;
   return [name, deadLetterQueueName(name)];
 });
+/** The in-process system's name: its pool's application_name in pg_stat_activity. */
+const SYSTEM_NAME = `faults-system ${process.pid}`;
 let db: TestDatabase;
 let dir: string;
 let system: RunningSystem;
@@ -109,6 +119,7 @@ beforeAll(async () => {
   system = await startTestSystem(
     ["ttn-webhook", "mapper", "frred"],
     testConfig(db, amqpConfig, { FRRED_DIR: dir }),
+    { connectionName: SYSTEM_NAME },
   );
   url = `http://127.0.0.1:${system.components[0]!.port!()}/ttn/webhook/up`;
   await waitFor(async () => system.components.every((c) => c.isReady?.() ?? true), 15_000, "ready");
@@ -124,14 +135,24 @@ afterAll(async () => {
 describe("faults in the middle of a stream", () => {
   it("loses and duplicates nothing when PostgreSQL drops every connection", async () => {
     const devices = await mapDevices("00000000000020", 8);
+    let killed: { pid: number; ok: boolean }[] = [];
     const expected = await stream(devices, 1, 1500, async () => {
-      const killed = await sql<{ ok: boolean }>(
-        "select pg_terminate_backend(pid) as ok from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()",
-        [db.name],
+      // The system's own connections, not the test's (its pool has no application_name).
+      killed = await sql<{ pid: number; ok: boolean }>(
+        "select pid, pg_terminate_backend(pid) as ok from pg_stat_activity where datname = $1 and application_name = $2",
+        [db.name, SYSTEM_NAME],
       );
-      expect(killed.length).toBeGreaterThan(0);
     });
+    expect(killed.length).toBeGreaterThan(0);
+    expect(killed.every((k) => k.ok)).toBe(true);
+    const pids = killed.map((k) => k.pid);
     await expectExactlyOneFileEach(expected);
+    // The killed backends are gone, and the system carried on through new ones.
+    const after = await sql<{ pid: number }>(
+      "select pid from pg_stat_activity where datname = $1 and application_name = $2",
+      [db.name, SYSTEM_NAME],
+    );
+    expect(after.filter((a) => pids.includes(a.pid))).toEqual([]);
   }, 180_000);
 
   it("loses and duplicates nothing when a second mapper process is killed with SIGKILL", async () => {
@@ -149,9 +170,22 @@ describe("faults in the middle of a stream", () => {
         "second mapper consuming",
       );
       await conn.close();
+      // Frozen with SIGSTOP, the mapper can ack nothing more: what RabbitMQ then counts as
+      // unacked on its connection is what it holds when SIGKILL arrives.
+      const childName = `broker mapper ${hostname()}:${child.pid}`;
+      let unackedAtKill = 0;
       const expected = await stream(devices, 1, 1500, async () => {
+        for (let attempt = 0; attempt < 20 && unackedAtKill === 0; attempt++) {
+          child.kill("SIGSTOP");
+          unackedAtKill = await unackedOnConnectionsNamed(childName);
+          if (unackedAtKill === 0) {
+            child.kill("SIGCONT");
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
         child.kill("SIGKILL");
       });
+      expect(unackedAtKill).toBeGreaterThan(0);
       await expectExactlyOneFileEach(expected);
     } finally {
       child.kill("SIGKILL");

@@ -36,6 +36,31 @@ describe("health, readiness and stopping", () => {
     }
   });
 
+  it("answers a burst of /readyz requests with about one database round trip per second", async () => {
+    const system = await startTestSystem(["mapper"], testConfig(db, amqpConfig));
+    try {
+      const base = `http://127.0.0.1:${system.opsPort}`;
+      // An idle mapper takes no connection from its pool, so every checkout here is a ping.
+      let checkouts = 0;
+      system.deps.database.pool.on("acquire", () => checkouts++);
+      const started = performance.now();
+      await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, 15_000, "ready");
+      const concurrent = await Promise.all(
+        Array.from({ length: 50 }, () => fetch(`${base}/readyz`)),
+      );
+      expect(concurrent.map((r) => r.status)).toEqual(Array(50).fill(200));
+      for (let i = 0; i < 50; i++) {
+        expect((await fetch(`${base}/readyz`)).status).toBe(200);
+      }
+      // The answer is reused for a second; a slow machine may span a few of them.
+      const seconds = Math.ceil((performance.now() - started) / 1_000);
+      expect(checkouts).toBeGreaterThan(0);
+      expect(checkouts).toBeLessThanOrEqual(seconds + 1);
+    } finally {
+      await system.stop();
+    }
+  });
+
   it("starts while PostgreSQL is down, answers 503 meanwhile, and serves once it is back", async () => {
     const proxy = new TcpProxy({ host: db.pg.host, port: db.pg.port });
     await proxy.up();
@@ -63,6 +88,49 @@ describe("health, readiness and stopping", () => {
       await proxy.down();
     }
   });
+
+  it("ends start-up with a summary: readable lines for a person, one JSON line for a collector", async () => {
+    const run = async (format: string): Promise<string> => {
+      const child = spawnBroker(["run", "ttn-webhook", "api"], {
+        env: { ...brokerEnv(db, amqpConfig), LOG_FORMAT: format },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let output = "";
+      child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
+      const exited = new Promise((resolve) => child.on("exit", resolve));
+      try {
+        await waitFor(() => /start-up summary|Ctrl-C/.test(output), 30_000, "the summary");
+      } finally {
+        child.kill("SIGTERM");
+        await exited;
+      }
+      return output;
+    };
+    const pretty = await run("pretty");
+    expect(pretty).not.toContain('{"level"');
+    expect(pretty).toMatch(
+      /INFO {2}ttn-webhook TTN webhook listening on \/ttn\/webhook\/up port=\d+/,
+    );
+    expect(pretty).toMatch(/broker is running: ttn-webhook, api\n/);
+    expect(pretty).toMatch(/TTN webhook +http:\/\/localhost:\d+\/ttn\/webhook\/up\n/);
+    expect(pretty).toMatch(/docs: http:\/\/localhost:\d+\/broker\/api\/docs\n/);
+    // The test database has no users, so the way to make the first admin is shown.
+    expect(pretty).toContain("no admin user yet; create one:");
+    expect(pretty).not.toMatch(/WARN .*RabbitMQ connection is not open/);
+
+    const json = (await run("json"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const summary = json.find((l) => l.msg === "start-up summary");
+    expect(summary?.summary).toMatchObject({
+      "TTN webhook": [
+        expect.stringMatching(/^http:\/\/localhost:\d+\/ttn\/webhook\/up$/),
+        expect.any(String),
+        expect.any(String),
+      ],
+    });
+  }, 90_000);
 
   it("stops `broker run` cleanly on SIGTERM, within its time limit", async () => {
     const child = spawnBroker(["run", "mapper"], {

@@ -4,8 +4,10 @@ import { fileURLToPath } from "node:url";
 import type amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import type { RunningSystem } from "../../src/app/root.js";
+import { startSystem, type RunningSystem } from "../../src/app/root.js";
 import { deadLetterQueueName, QUEUE_NAMES } from "../../src/bus/topology.js";
+import { createLogger } from "../../src/core/logger.js";
+import { Metrics } from "../../src/core/metrics.js";
 import { TTN_DEAD_LETTER_QUEUE } from "../../src/sources/ttn/webhook.js";
 import { cleanupAmqp, isolatedAmqpConfig, openTestChannel, waitFor } from "../helpers/bus.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
@@ -130,6 +132,40 @@ describe("TTN webhook authentication", () => {
   });
 });
 
+describe("TTN webhook in production (BROKER_ENV=production)", () => {
+  it("refuses to start without credentials", async () => {
+    const config = testConfig(db, amqpConfig, { BROKER_ENV: "production" });
+    await expect(startTestSystem(["ttn-webhook"], config)).rejects.toThrow(
+      /TTN_WEBHOOK_SECRET: the webhook needs credentials \(BROKER_ENV=production\)/,
+    );
+  });
+
+  it("starts open only when TTN_WEBHOOK_AUTH=none says so, and warns at start", async () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: "warn", destination: { write: (l) => lines.push(l) } });
+    const config = testConfig(db, amqpConfig, {
+      BROKER_ENV: "production",
+      TTN_WEBHOOK_AUTH: "none",
+    });
+    const open = await startSystem(["ttn-webhook"], config, logger, {
+      metrics: new Metrics({ defaultMetrics: false }),
+    });
+    try {
+      const warnings = lines
+        .map((l) => JSON.parse(l) as { level: number; msg: string })
+        .filter((l) => l.level === 40 && l.msg.includes("UNAUTHENTICATED by choice"));
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]!.msg).toContain("TTN_WEBHOOK_AUTH=none, BROKER_ENV=production");
+      const url = `http://127.0.0.1:${open.components[0]!.port!()}/ttn/webhook/up`;
+      const body = JSON.stringify(uplink("prod-open-app", "00000000000000d1"));
+      expect((await fetch(url, { method: "POST", body })).status).toBe(204);
+      await drain(mapperQueue);
+    } finally {
+      await open.stop();
+    }
+  });
+});
+
 describe("TTN local decoding", () => {
   it("prefers the local decoder for a configured application, and says which one ran", async () => {
     const body = {
@@ -214,24 +250,29 @@ describe("TTN simulated uplinks and other message types", () => {
 
   it("stores every message type raw, on any path under /ttn/webhook", async () => {
     const ids = { end_device_ids: simulated.end_device_ids, received_at: "2024-03-01T00:00:00Z" };
-    const events: [string, unknown][] = [
-      ["join", fixture("ttn_v3_join_accept_example.json")],
-      ["downlink-ack", fixture("ttn_v3_downlink_ack_example.json")],
-      ["location", { ...ids, location_solved: { location: { latitude: -33, longitude: 151 } } }],
-      ["service", { ...ids, service_data: { data: { battery: 90 } } }],
-      ["downlink-failed", { ...ids, downlink_failed: { downlink: {}, error: { code: 3 } } }],
+    const events: [string, string, unknown][] = [
+      ["join", "join_accept", JSON.parse(fixture("ttn_v3_join_accept_example.json"))],
+      ["downlink-ack", "downlink_ack", JSON.parse(fixture("ttn_v3_downlink_ack_example.json"))],
+      [
+        "location",
+        "location_solved",
+        { ...ids, location_solved: { location: { latitude: -33, longitude: 151 } } },
+      ],
+      ["service", "service_data", { ...ids, service_data: { data: { battery: 90 } } }],
+      [
+        "downlink-failed",
+        "downlink_failed",
+        { ...ids, downlink_failed: { downlink: {}, error: { code: 3 } } },
+      ],
     ];
-    for (const [path, body] of events) {
+    for (const [path, key, body] of events) {
+      const before = await count("true");
+      expect(await count("json_msg ? $1", [key])).toBe(0);
       expect((await post(body, `/ttn/webhook/${path}`)).status).toBe(204);
-    }
-    for (const key of [
-      "join_accept",
-      "downlink_ack",
-      "location_solved",
-      "service_data",
-      "downlink_failed",
-    ]) {
-      expect(await count("json_msg ? $1", [key])).toBeGreaterThanOrEqual(1);
+      // Exactly this body, once, as TTN sent it, and nothing else.
+      expect(await count("json_msg ? $1", [key])).toBe(1);
+      expect(await count("source_name = 'ttn' and json_msg = $1::jsonb", [body])).toBe(1);
+      expect(await count("true")).toBe(before + 1);
     }
     expect(await drain(mapperQueue)).toEqual([]);
   });

@@ -202,10 +202,23 @@ describe("TTN webhook against PostgreSQL and RabbitMQ", () => {
   });
 
   it("accepts every TTN message type on its own path and stores it raw", async () => {
-    const res = await post(fixture("ttn_v3_join_accept_example.json"), "/ttn/webhook/join");
+    // A join accept of its own: the recorded one was already stored by the /up test above.
+    const recorded = JSON.parse(fixture("ttn_v3_join_accept_example.json")) as {
+      end_device_ids: Record<string, unknown>;
+    };
+    const join = {
+      ...recorded,
+      end_device_ids: { ...recorded.end_device_ids, device_id: "join-only-device" },
+    };
+    const before = (await sql("select 1 from raw_messages")).length;
+    const res = await post(join, "/ttn/webhook/join");
     expect(res.status).toBe(204);
-    const rows = await sql("select 1 from raw_messages where json_msg ? 'join_accept'");
-    expect(rows.length).toBeGreaterThanOrEqual(1);
+    const rows = await sql<{ source_name: string; json_msg: unknown }>(
+      "select source_name, json_msg from raw_messages where json_msg->'end_device_ids'->>'device_id' = 'join-only-device'",
+    );
+    expect(rows).toEqual([{ source_name: "ttn", json_msg: join }]);
+    expect((await sql("select 1 from raw_messages")).length).toBe(before + 1);
+    expect(await drainPhysical()).toEqual([]);
   });
 
   it("isolates a body PostgreSQL cannot store from the rest of its batch", async () => {

@@ -67,6 +67,15 @@ describe("configuration", () => {
     }
   });
 
+  it("marks production with BROKER_ENV, and names the variable when it is wrong", () => {
+    expect(loadConfig({}).production).toBe(false);
+    expect(loadConfig({ BROKER_ENV: "development" }).production).toBe(false);
+    expect(loadConfig({ BROKER_ENV: "production" }).production).toBe(true);
+    // NODE_ENV is npm's business (it changes what `npm ci` installs), not ours.
+    expect(loadConfig({ NODE_ENV: "production" }).production).toBe(false);
+    expect(() => loadConfig({ BROKER_ENV: "prod" })).toThrow(/BROKER_ENV/);
+  });
+
   it("treats an empty variable as unset", () => {
     expect(loadConfig({ PGPORT: "" }).pg.port).toBe(5432);
   });

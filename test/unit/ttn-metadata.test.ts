@@ -53,7 +53,7 @@ describe("device metadata from The Things Stack API", () => {
 
 describe("TTN settings", () => {
   it("has IoTa's defaults", () => {
-    const s = loadTtnSettings({ env: {} });
+    const s = loadTtnSettings({ env: {}, production: false });
     expect(s.api).toMatchObject({
       authorization: undefined,
       url: DEFAULT_TTN_API_URL,
@@ -75,6 +75,7 @@ describe("TTN settings", () => {
 
   it("reads the lists and switches", () => {
     const s = loadTtnSettings({
+      production: false,
       env: {
         TTN_API_TOKEN: "NNSXS.X",
         TTN_API_URL: "https://au1.cloud.thethings.network/api/v3/",
@@ -91,8 +92,10 @@ describe("TTN settings", () => {
     expect(s.acceptSimulated).toBe(false);
     expect(s.auth.basic).toEqual({ user: "u", password: "p" });
     expect(
-      loadTtnSettings({ env: { TTN_DECODERS_DIR: "/d", TTN_DECODE_LOCALLY: "ALL" } }).decoders
-        .locally,
+      loadTtnSettings({
+        env: { TTN_DECODERS_DIR: "/d", TTN_DECODE_LOCALLY: "ALL" },
+        production: false,
+      }).decoders.locally,
     ).toBe("all");
   });
 
@@ -102,8 +105,34 @@ describe("TTN settings", () => {
     [{ TTN_ACCEPT_SIMULATED: "maybe" }, /TTN_ACCEPT_SIMULATED/],
     [{ TTN_API_URL: "not a url" }, /TTN_API_URL/],
     [{ TTN_WEBHOOK_SECRET_HEADER: "bad header" }, /TTN_WEBHOOK_SECRET_HEADER/],
+    [{ TTN_WEBHOOK_AUTH: "off" }, /TTN_WEBHOOK_AUTH/],
+    [{ TTN_WEBHOOK_AUTH: "none", TTN_WEBHOOK_SECRET: "s" }, /TTN_WEBHOOK_AUTH: is none/],
+    [{ TTN_WEBHOOK_AUTH: "required" }, /TTN_WEBHOOK_SECRET: the webhook needs credentials/],
   ])("refuses %o", (env, message) => {
-    expect(() => loadTtnSettings({ env })).toThrow(ConfigError);
-    expect(() => loadTtnSettings({ env })).toThrow(message);
+    expect(() => loadTtnSettings({ env, production: false })).toThrow(ConfigError);
+    expect(() => loadTtnSettings({ env, production: false })).toThrow(message);
+  });
+
+  it("runs the webhook open outside production, and says why", () => {
+    expect(loadTtnSettings({ env: {}, production: false }).openWebhook).toBe("default");
+    const chosen = { env: { TTN_WEBHOOK_AUTH: "none" }, production: false };
+    expect(loadTtnSettings(chosen).openWebhook).toBe("chosen");
+    const secret = { env: { TTN_WEBHOOK_SECRET: "s" }, production: false };
+    expect(loadTtnSettings(secret).openWebhook).toBeUndefined();
+  });
+
+  it("in production, refuses an open webhook unless TTN_WEBHOOK_AUTH=none says so", () => {
+    expect(() => loadTtnSettings({ env: {}, production: true })).toThrow(
+      /TTN_WEBHOOK_SECRET: the webhook needs credentials \(BROKER_ENV=production\).*TTN_WEBHOOK_AUTH=none/,
+    );
+    const open = loadTtnSettings({ env: { TTN_WEBHOOK_AUTH: "none" }, production: true });
+    expect(open.openWebhook).toBe("chosen");
+    expect(open.auth.secret).toBeUndefined();
+    for (const env of [
+      { TTN_WEBHOOK_SECRET: "s" } as Record<string, string>,
+      { TTN_WEBHOOK_BASIC_USER: "u", TTN_WEBHOOK_BASIC_PASSWORD: "p" },
+    ]) {
+      expect(loadTtnSettings({ env, production: true }).openWebhook).toBeUndefined();
+    }
   });
 });

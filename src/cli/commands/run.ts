@@ -1,11 +1,17 @@
+import { relative } from "node:path";
+
 import type { Command } from "commander";
 
 import { COMPONENT_NAMES, resolveComponentNames } from "../../app/registry.js";
-import { loadConfig } from "../../core/config.js";
+import type { RunningSystem } from "../../app/root.js";
+import { sleep } from "../../core/backoff.js";
+import { loadConfig, type Config } from "../../core/config.js";
 import { createLogger, type Logger } from "../../core/logger.js";
 import { createDatabase } from "../../db/database.js";
 import { schemaStatus } from "../../db/migrate.js";
+import { countAdmins } from "../../db/repositories/users.js";
 import { UsageError } from "../context.js";
+import { formatStartupSummary, startupSummary, type StartupFacts } from "../startup-summary.js";
 
 /** Hard limit on a graceful stop (design §5.7: exit within 10 s). */
 const STOP_LIMIT_MS = 9_000;
@@ -36,6 +42,82 @@ async function checkSchema(config: ReturnType<typeof loadConfig>, logger: Logger
   }
 }
 
+/** Longest wait for RabbitMQ and every component before the start-up summary is shown. */
+const SETTLE_LIMIT_MS = 5_000;
+
+/** Waits until RabbitMQ is connected and every component serves, or SETTLE_LIMIT_MS passed. */
+async function settle(system: RunningSystem): Promise<void> {
+  const until = Date.now() + SETTLE_LIMIT_MS;
+  const ready = (): boolean =>
+    system.deps.amqp.isConnected && system.components.every((c) => c.isReady?.() ?? true);
+  while (!ready() && Date.now() < until) {
+    await sleep(50);
+  }
+}
+
+/** How a person runs the CLI from here: the built file, or `npm run broker --` from source. */
+function brokerCommand(): string {
+  const script = process.argv[1] ?? "dist/src/cli/main.js";
+  return script.endsWith(".ts") ? "npm run broker --" : `node ${relative(process.cwd(), script)}`;
+}
+
+async function startupFacts(system: RunningSystem, config: Config): Promise<StartupFacts> {
+  const portOf = (name: string): number | undefined =>
+    system.components.find((c) => c.name === name)?.port?.();
+  const webhookPort = portOf("ttn-webhook");
+  const apiPort = portOf("api");
+  const webhook =
+    webhookPort === undefined
+      ? undefined
+      : await import("../../sources/ttn/settings.js").then(({ loadTtnSettings }) => {
+          const { auth } = loadTtnSettings(config);
+          return {
+            port: webhookPort,
+            secretHeader: auth.secret === undefined ? undefined : auth.secretHeader,
+            basic: auth.basic !== undefined,
+          };
+        });
+  const api =
+    apiPort === undefined
+      ? undefined
+      : {
+          port: apiPort,
+          prefix: (await import("../../api/api.js")).API_PREFIX,
+          admins: await countAdmins(system.deps.database.db).catch(() => undefined),
+        };
+  const frredDir = system.components.some((c) => c.name === "frred") ? config.frred.dir : undefined;
+  return {
+    components: system.components.map((c) => c.name),
+    opsPort: system.opsPort,
+    production: config.production,
+    rabbitmqConnected: system.deps.amqp.isConnected,
+    ...(webhook && { webhook }),
+    ...(api && { api }),
+    ...(frredDir !== undefined && { frredDir }),
+    brokerCommand: brokerCommand(),
+  };
+}
+
+/**
+ * Ends start-up with where to go next: a block of text for a person at a terminal, one log line
+ * (the same facts as fields) for a log collector.
+ */
+async function showStartupSummary(
+  system: RunningSystem,
+  config: Config,
+  logger: Logger,
+  pretty: boolean,
+): Promise<void> {
+  await settle(system);
+  const facts = await startupFacts(system, config);
+  if (pretty) {
+    process.stdout.write(`${formatStartupSummary(facts)}\n`);
+  } else {
+    const summary = Object.fromEntries(startupSummary(facts).map((i) => [i.label, i.lines]));
+    logger.info({ summary }, "start-up summary");
+  }
+}
+
 /** `broker run <component...>`: the long-running process. Only here are signals handled. */
 export function registerRunCommand(program: Command): void {
   program
@@ -50,12 +132,19 @@ export function registerRunCommand(program: Command): void {
         throw new UsageError((err as Error).message);
       }
       const config = loadConfig();
-      const logger = createLogger({ level: config.logLevel });
+      // A person at a terminal reads lines; a collector (stdout not a TTY) gets JSON.
+      const pretty =
+        config.logFormat === "pretty" || (config.logFormat === "auto" && process.stdout.isTTY);
+      const logger = createLogger({ level: config.logLevel, pretty });
       await checkSchema(config, logger);
       // Loaded here so the other commands never depend on every component's code.
       const { startSystem } = await import("../../app/root.js");
       const system = await startSystem(components, config, logger);
       logger.info({ components, opsPort: system.opsPort }, "broker running");
+      // Not awaited: the signal handlers below must be in place while it waits for RabbitMQ.
+      void showStartupSummary(system, config, logger, pretty).catch((err: unknown) =>
+        logger.warn({ err }, "cannot show the start-up summary"),
+      );
 
       await new Promise<void>((resolve) => {
         let stopping = false;

@@ -114,6 +114,13 @@ export async function listUsers(
   return rows.map(userFromRow);
 }
 
+/** Users who may log in and change things (valid, not read-only). */
+export async function countAdmins(db: Kysely<Database>): Promise<number> {
+  const { rows } = await sql<{ n: number }>`
+    select count(*)::int as n from users where valid and not read_only`.execute(db);
+  return rows[0]?.n ?? 0;
+}
+
 /** Removes a user and their tokens; false when there was no such user. */
 export async function deleteUser(db: Kysely<Database>, username: string): Promise<boolean> {
   const { rows } = await sql<Row>`

@@ -14,6 +14,26 @@ export function authConfigured(auth: WebhookAuth): boolean {
 }
 
 /**
+ * The warning logged at every start while the webhook takes requests from anyone, or undefined
+ * when credentials are configured. Worded for the operator who reads the log after the fact.
+ */
+export function openWebhookWarning(
+  open: TtnSettings["openWebhook"],
+  production: boolean,
+): string | undefined {
+  const fix =
+    "set TTN_WEBHOOK_SECRET or TTN_WEBHOOK_BASIC_USER/TTN_WEBHOOK_BASIC_PASSWORD (doc/sources-ttn.md)";
+  switch (open) {
+    case undefined:
+      return undefined;
+    case "chosen":
+      return `the TTN webhook is UNAUTHENTICATED by choice (TTN_WEBHOOK_AUTH=none${production ? ", BROKER_ENV=production" : ""}): anyone who can reach it can inject uplinks; ${fix}`;
+    case "default":
+      return `the TTN webhook is unauthenticated (as in IoTa): anyone who can reach it can inject uplinks; ${fix}. BROKER_ENV=production refuses to start like this`;
+  }
+}
+
+/**
  * Compares in time independent of where the strings differ and of their lengths: both sides are
  * hashed first, so timingSafeEqual always sees two 32-byte digests.
  */

@@ -1,6 +1,6 @@
 import { z } from "zod";
 
-import { parseSection, type Config } from "../../core/config.js";
+import { ConfigError, parseSection, type Config } from "../../core/config.js";
 
 /** IoTa's cluster; au1 and nam1 users set TTN_API_URL. */
 export const DEFAULT_TTN_API_URL = "https://eu1.cloud.thethings.network/api/v3";
@@ -37,6 +37,7 @@ const schema = z
       .default("X-Webhook-Secret"),
     TTN_WEBHOOK_BASIC_USER: z.string().optional(),
     TTN_WEBHOOK_BASIC_PASSWORD: z.string().optional(),
+    TTN_WEBHOOK_AUTH: z.enum(["required", "none"]).optional(),
   })
   .refine(
     (e) =>
@@ -45,6 +46,15 @@ const schema = z
       message:
         "TTN_WEBHOOK_BASIC_USER and TTN_WEBHOOK_BASIC_PASSWORD are set together or not at all",
       path: ["TTN_WEBHOOK_BASIC_PASSWORD"],
+    },
+  )
+  .refine(
+    (e) =>
+      e.TTN_WEBHOOK_AUTH !== "none" ||
+      (e.TTN_WEBHOOK_SECRET === undefined && e.TTN_WEBHOOK_BASIC_USER === undefined),
+    {
+      message: "is none, yet TTN_WEBHOOK_SECRET or TTN_WEBHOOK_BASIC_USER is set: keep one",
+      path: ["TTN_WEBHOOK_AUTH"],
     },
   )
   .refine((e) => e.TTN_DECODE_LOCALLY === undefined || e.TTN_DECODERS_DIR !== undefined, {
@@ -90,6 +100,12 @@ export interface TtnSettings {
     /** Basic credentials (TTS "Request authentication"). Undefined: not checked. */
     readonly basic: { readonly user: string; readonly password: string } | undefined;
   };
+  /**
+   * Why the webhook runs without credentials, when it does: `default` (none configured outside
+   * production: IoTa's behaviour, for a first try) or `chosen` (TTN_WEBHOOK_AUTH=none, the only
+   * way to run it open in production). Undefined when credentials are configured.
+   */
+  readonly openWebhook: "default" | "chosen" | undefined;
 }
 
 /** `Bearer NNSXS…` stays as it is (IoTa's form); a bare `NNSXS…` gets the scheme. */
@@ -98,9 +114,21 @@ export function authorizationHeader(token: string): string {
   return /^(bearer|basic)\s/i.test(trimmed) ? trimmed : `Bearer ${trimmed}`;
 }
 
-/** Reads the TTN_* variables from the process configuration; ConfigError when one is bad. */
-export function loadTtnSettings(config: Pick<Config, "env">): TtnSettings {
+/**
+ * Reads the TTN_* variables from the process configuration; ConfigError when one is bad, and in
+ * production (or with TTN_WEBHOOK_AUTH=required) when the webhook would accept anyone.
+ */
+export function loadTtnSettings(config: Pick<Config, "env" | "production">): TtnSettings {
   const env = parseSection(config, schema, "TTN");
+  const credentials =
+    env.TTN_WEBHOOK_SECRET !== undefined || env.TTN_WEBHOOK_BASIC_USER !== undefined;
+  const required = env.TTN_WEBHOOK_AUTH === "required" || config.production;
+  if (!credentials && required && env.TTN_WEBHOOK_AUTH !== "none") {
+    const why = config.production ? "BROKER_ENV=production" : "TTN_WEBHOOK_AUTH=required";
+    throw new ConfigError(
+      `invalid TTN configuration: TTN_WEBHOOK_SECRET: the webhook needs credentials (${why}): set TTN_WEBHOOK_SECRET, or TTN_WEBHOOK_BASIC_USER and TTN_WEBHOOK_BASIC_PASSWORD, and the same in The Things Stack's webhook; or set TTN_WEBHOOK_AUTH=none to let anyone who reaches it post uplinks`,
+    );
+  }
   const locally = env.TTN_DECODE_LOCALLY ?? [];
   return {
     api: {
@@ -128,5 +156,6 @@ export function loadTtnSettings(config: Pick<Config, "env">): TtnSettings {
           ? { user: env.TTN_WEBHOOK_BASIC_USER, password: env.TTN_WEBHOOK_BASIC_PASSWORD }
           : undefined,
     },
+    openWebhook: credentials ? undefined : env.TTN_WEBHOOK_AUTH === "none" ? "chosen" : "default",
   };
 }

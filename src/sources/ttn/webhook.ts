@@ -8,7 +8,7 @@ import { createOpsRouter } from "../../app/ops.js";
 import { Batcher } from "../../core/batcher.js";
 import { IngestPipeline, type IngestItem, type IngestResult } from "../pipeline.js";
 import { TtnApiClient } from "./api-client.js";
-import { authConfigured, webhookAuthMiddleware } from "./auth.js";
+import { authConfigured, openWebhookWarning, webhookAuthMiddleware } from "./auth.js";
 import { DecoderNames } from "./decoder-names.js";
 import { DecoderPool } from "./decoders/decoder-pool.js";
 import { MetadataFetcher } from "./metadata-fetcher.js";
@@ -160,10 +160,9 @@ export function createTtnWebhook(deps: Dependencies): Component {
       fetcher?.start();
       server = await listen(app, deps.config.ttnWebhook.port);
       logger.info({ port: portOf(server) }, "TTN webhook listening on /ttn/webhook/up");
-      if (!authConfigured(settings.auth)) {
-        logger.warn(
-          "the TTN webhook is unauthenticated (as in IoTa): anyone who can reach it can inject uplinks; set TTN_WEBHOOK_SECRET or TTN_WEBHOOK_BASIC_USER/TTN_WEBHOOK_BASIC_PASSWORD",
-        );
+      const open = openWebhookWarning(settings.openWebhook, deps.config.production);
+      if (open !== undefined) {
+        logger.warn(open);
       }
       if (fetcher === undefined) {
         logger.warn(
