@@ -30,7 +30,11 @@ export const API_PREFIX = "/broker/api";
 function allRoutes(deps: Dependencies, settings: ApiSettings, logger: Logger): Route[] {
   const limits = {
     maxFailures: settings.loginMaxFailures,
+    maxFailuresPerUser: settings.loginMaxFailuresPerUser,
     windowSeconds: settings.loginWindowSeconds,
+    lockoutSeconds: settings.loginLockoutSeconds,
+    maxLockoutSeconds: settings.loginMaxLockoutSeconds,
+    trustedSeconds: settings.loginTrustedSeconds,
   };
   return [
     ...accountRoutes(limits, settings.tokenTtlSeconds),

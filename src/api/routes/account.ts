@@ -20,8 +20,10 @@ export function accountRoutes(limits: LoginLimits, ttlSeconds: number | undefine
       summary: "Log in: exchange Basic credentials for a bearer token",
       description:
         "Each successful login issues a new token; earlier ones stay valid (until TOKEN_TTL, " +
-        "if set, or until revoked). Failed attempts are limited per user name and per client " +
-        "address (429 with Retry-After); successful ones are not.",
+        "if set, or until revoked). Failed attempts are limited per user name and client " +
+        "address, and per user name across addresses other than those the user recently " +
+        "logged in from (429 with a Retry-After that grows with each lock-out); successful " +
+        "ones are not.",
       tags,
       access: "public",
       openapi: { security: [{ basicAuth: [] }] },
@@ -39,7 +41,8 @@ export function accountRoutes(limits: LoginLimits, ttlSeconds: number | undefine
         if (username.includes("\u0000") || username.length > 256) {
           throw rejected;
         }
-        const client = req.ip ?? req.socket.remoteAddress ?? "unknown";
+        // Never empty: '' names the counter of the user name across addresses.
+        const client = req.ip || req.socket.remoteAddress || "unknown";
         const result = await login(db, { username, password: given, client }, limits, ttlSeconds);
         switch (result.kind) {
           case "ok":

@@ -88,7 +88,8 @@ export function userRoutes(ttlSeconds: number | undefined): Route[] {
       method: "patch",
       path: "/users/{username}",
       summary: "Change a user's password, read_only or valid (admins only)",
-      description: "A password change leaves the user's tokens alone (as IoTa's CLI).",
+      description:
+        "A new password, and a change of `valid`, revoke every token of the user (IoTa kept them).",
       tags,
       access: "admin",
       params: usernamePath,
