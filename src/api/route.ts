@@ -47,18 +47,32 @@ export interface Reply {
   readonly status: number;
   readonly body?: unknown;
   readonly headers?: Readonly<Record<string, string>>;
+  /** The uid of a resource just created: answered in IoTa's `Location` header. */
+  readonly created?: number | string;
 }
 
 export const ok = (body: unknown): Reply => ({ status: 200, body });
 export const NO_CONTENT: Reply = { status: 204 };
 
-/** 201 with IoTa's `Location`: the absolute request URL (with a trailing slash) plus the uid. */
-export function created(req: express.Request, uid: number | string, body: unknown): Reply {
+/** 201 with IoTa's `Location`: the request URL (with a trailing slash) plus the uid. */
+export function created(uid: number | string, body: unknown): Reply {
+  return { status: 201, body, created: uid };
+}
+
+/** IoTa's Location: `origin` (see location.ts), the request path with a trailing slash, the uid. */
+function locationOf(req: express.Request, origin: string, uid: number | string): string {
   const path = req.originalUrl.split("?")[0] ?? "/";
   const base = path.endsWith("/") ? path : `${path}/`;
-  const host = req.get("host") ?? "localhost";
-  const location = `${req.protocol}://${host}${base}${encodeURIComponent(String(uid))}`;
-  return { status: 201, body, headers: { Location: location } };
+  return `${origin}${base}${encodeURIComponent(String(uid))}`;
+}
+
+/** What a mounted route needs besides the request: who calls, the database, the public origin. */
+export interface RouteEnvironment {
+  /** The caller; undefined only on public routes. */
+  readonly user: User | undefined;
+  readonly db: Db;
+  /** The origin `Location` headers start with ("" for a relative Location). */
+  readonly origin: string;
 }
 
 export interface RouteSpec<P, Q, B> {
@@ -88,7 +102,7 @@ export interface Route {
   readonly access: Access;
   readonly takesBody: boolean;
   readonly operation: ZodOpenApiOperationObject;
-  run(req: express.Request, res: express.Response, user: User | undefined, db: Db): Promise<void>;
+  run(req: express.Request, res: express.Response, env: RouteEnvironment): Promise<void>;
 }
 
 /** Query values as FastAPI saw them: a repeated parameter counts with its last value. */
@@ -160,7 +174,7 @@ export function route<P = undefined, Q = undefined, B = undefined>(
     access: spec.access,
     takesBody: spec.body !== undefined,
     operation,
-    async run(req, res, user, db) {
+    async run(req, res, { user, db, origin }) {
       const params = parse(spec.params, req.params, "path");
       const query = parse(spec.query, lastValues(req.query), "query");
       const body = parse(spec.body, req.body, "body");
@@ -173,6 +187,9 @@ export function route<P = undefined, Q = undefined, B = undefined>(
           : await spec.handler({ ...context, db });
       if (reply !== undefined) {
         res.status(reply.status).set(reply.headers ?? {});
+        if (reply.created !== undefined) {
+          res.set("Location", locationOf(req, origin, reply.created));
+        }
         if (reply.body === undefined) {
           res.end();
         } else {

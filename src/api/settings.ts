@@ -1,6 +1,7 @@
 import { z } from "zod";
 
 import { parseSection, type Config } from "../core/config.js";
+import { parsePublicUrl } from "./location.js";
 
 /** The REST API's own settings, read from `config.env` (see .env.example, "API"). */
 export interface ApiSettings {
@@ -35,6 +36,16 @@ export interface ApiSettings {
    */
   readonly trustProxy: string | number | boolean;
   /**
+   * The API's public URL (scheme, host, optional path prefix), which `Location` headers start
+   * with instead of the request's scheme and Host. Default unset.
+   */
+  readonly publicUrl: string | undefined;
+  /**
+   * Host names (lower case, no port) accepted from the Host header for `Location`; empty (the
+   * default) accepts any well-formed host. Ignored when `publicUrl` is set.
+   */
+  readonly hosts: readonly string[];
+  /**
    * /messages responses streamed at once; more wait for a turn. Each holds a PostgreSQL
    * connection while its client reads, so the default leaves half of the pool for everything else:
    * max(1, PG_POOL_SIZE / 2).
@@ -55,6 +66,18 @@ const schema = z.object({
   LOGIN_MAX_LOCKOUT_SECONDS: positiveInt.default(86_400),
   LOGIN_TRUSTED_SECONDS: positiveInt.default(2_592_000),
   API_TRUST_PROXY: z.string().default("loopback"),
+  API_PUBLIC_URL: z
+    .string()
+    .transform((value, ctx) => {
+      const parsed = parsePublicUrl(value.trim());
+      if ("error" in parsed) {
+        ctx.addIssue({ code: "custom", message: parsed.error });
+        return z.NEVER;
+      }
+      return parsed.url;
+    })
+    .optional(),
+  API_HOSTS: z.string().optional(),
   API_MAX_STREAMS: positiveInt.optional(),
 });
 
@@ -80,6 +103,13 @@ export function apiSettings(config: Pick<Config, "env" | "pg">): ApiSettings {
           : /^\d+$/.test(trust)
             ? Number(trust)
             : env.API_TRUST_PROXY,
+    publicUrl: env.API_PUBLIC_URL,
+    hosts: Object.freeze(
+      (env.API_HOSTS ?? "")
+        .split(",")
+        .map((h) => h.trim().toLowerCase())
+        .filter((h) => h !== ""),
+    ),
     maxStreams: env.API_MAX_STREAMS ?? Math.max(1, Math.floor(config.pg.poolSize / 2)),
   });
 }

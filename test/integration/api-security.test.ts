@@ -1,3 +1,6 @@
+import { request } from "node:http";
+import { brotliCompressSync, deflateSync } from "node:zlib";
+
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { addUser } from "../../src/api/credentials.js";
@@ -44,6 +47,40 @@ function tally(statuses: number[]): Record<number, number> {
     counts[s] = (counts[s] ?? 0) + 1;
   }
   return counts;
+}
+
+/** A request as sent on the wire, headers and path untouched (fetch would normalise them). */
+function raw(
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: Buffer | string,
+): Promise<{
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}> {
+  const url = new URL(api.origin);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: url.hostname, port: url.port, method, path, headers, setHost: !("host" in headers) },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => (text += chunk));
+        res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+const auth = () => ({ authorization: `Bearer ${api.adminToken}` });
+
+/** Log lines at error level (pino: 50) or above. */
+function errorLines(): string[] {
+  return logLines.filter((l) => (JSON.parse(l) as { level: number }).level >= 50);
 }
 
 describe("GET /token limits", () => {
@@ -129,6 +166,90 @@ describe("GET /token limits", () => {
   });
 });
 
+describe("malformed requests", () => {
+  it("answer 400 for a malformed percent-escape in the path, and log no error", async () => {
+    for (const path of [
+      "/broker/api/physical/devices/%ff",
+      "/broker/api/logical/devices/%E0%A4%A",
+      "/broker/api/docs-assets/%ff",
+      "/docs-assets/%ff",
+    ]) {
+      const res = await raw("GET", path, auth());
+      expect(res.status, path).toBe(400);
+      expect(JSON.parse(res.body), path).toEqual({
+        detail: "the path has a malformed percent-escape",
+      });
+    }
+    expect(errorLines()).toEqual([]);
+  });
+
+  it("answer 400 for a body whose Content-Encoding cannot be decoded", async () => {
+    const good = JSON.stringify({ name: "compressed" });
+    const post = (encoding: string, body: Buffer) =>
+      raw(
+        "POST",
+        "/broker/api/logical/devices/",
+        { ...auth(), "content-type": "application/json", "content-encoding": encoding },
+        body,
+      );
+    for (const [encoding, body] of [
+      ["deflate", Buffer.from("this is not deflate")],
+      ["br", Buffer.from("this is not brotli at all")],
+      ["gzip", Buffer.from("not gzip")],
+      ["deflate", deflateSync(good).subarray(0, 6)],
+    ] as const) {
+      const res = await post(encoding, body);
+      expect(res.status, encoding).toBe(400);
+      expect(JSON.parse(res.body)).toEqual({
+        detail: `the body cannot be decoded as Content-Encoding: ${encoding}`,
+      });
+    }
+    expect(errorLines()).toEqual([]);
+    // Well-formed compressed bodies still work.
+    for (const [encoding, body] of [
+      ["deflate", deflateSync(good)],
+      ["br", brotliCompressSync(good)],
+    ] as const) {
+      expect((await post(encoding, body)).status, encoding).toBe(201);
+    }
+  });
+});
+
+describe("Location", () => {
+  async function locationOf(headers: Record<string, string>): Promise<string> {
+    const res = await raw(
+      "POST",
+      "/broker/api/logical/devices/",
+      { ...auth(), "content-type": "application/json", ...headers },
+      JSON.stringify({ name: "located" }),
+    );
+    expect(res.status).toBe(201);
+    const uid = (JSON.parse(res.body) as { uid: number }).uid;
+    const location = res.headers.location as string;
+    expect(location.endsWith(`/broker/api/logical/devices/${uid}`)).toBe(true);
+    return location.slice(0, -`/broker/api/logical/devices/${uid}`.length);
+  }
+
+  it("is the request URL, as IoTa's, for a well-formed Host and an http(s) scheme", async () => {
+    expect(await locationOf({})).toBe(api.origin);
+    expect(await locationOf({ host: "iota.example.org:8080", "x-forwarded-proto": "https" })).toBe(
+      "https://iota.example.org:8080",
+    );
+    expect(await locationOf({ host: "[::1]:5687" })).toBe("http://[::1]:5687");
+  });
+
+  it("never takes another scheme or a malformed Host from the client", async () => {
+    expect(await locationOf({ "x-forwarded-proto": "javascript" })).toBe(api.origin);
+    expect(await locationOf({ host: "evil.example", "x-forwarded-proto": "javascript" })).toBe(
+      "http://evil.example",
+    );
+    // A Host that is no host name: the Location is the path alone (a relative reference).
+    for (const host of ["evil.example/x?", "a b", "evil.example:99999", "user@evil.example"]) {
+      expect(await locationOf({ host }), host).toBe("");
+    }
+  });
+});
+
 describe("token revocation", () => {
   it("happens when an admin sets a new password or disables a user", async () => {
     const admin = { token: api.adminToken };
@@ -172,4 +293,92 @@ describe("token revocation", () => {
       expect((await api.call("GET", "/me", { token: enabled.stdout.trim() })).status).toBe(200);
     },
   );
+});
+
+describe("CSV exports", () => {
+  it("escape text cells a spreadsheet would read as a formula; numbers stay numbers", async () => {
+    const [device] = await api.sql<{ uid: number }>(
+      "insert into physical_devices (name, source_name) values ('csv', 'ttn') returning uid",
+    );
+    const message = {
+      broker_correlation_id: "5f1c7a7e-7d1e-4a40-9a4b-5a5f8f0e8b21",
+      p_uid: device!.uid,
+      timestamp: "2024-01-01T00:00:00Z",
+      timeseries: [
+        { name: "=cmd|' /C calc'!A0", value: "@SUM(1+1)" },
+        { name: "neg", value: -3.2 },
+        { name: "+plus", value: "-3.2" },
+        { name: "tab", value: "\t=1" },
+        { name: "plain", value: "a,b" },
+      ],
+    };
+    await api.sql(
+      "insert into physical_timeseries (physical_uid, ts, json_msg) values ($1, '2024-01-01T00:00:00Z', $2)",
+      [device!.uid, JSON.stringify(message)],
+    );
+    const res = await api.call("GET", `/messages?p_uid=${device!.uid}&format=csv`, {
+      token: api.readerToken,
+    });
+    expect(res.status).toBe(200);
+    const lines = (await res.text()).split("\r\n").slice(1, -1);
+    expect(lines.map((l) => l.split(",").slice(4).join(","))).toEqual([
+      "'=cmd|' /C calc'!A0,'@SUM(1+1)",
+      "neg,-3.2",
+      "'+plus,-3.2",
+      "tab,'\t=1",
+      'plain,"a,b"',
+    ]);
+  });
+});
+
+describe("response headers", () => {
+  it("forbid framing the docs page and sniffing content types", async () => {
+    for (const path of ["/broker/api/docs", "/docs", "/broker/api/openapi.json"]) {
+      const res = await fetch(`${api.origin}${path}`);
+      expect(res.status, path).toBe(200);
+      expect(res.headers.get("x-frame-options"), path).toBe("DENY");
+      expect(res.headers.get("content-security-policy"), path).toContain("frame-ancestors 'none'");
+      expect(res.headers.get("x-content-type-options"), path).toBe("nosniff");
+    }
+    const api404 = await api.call("GET", "/nowhere", { token: api.readerToken });
+    expect(api404.headers.get("x-content-type-options")).toBe("nosniff");
+  });
+});
+
+describe("error bodies", () => {
+  const MARK = "1; select pg_sleep(5)--";
+
+  it("never echo a rejected value", async () => {
+    const admin = { token: api.adminToken };
+    const m = encodeURIComponent(MARK);
+    const attempts: [string, string, unknown][] = [
+      ["POST", "/physical/devices/", { name: "x", source_name: MARK }],
+      ["PATCH", "/physical/devices/", { uid: 1, name: "x", source_name: MARK }],
+      ["POST", "/physical/devices/", { name: "x", source_name: "ttn", location: MARK }],
+      ["POST", "/logical/devices/", { name: MARK, last_seen: MARK }],
+      ["POST", "/mappings/", { pd: MARK, ld: 1, start_time: MARK }],
+      ["POST", "/users", { username: "admin", password: "x" }],
+      ["POST", "/users", { username: `${MARK}:`, password: "x" }],
+      ["POST", "/sources", { source_name: MARK }],
+      ["GET", `/physical/devices/${m}`, undefined],
+      ["GET", `/physical/devices/?source_name=${m}&include_properties=${m}&limit=${m}`, undefined],
+      ["GET", `/messages?p_uid=${m}&last=${m}`, undefined],
+      ["GET", `/messages?p_uid=1&start=${m}&end=${m}&format=${m}`, undefined],
+      ["GET", `/raw-messages/${m}`, undefined],
+      ["GET", `/raw-messages?after=${m}&start=${m}`, undefined],
+      ["GET", `/mappings/current/?return_uids=${m}`, undefined],
+      ["PATCH", `/mappings/toggle-active/?is_active=${m}&puid=${m}`, undefined],
+      ["GET", `/events?since=${m}&entity=${m}`, undefined],
+      ["GET", `/sources/${m}`, undefined],
+      ["GET", `/users/${m}`, undefined],
+    ];
+    for (const [method, path, body] of attempts) {
+      const res = await api.call(method, path, { ...admin, body });
+      const text = await res.text();
+      expect(res.status, `${method} ${path}`).toBeGreaterThanOrEqual(400);
+      expect(res.status, `${method} ${path}`).toBeLessThan(500);
+      expect(text, `${method} ${path}`).not.toContain("pg_sleep");
+      expect(text, `${method} ${path}`).not.toContain("admin");
+    }
+  });
 });

@@ -221,4 +221,20 @@ describe("message output", () => {
     expect(csvField(null)).toBe("");
     expect(csvField({ a: 1 })).toBe('"{""a"":1}"');
   });
+
+  it("escapes CSV text a spreadsheet would read as a formula, never a number", () => {
+    expect(csvField("=cmd|' /C calc'!A0")).toBe("'=cmd|' /C calc'!A0");
+    expect(csvField("=1+2")).toBe("'=1+2");
+    expect(csvField("+1+2")).toBe("'+1+2");
+    expect(csvField("-1+2")).toBe("'-1+2");
+    expect(csvField("@SUM(A1)")).toBe("'@SUM(A1)");
+    expect(csvField("\t=1")).toBe("'\t=1");
+    expect(csvField("\r=1")).toBe('"\'\r=1"');
+    expect(csvField('=HYPERLINK("x")')).toBe('"\'=HYPERLINK(""x"")"');
+    expect(csvField(-3.2)).toBe("-3.2");
+    expect(csvField("-3.2")).toBe("-3.2");
+    expect(csvField("+1e5")).toBe("+1e5");
+    expect(csvField("a=b")).toBe("a=b");
+    expect(csvField(["=x"])).toBe('"[""=x""]"');
+  });
 });

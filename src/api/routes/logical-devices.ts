@@ -50,10 +50,10 @@ export function logicalDeviceRoutes(): Route[] {
       access: "admin",
       body: logicalDeviceInput,
       responses: { "201": json("The device as stored.", logicalDeviceOutput) },
-      handler: async ({ db, req, body }) => {
+      handler: async ({ db, body }) => {
         const { uid: _ignored, ...input } = body;
         const device = await createLogicalDevice(db, input);
-        return created(req, device.uid, logicalDeviceBody(device));
+        return created(device.uid, logicalDeviceBody(device));
       },
     }),
     route({

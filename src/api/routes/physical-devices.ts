@@ -145,10 +145,10 @@ export function physicalDeviceRoutes(): Route[] {
         "201": json("The device as stored.", physicalDeviceOutput),
         "400": failure("Unknown source_name."),
       },
-      handler: async ({ db, req, body }) => {
+      handler: async ({ db, body }) => {
         const { uid: _ignored, ...input } = body;
         const device = await createPhysicalDevice(db, input);
-        return created(req, device.uid, physicalDeviceBody(device));
+        return created(device.uid, physicalDeviceBody(device));
       },
     }),
     route({

@@ -59,14 +59,14 @@ export function sourceRoutes(): Route[] {
         "201": json("Added.", sourceOutput),
         "200": json("It already existed.", sourceOutput),
       },
-      handler: async ({ db, req, body }) => {
+      handler: async ({ db, body }) => {
         const existed = (await listSources(db)).includes(body.source_name);
         await addSource(db, body.source_name);
         const out = { source_name: body.source_name };
         if (existed) {
           return ok(out);
         } else {
-          return created(req, body.source_name, out);
+          return created(body.source_name, out);
         }
       },
     }),

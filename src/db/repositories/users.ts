@@ -70,9 +70,8 @@ export async function createUser(
     return userFromRow(rows[0] as Row);
   } catch (err) {
     if (sqlState(err) === UNIQUE_VIOLATION) {
-      throw new RegistryError("conflict", `user ${JSON.stringify(input.username)} already exists`, {
-        cause: err,
-      });
+      // The name is not quoted: error bodies never echo what the client sent.
+      throw new RegistryError("conflict", "that user name is taken", { cause: err });
     }
     throw err;
   }
