@@ -62,6 +62,7 @@ function apiRouter(
   deps: Dependencies,
   routes: readonly Route[],
   settings: ApiSettings,
+  logger: Logger,
 ): express.Router {
   const maxBodyBytes = settings.maxBodyBytes;
   const parseJson = express.json({ limit: maxBodyBytes, type: isJson });
@@ -94,7 +95,7 @@ function apiRouter(
         },
         settings,
       );
-      await r.run(req, res, { user, db: deps.database.db, origin });
+      await r.run(req, res, { user, db: deps.database.db, origin, logger });
     });
   }
   // A known path with another method: FastAPI's 405.
@@ -139,7 +140,7 @@ export function createApi(deps: Dependencies): Component {
     next();
   });
   app.use(docsRouter(document, API_PREFIX));
-  app.use(API_PREFIX, apiRouter(deps, routes, settings));
+  app.use(API_PREFIX, apiRouter(deps, routes, settings, logger));
 
   const component: Component = {
     name: "api",

@@ -6,6 +6,7 @@ import type {
   ZodOpenApiResponsesObject,
 } from "zod-openapi";
 
+import type { Logger } from "../core/logger.js";
 import type { Db } from "../db/database.js";
 import type { User } from "../db/repositories/users.js";
 import { withActor } from "../events/actor.js";
@@ -73,6 +74,7 @@ export interface RouteEnvironment {
   readonly db: Db;
   /** The origin `Location` headers start with ("" for a relative Location). */
   readonly origin: string;
+  readonly logger: Logger;
 }
 
 export interface RouteSpec<P, Q, B> {
@@ -127,6 +129,23 @@ function parse<T>(schema: z.ZodType<T> | undefined, value: unknown, where: strin
   return result.data;
 }
 
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * Top-level body fields the schema dropped because it does not know them (at most 20 names, each
+ * cut to 64 characters: they are the client's text).
+ */
+export function ignoredFields(input: unknown, parsed: unknown): string[] {
+  if (!isPlainObject(input) || !isPlainObject(parsed)) {
+    return [];
+  }
+  return Object.keys(input)
+    .filter((key) => !Object.hasOwn(parsed, key))
+    .slice(0, 20)
+    .map((key) => key.slice(0, 64));
+}
+
 function operationId(method: Method, path: string): string {
   const words = path.split(/[^A-Za-z0-9]+/).filter(Boolean);
   return method + words.map((w) => w[0]!.toUpperCase() + w.slice(1)).join("");
@@ -174,10 +193,18 @@ export function route<P = undefined, Q = undefined, B = undefined>(
     access: spec.access,
     takesBody: spec.body !== undefined,
     operation,
-    async run(req, res, { user, db, origin }) {
+    async run(req, res, { user, db, origin, logger }) {
       const params = parse(spec.params, req.params, "path");
       const query = parse(spec.query, lastValues(req.query), "query");
       const body = parse(spec.body, req.body, "body");
+      const ignored = ignoredFields(req.body, body);
+      if (ignored.length > 0) {
+        // As IoTa's pydantic models: unknown fields are dropped, not refused (names only logged).
+        logger.info(
+          { route: `${spec.method.toUpperCase()} ${spec.path}`, fields: ignored },
+          "ignored unknown body fields",
+        );
+      }
       const context = { req, res, params, query, body, user };
       const reply =
         user !== undefined && spec.method !== "get"

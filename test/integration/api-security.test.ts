@@ -382,3 +382,19 @@ describe("error bodies", () => {
     }
   });
 });
+
+describe("unknown body fields", () => {
+  it("are ignored, as IoTa's models did, and their names logged (never their values)", async () => {
+    const res = await api.call("POST", "/logical/devices/", {
+      token: api.adminToken,
+      body: { name: "with extras", colour: "secret-value" },
+    });
+    expect(res.status).toBe(201);
+    const line = logLines.find((l) => l.includes("ignored unknown body fields"));
+    expect(JSON.parse(line!)).toMatchObject({
+      route: "POST /logical/devices/",
+      fields: ["colour"],
+    });
+    expect(logLines.join("")).not.toContain("secret-value");
+  });
+});

@@ -68,11 +68,11 @@ export function accountRoutes(limits: LoginLimits, ttlSeconds: number | undefine
       tags,
       access: "self",
       query: z.object({ password: password.optional() }),
-      body: z.strictObject({ password }).optional(),
+      body: z.object({ password }).optional(),
       openapi: {
         requestBody: {
           required: false,
-          content: { "application/json": { schema: z.strictObject({ password }) } },
+          content: { "application/json": { schema: z.object({ password }) } },
         },
       },
       responses: { "200": json("The new token, as a JSON string.", tokenOutput) },

@@ -54,7 +54,7 @@ export function sourceRoutes(): Route[] {
       summary: "Add a source (extension); 200 when it already exists",
       tags,
       access: "admin",
-      body: z.strictObject({ source_name: sourceName }).meta({ id: "SourceInput" }),
+      body: z.object({ source_name: sourceName }).meta({ id: "SourceInput" }),
       responses: {
         "201": json("Added.", sourceOutput),
         "200": json("It already existed.", sourceOutput),
