@@ -7,8 +7,9 @@ import { closeServer, listen, portOf } from "../app/http.js";
 import { createOpsRouter } from "../app/ops.js";
 import type { Logger } from "../core/logger.js";
 import { authorise } from "./auth.js";
-import { ApiError, errorHandler } from "./errors.js";
+import { ApiError, bodyReadError, errorHandler } from "./errors.js";
 import { docsRouter, openApiDocument } from "./openapi.js";
+import { publicOrigin } from "./location.js";
 import type { Route } from "./route.js";
 import { accountRoutes } from "./routes/account.js";
 import { eventRoutes } from "./routes/events.js";
@@ -30,7 +31,11 @@ export const API_PREFIX = "/broker/api";
 function allRoutes(deps: Dependencies, settings: ApiSettings, logger: Logger): Route[] {
   const limits = {
     maxFailures: settings.loginMaxFailures,
+    maxFailuresPerUser: settings.loginMaxFailuresPerUser,
     windowSeconds: settings.loginWindowSeconds,
+    lockoutSeconds: settings.loginLockoutSeconds,
+    maxLockoutSeconds: settings.loginMaxLockoutSeconds,
+    trustedSeconds: settings.loginTrustedSeconds,
   };
   return [
     ...accountRoutes(limits, settings.tokenTtlSeconds),
@@ -56,12 +61,16 @@ function isJson(req: IncomingMessage): boolean {
 function apiRouter(
   deps: Dependencies,
   routes: readonly Route[],
-  maxBodyBytes: number,
+  settings: ApiSettings,
+  logger: Logger,
 ): express.Router {
+  const maxBodyBytes = settings.maxBodyBytes;
   const parseJson = express.json({ limit: maxBodyBytes, type: isJson });
   const readBody = (req: express.Request, res: express.Response) =>
     new Promise<void>((resolve, reject) => {
-      parseJson(req, res, (err?: unknown) => (err ? reject(err) : resolve()));
+      parseJson(req, res, (err?: unknown) =>
+        err ? reject(bodyReadError(err, req.get("content-encoding"))) : resolve(),
+      );
     });
   const router = express.Router();
   for (const r of routes) {
@@ -78,7 +87,15 @@ function apiRouter(
           await readBody(req, res);
         }
       }
-      await r.run(req, res, user, deps.database.db);
+      const origin = publicOrigin(
+        {
+          protocol: req.protocol,
+          host: req.get("host"),
+          encrypted: (req.socket as { encrypted?: boolean }).encrypted === true,
+        },
+        settings,
+      );
+      await r.run(req, res, { user, db: deps.database.db, origin, logger });
     });
   }
   // A known path with another method: FastAPI's 405.
@@ -104,6 +121,15 @@ export function createApi(deps: Dependencies): Component {
   const app = express();
   app.disable("x-powered-by");
   app.set("trust proxy", settings.trustProxy);
+  // No page of ours may be framed (the docs page could be clickjacked), and no answer sniffed.
+  app.use((_req, res, next) => {
+    res.set({
+      "X-Frame-Options": "DENY",
+      "Content-Security-Policy": "frame-ancestors 'none'",
+      "X-Content-Type-Options": "nosniff",
+    });
+    next();
+  });
   // One line per request; never headers or query strings (tokens and passwords travel there).
   app.use((req, res, next) => {
     const started = process.hrtime.bigint();
@@ -114,7 +140,7 @@ export function createApi(deps: Dependencies): Component {
     next();
   });
   app.use(docsRouter(document, API_PREFIX));
-  app.use(API_PREFIX, apiRouter(deps, routes, settings.maxBodyBytes));
+  app.use(API_PREFIX, apiRouter(deps, routes, settings, logger));
 
   const component: Component = {
     name: "api",

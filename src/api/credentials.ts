@@ -11,27 +11,40 @@ import {
 } from "../core/passwords.js";
 import type { Db } from "../db/database.js";
 import {
-  clearLoginFailures,
-  countLoginFailures,
+  ALL_ADDRESSES,
+  forgetIdleLoginCounters,
+  lockLoginCounter,
+  releaseLoginAttempt,
+  saveLoginCounter,
+  type LoginCounterKey,
+} from "../db/repositories/login-attempts.js";
+import {
   createUser,
   findTokenCandidates,
   getUserCredentials,
   insertToken,
-  recordLoginFailure,
   revokeTokens,
   setPassword,
   type User,
 } from "../db/repositories/users.js";
+import { reserveAttempt, type CounterPolicy } from "./login-limits.js";
 
 /**
  * The rules of API credentials, shared by the API and `broker users`: logins checked against
  * IoTa's scrypt hashes, failed logins limited, tokens issued and revoked, passwords changed.
  */
 
-/** Limits on failed logins (see ApiSettings). */
+/** Limits on login attempts (see ApiSettings, which documents each). */
 export interface LoginLimits {
+  /** Per user name and client address. */
   maxFailures: number;
+  /** Per user name across addresses, except addresses the user recently logged in from. */
+  maxFailuresPerUser: number;
   windowSeconds: number;
+  lockoutSeconds: number;
+  maxLockoutSeconds: number;
+  /** How long a successful login exempts its address from the per-user ceiling, in seconds. */
+  trustedSeconds: number;
 }
 
 export type LoginResult =
@@ -70,10 +83,54 @@ export async function replaceTokens(db: Db, user: User, ttlSeconds?: number): Pr
   return issueToken(db, user, ttlSeconds);
 }
 
+function policy(limits: LoginLimits, maxFailures: number): CounterPolicy {
+  return {
+    maxFailures,
+    windowSeconds: limits.windowSeconds,
+    lockoutSeconds: limits.lockoutSeconds,
+    maxLockoutSeconds: limits.maxLockoutSeconds,
+  };
+}
+
+type Reserved =
+  { kind: "reserved"; userWide: boolean } | { kind: "limited"; retryAfterSeconds: number };
+
 /**
- * GET /token: checks a user name and password. Failed attempts are counted per user name and
- * per client address; once either reaches the limit within the window, attempts are refused
- * without checking (429) until old failures leave the window. Success does not count.
+ * Reserves one attempt before the password is checked, in one transaction holding the counter
+ * rows' locks: concurrent guesses queue here, so no more than the limit are ever checked. The
+ * per-user counter is skipped for an address the user logged in from within `trustedSeconds`,
+ * so guesses from elsewhere can never lock the user out of their usual address.
+ */
+async function reserveLogin(db: Db, key: LoginCounterKey, limits: LoginLimits): Promise<Reserved> {
+  const inTransaction = async (trx: Db): Promise<Reserved> => {
+    const pair = await lockLoginCounter(trx, key);
+    const forPair = reserveAttempt(pair, pair.now, policy(limits, limits.maxFailures));
+    if (!forPair.allowed) {
+      await saveLoginCounter(trx, key, forPair.next);
+      return { kind: "limited", retryAfterSeconds: forPair.retryAfterSeconds };
+    }
+    const trusted =
+      pair.succeededAt !== null && pair.now - pair.succeededAt < limits.trustedSeconds;
+    if (!trusted) {
+      const userKey = { username: key.username, client: ALL_ADDRESSES };
+      const user = await lockLoginCounter(trx, userKey);
+      const forUser = reserveAttempt(user, user.now, policy(limits, limits.maxFailuresPerUser));
+      await saveLoginCounter(trx, userKey, forUser.next);
+      if (!forUser.allowed) {
+        // The pair's reservation is not saved: this attempt was never checked.
+        return { kind: "limited", retryAfterSeconds: forUser.retryAfterSeconds };
+      }
+    }
+    await saveLoginCounter(trx, key, forPair.next);
+    return { kind: "reserved", userWide: !trusted };
+  };
+  return db.isTransaction ? inTransaction(db) : db.transaction().execute(inTransaction);
+}
+
+/**
+ * GET /token: checks a user name and password. Every attempt is reserved first (see
+ * {@link reserveLogin}) and stays counted as a failure unless the password was right, in which
+ * case it is given back: a healthy client may log in as often as it likes.
  */
 export async function login(
   db: Db,
@@ -82,9 +139,9 @@ export async function login(
   ttlSeconds?: number,
 ): Promise<LoginResult> {
   const key = { username: attempt.username, client: attempt.client };
-  const failures = await countLoginFailures(db, key, limits.windowSeconds);
-  if (failures.byUser >= limits.maxFailures || failures.byClient >= limits.maxFailures) {
-    return { kind: "limited", retryAfterSeconds: Math.max(1, failures.retryAfterSeconds) };
+  const reserved = await reserveLogin(db, key, limits);
+  if (reserved.kind === "limited") {
+    return reserved;
   }
   const found = await getUserCredentials(db, attempt.username);
   const matches = await verifyPassword(
@@ -93,13 +150,20 @@ export async function login(
     found?.passwordHash ?? DECOY.hash,
   );
   if (!found || !matches) {
-    await recordLoginFailure(db, key, limits.windowSeconds);
+    await forgetIdleLoginCounters(
+      db,
+      Math.max(limits.windowSeconds, limits.maxLockoutSeconds, limits.trustedSeconds),
+    );
     return { kind: "rejected" };
+  }
+  // The right password: not a guess. Only an enabled user's address becomes trusted.
+  await releaseLoginAttempt(db, key, found.user.valid);
+  if (reserved.userWide) {
+    await releaseLoginAttempt(db, { username: key.username, client: ALL_ADDRESSES }, false);
   }
   if (!found.user.valid) {
     return { kind: "disabled" };
   }
-  await clearLoginFailures(db, key);
   return { kind: "ok", user: found.user, token: await issueToken(db, found.user, ttlSeconds) };
 }
 
@@ -134,7 +198,10 @@ export async function addUser(
   });
 }
 
-/** Sets a new password (new salt); tokens are left alone. False when the user is gone. */
+/**
+ * Sets a new password (new salt), which revokes every token of the user (migration 010; IoTa
+ * kept them). False when the user is gone.
+ */
 export async function changePassword(db: Db, user: User, password: string): Promise<boolean> {
   const salt = newSalt();
   return setPassword(db, user.uid, salt, await hashPassword(password, salt));
@@ -142,7 +209,7 @@ export async function changePassword(db: Db, user: User, password: string): Prom
 
 /**
  * POST /change-password: new password and, as IoTa, a new token; unlike IoTa every earlier token
- * of the user is revoked too. Returns the new token.
+ * of the user is revoked too (by the new password). Returns the new token.
  */
 export async function changePasswordAndToken(
   db: Db,

@@ -105,10 +105,33 @@ function bodyParserError(
   }
 }
 
+/** Content codings the body parser decodes; any other is refused before reading (415). */
+const DECODED_ENCODINGS = new Set(["deflate", "gzip", "br", "identity"]);
+
+/**
+ * What the body parser's failure to read a body means for the client. A body that does not
+ * decode as its Content-Encoding reaches us as zlib's own error (no body-parser `type`): 400.
+ */
+export function bodyReadError(err: unknown, contentEncoding: string | undefined): unknown {
+  const e = err as { type?: unknown; status?: unknown } | null;
+  if (typeof e === "object" && e !== null && e.type === undefined && e.status === 400) {
+    const coding = (contentEncoding ?? "").trim().toLowerCase();
+    const named = DECODED_ENCODINGS.has(coding)
+      ? `Content-Encoding: ${coding}`
+      : "its Content-Encoding";
+    return new ApiError(400, `the body cannot be decoded as ${named}`);
+  }
+  return err;
+}
+
 /** Maps anything a handler threw to an ApiError, or undefined for a failure of our own (500). */
 export function toApiError(err: unknown, maxBodyBytes: number): ApiError | undefined {
   if (err instanceof ApiError) {
     return err;
+  }
+  if (err instanceof URIError) {
+    // The router could not percent-decode a path parameter (`%ff`); its message quotes it.
+    return new ApiError(400, "the path has a malformed percent-escape");
   }
   if (err instanceof RegistryError) {
     const status = { not_found: 404, conflict: 409, invalid: 400 }[err.code];

@@ -74,7 +74,22 @@ export function messageJson(row: StoredMessage, shape: JsonShape): Record<string
 /** IoTa's CSV exporter header (util/ExportPhysicalTimeseriesCSV.py). */
 export const CSV_HEADER = "l_uid,p_uid,msg_timestamp,timestamp,name,value\r\n";
 
-/** A CSV field as Python's csv module writes it (str() of the value, minimal quoting). */
+/** A number as a spreadsheet reads one: such text is a value, never a formula. */
+const NUMERIC_TEXT = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/**
+ * Text a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a
+ * carriage return) gets a leading `'`, which spreadsheets read as "this is text" (OWASP's
+ * advice). Text that is just a number (`-3.2`) is left alone, and so are JSON numbers.
+ */
+function defuseFormula(text: string): string {
+  return /^[=+\-@\t\r]/.test(text) && !NUMERIC_TEXT.test(text) ? `'${text}` : text;
+}
+
+/**
+ * A CSV field as Python's csv module writes it (str() of the value, minimal quoting), except
+ * that text which a spreadsheet would read as a formula is escaped (IoTa wrote it as it was).
+ */
 export function csvField(value: unknown): string {
   let text: string;
   if (value === null || value === undefined) {
@@ -83,6 +98,8 @@ export function csvField(value: unknown): string {
     text = value ? "True" : "False";
   } else if (typeof value === "object") {
     text = JSON.stringify(value);
+  } else if (typeof value === "string") {
+    text = defuseFormula(value);
   } else {
     text = String(value);
   }

@@ -6,6 +6,7 @@ import type {
   ZodOpenApiResponsesObject,
 } from "zod-openapi";
 
+import type { Logger } from "../core/logger.js";
 import type { Db } from "../db/database.js";
 import type { User } from "../db/repositories/users.js";
 import { withActor } from "../events/actor.js";
@@ -47,18 +48,33 @@ export interface Reply {
   readonly status: number;
   readonly body?: unknown;
   readonly headers?: Readonly<Record<string, string>>;
+  /** The uid of a resource just created: answered in IoTa's `Location` header. */
+  readonly created?: number | string;
 }
 
 export const ok = (body: unknown): Reply => ({ status: 200, body });
 export const NO_CONTENT: Reply = { status: 204 };
 
-/** 201 with IoTa's `Location`: the absolute request URL (with a trailing slash) plus the uid. */
-export function created(req: express.Request, uid: number | string, body: unknown): Reply {
+/** 201 with IoTa's `Location`: the request URL (with a trailing slash) plus the uid. */
+export function created(uid: number | string, body: unknown): Reply {
+  return { status: 201, body, created: uid };
+}
+
+/** IoTa's Location: `origin` (see location.ts), the request path with a trailing slash, the uid. */
+function locationOf(req: express.Request, origin: string, uid: number | string): string {
   const path = req.originalUrl.split("?")[0] ?? "/";
   const base = path.endsWith("/") ? path : `${path}/`;
-  const host = req.get("host") ?? "localhost";
-  const location = `${req.protocol}://${host}${base}${encodeURIComponent(String(uid))}`;
-  return { status: 201, body, headers: { Location: location } };
+  return `${origin}${base}${encodeURIComponent(String(uid))}`;
+}
+
+/** What a mounted route needs besides the request: who calls, the database, the public origin. */
+export interface RouteEnvironment {
+  /** The caller; undefined only on public routes. */
+  readonly user: User | undefined;
+  readonly db: Db;
+  /** The origin `Location` headers start with ("" for a relative Location). */
+  readonly origin: string;
+  readonly logger: Logger;
 }
 
 export interface RouteSpec<P, Q, B> {
@@ -88,7 +104,7 @@ export interface Route {
   readonly access: Access;
   readonly takesBody: boolean;
   readonly operation: ZodOpenApiOperationObject;
-  run(req: express.Request, res: express.Response, user: User | undefined, db: Db): Promise<void>;
+  run(req: express.Request, res: express.Response, env: RouteEnvironment): Promise<void>;
 }
 
 /** Query values as FastAPI saw them: a repeated parameter counts with its last value. */
@@ -111,6 +127,23 @@ function parse<T>(schema: z.ZodType<T> | undefined, value: unknown, where: strin
     throw unprocessable(toValidationIssues(where, result.error));
   }
   return result.data;
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * Top-level body fields the schema dropped because it does not know them (at most 20 names, each
+ * cut to 64 characters: they are the client's text).
+ */
+export function ignoredFields(input: unknown, parsed: unknown): string[] {
+  if (!isPlainObject(input) || !isPlainObject(parsed)) {
+    return [];
+  }
+  return Object.keys(input)
+    .filter((key) => !Object.hasOwn(parsed, key))
+    .slice(0, 20)
+    .map((key) => key.slice(0, 64));
 }
 
 function operationId(method: Method, path: string): string {
@@ -160,10 +193,18 @@ export function route<P = undefined, Q = undefined, B = undefined>(
     access: spec.access,
     takesBody: spec.body !== undefined,
     operation,
-    async run(req, res, user, db) {
+    async run(req, res, { user, db, origin, logger }) {
       const params = parse(spec.params, req.params, "path");
       const query = parse(spec.query, lastValues(req.query), "query");
       const body = parse(spec.body, req.body, "body");
+      const ignored = ignoredFields(req.body, body);
+      if (ignored.length > 0) {
+        // As IoTa's pydantic models: unknown fields are dropped, not refused (names only logged).
+        logger.info(
+          { route: `${spec.method.toUpperCase()} ${spec.path}`, fields: ignored },
+          "ignored unknown body fields",
+        );
+      }
       const context = { req, res, params, query, body, user };
       const reply =
         user !== undefined && spec.method !== "get"
@@ -173,6 +214,9 @@ export function route<P = undefined, Q = undefined, B = undefined>(
           : await spec.handler({ ...context, db });
       if (reply !== undefined) {
         res.status(reply.status).set(reply.headers ?? {});
+        if (reply.created !== undefined) {
+          res.set("Location", locationOf(req, origin, reply.created));
+        }
         if (reply.body === undefined) {
           res.end();
         } else {

@@ -65,7 +65,7 @@ export type PhysicalDevicePatch = Partial<NewPhysicalDevice>;
  * stores NULL when either coordinate is null, so that shape (fed back by a client) means null.
  */
 export const locationInput = z
-  .strictObject({
+  .object({
     lat: z.number().min(-90).max(90).nullish(),
     long: z.number().min(-180).max(180).nullish(),
   })

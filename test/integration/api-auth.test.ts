@@ -225,31 +225,26 @@ describe("GET /token", () => {
     ).toBe(401);
   });
 
-  it("limits failed attempts per user name, whatever the client address", async () => {
+  it("limits failed attempts per user name and client address", async () => {
     await addUser(api.db.handle.db, { username: "target", password: "right" });
-    for (const client of ["10.2.0.1", "10.2.0.2", "10.2.0.3"]) {
-      expect((await login("target", "wrong", client)).status).toBe(401);
+    for (let i = 0; i < 3; i++) {
+      expect((await login("target", "wrong", "10.2.0.1")).status).toBe(401);
     }
-    const limited = await login("target", "right", "10.2.0.4");
+    const limited = await login("target", "right", "10.2.0.1");
     expect(limited.status).toBe(429);
     expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
-    // The same client may still log in as someone else.
-    expect((await login(READER.username, READER.password, "10.2.0.4")).status).toBe(200);
-  });
-
-  it("limits failed attempts per client address, whatever the user name", async () => {
-    for (const name of ["u1", "u2", "u3"]) {
-      expect((await login(name, "wrong", "10.3.0.1")).status).toBe(401);
-    }
-    expect((await login(READER.username, READER.password, "10.3.0.1")).status).toBe(429);
-    expect((await login(READER.username, READER.password, "10.3.0.2")).status).toBe(200);
+    // The same user from another address, and another user from that address, still log in.
+    expect((await login("target", "right", "10.2.0.2")).status).toBe(200);
+    expect((await login(READER.username, READER.password, "10.2.0.1")).status).toBe(200);
   });
 
   it("never counts successful logins", async () => {
     for (let i = 0; i < 10; i++) {
       expect((await login(READER.username, READER.password, "10.4.0.1")).status).toBe(200);
     }
-    expect(await api.sql("select 1 from api_login_failures where client = '10.4.0.1'")).toEqual([]);
+    expect(
+      await api.sql("select failures from api_login_attempts where client = '10.4.0.1'"),
+    ).toEqual([{ failures: 0 }]);
   });
 });
 
@@ -311,7 +306,7 @@ describe("broker users", { timeout: 120_000 }, () => {
     expect(disabled.stderr).toMatch(/disabled and their tokens revoked; no token issued/);
     expect(disabled.stdout).toBe("");
     expect((await api.call("GET", "/me", { token })).status).toBe(401);
-    // Re-enabled, the old token stays revoked: --refresh with --disable revoked it for good.
+    // Re-enabled, the old token stays revoked: disabling revoked it for good.
     const enabled = await run("token", "-u", "dave", "--enable");
     expect((await api.call("GET", "/me", { token })).status).toBe(401);
     expect((await api.call("GET", "/me", { token: enabled.stdout.trim() })).status).toBe(200);

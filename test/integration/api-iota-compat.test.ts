@@ -320,6 +320,107 @@ describe("IoTa's test_restapi.py, replayed", () => {
   });
 });
 
+describe("answers an IoTa client depends on", () => {
+  it("PATCH of a whole device whose uid is null or missing is 404, as IoTa", async () => {
+    for (const [path, input, detail] of [
+      ["/physical/devices/", iotaPd("never-created"), "Physical device not found"],
+      ["/logical/devices/", iotaLd("never-created"), "Logical device not found"],
+    ] as const) {
+      const nullUid = await api.call("PATCH", path, { ...admin, body: input });
+      expect(nullUid.status, path).toBe(404);
+      expect(await nullUid.json()).toEqual({ detail });
+      const { uid: _uid, ...withoutUid } = input;
+      expect((await api.call("PATCH", path, { ...admin, body: withoutUid })).status, path).toBe(
+        404,
+      );
+    }
+    const note = await api.call("PATCH", "/physical/devices/notes/", {
+      ...admin,
+      body: { uid: null, note: "x" },
+    });
+    expect(note.status).toBe(404);
+  });
+
+  it("ignores body fields it does not know, as IoTa's pydantic models", async () => {
+    const extra = { colour: "red", "fields from a newer client": [1] };
+    const pdInput = {
+      ...iotaPd("pd-extra"),
+      ...extra,
+      location: { lat: -33.5, long: 151.5, alt: 3 },
+    };
+    const made = await api.call("POST", "/physical/devices/", { ...admin, body: pdInput });
+    expect(made.status).toBe(201);
+    const pd = await body<{ uid: number; location: unknown; colour?: unknown }>(made);
+    expect(pd.colour).toBeUndefined();
+    expect(pd.location).toEqual({ lat: -33.5, long: 151.5 });
+    const updated = await api.call("PATCH", "/physical/devices/", {
+      ...admin,
+      body: { ...pd, ...extra, name: "pd-extra 2" },
+    });
+    expect(updated.status).toBe(200);
+    expect(await body(updated)).toMatchObject({ uid: pd.uid, name: "pd-extra 2" });
+    const partial = await api.call("PATCH", `/physical/devices/${pd.uid}`, {
+      ...admin,
+      body: { name: "pd-extra 3", ...extra },
+    });
+    expect(partial.status).toBe(200);
+
+    const ldRes = await api.call("POST", "/logical/devices/", {
+      ...admin,
+      body: { ...iotaLd("ld-extra"), ...extra },
+    });
+    expect(ldRes.status).toBe(201);
+    const ld = await body<{ uid: number }>(ldRes);
+    expect(
+      (await api.call("PATCH", "/logical/devices/", { ...admin, body: { ...ld, ...extra } }))
+        .status,
+    ).toBe(200);
+    expect(
+      (
+        await api.call("PATCH", `/logical/devices/${ld.uid}`, {
+          ...admin,
+          body: { source_name: "ttn" },
+        })
+      ).status,
+    ).toBe(200);
+
+    const mapped = await api.call("POST", "/mappings/", {
+      ...admin,
+      body: {
+        pd: { ...pd, ...extra },
+        ld: { ...ld, ...extra },
+        start_time: "2024-01-01T00:00:00Z",
+        ...extra,
+      },
+    });
+    expect(mapped.status).toBe(201);
+    expect(
+      (
+        await api.call("POST", `/physical/devices/notes/${pd.uid}`, {
+          ...admin,
+          body: { note: "n", ...extra },
+        })
+      ).status,
+    ).toBe(201);
+    expect(
+      (
+        await api.call("POST", "/sources", {
+          ...admin,
+          body: { source_name: "extra_src", ...extra },
+        })
+      ).status,
+    ).toBe(201);
+    expect(
+      (
+        await api.call("POST", "/users", {
+          ...admin,
+          body: { username: "extra-user", password: "pw", ...extra },
+        })
+      ).status,
+    ).toBe(201);
+  });
+});
+
 describe("IoTa's web app calls, replayed", () => {
   it("creates a logical device from a physical one, toggles and downloads", async () => {
     const pd = await body<{ uid: number; name: string; location: unknown }>(

@@ -20,8 +20,10 @@ export function accountRoutes(limits: LoginLimits, ttlSeconds: number | undefine
       summary: "Log in: exchange Basic credentials for a bearer token",
       description:
         "Each successful login issues a new token; earlier ones stay valid (until TOKEN_TTL, " +
-        "if set, or until revoked). Failed attempts are limited per user name and per client " +
-        "address (429 with Retry-After); successful ones are not.",
+        "if set, or until revoked). Failed attempts are limited per user name and client " +
+        "address, and per user name across addresses other than those the user recently " +
+        "logged in from (429 with a Retry-After that grows with each lock-out); successful " +
+        "ones are not.",
       tags,
       access: "public",
       openapi: { security: [{ basicAuth: [] }] },
@@ -39,7 +41,8 @@ export function accountRoutes(limits: LoginLimits, ttlSeconds: number | undefine
         if (username.includes("\u0000") || username.length > 256) {
           throw rejected;
         }
-        const client = req.ip ?? req.socket.remoteAddress ?? "unknown";
+        // Never empty: '' names the counter of the user name across addresses.
+        const client = req.ip || req.socket.remoteAddress || "unknown";
         const result = await login(db, { username, password: given, client }, limits, ttlSeconds);
         switch (result.kind) {
           case "ok":
@@ -65,11 +68,11 @@ export function accountRoutes(limits: LoginLimits, ttlSeconds: number | undefine
       tags,
       access: "self",
       query: z.object({ password: password.optional() }),
-      body: z.strictObject({ password }).optional(),
+      body: z.object({ password }).optional(),
       openapi: {
         requestBody: {
           required: false,
-          content: { "application/json": { schema: z.strictObject({ password }) } },
+          content: { "application/json": { schema: z.object({ password }) } },
         },
       },
       responses: { "200": json("The new token, as a JSON string.", tokenOutput) },

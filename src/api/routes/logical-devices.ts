@@ -16,7 +16,6 @@ import {
   logicalDeviceInput,
   logicalDeviceOutput,
   logicalDevicePatchInput,
-  uidInput,
 } from "../schemas/devices.js";
 import { boolParam, deviceFilterQuery, uidPath } from "../schemas/params.js";
 import { deviceListQuery } from "./lists.js";
@@ -50,10 +49,10 @@ export function logicalDeviceRoutes(): Route[] {
       access: "admin",
       body: logicalDeviceInput,
       responses: { "201": json("The device as stored.", logicalDeviceOutput) },
-      handler: async ({ db, req, body }) => {
+      handler: async ({ db, body }) => {
         const { uid: _ignored, ...input } = body;
         const device = await createLogicalDevice(db, input);
-        return created(req, device.uid, logicalDeviceBody(device));
+        return created(device.uid, logicalDeviceBody(device));
       },
     }),
     route({
@@ -93,13 +92,17 @@ export function logicalDeviceRoutes(): Route[] {
         "Fields the body leaves out are left unchanged; `last_seen` never moves backwards.",
       tags,
       access: "admin",
-      body: logicalDeviceInput.extend({ uid: uidInput }),
+      body: logicalDeviceInput,
       responses: {
         "200": json("The device as stored.", logicalDeviceOutput),
         "404": failure(NOT_FOUND),
       },
       handler: async ({ db, body }) => {
         const { uid, ...patch } = body;
+        if (uid === undefined || uid === null) {
+          // IoTa looked the device up by its null uid and answered 404; its clients expect that.
+          throw notFound(NOT_FOUND);
+        }
         return ok(logicalDeviceBody(await applyUpdate(db, uid, patch)));
       },
     }),

@@ -1,7 +1,7 @@
 import { z } from "zod";
 
 import { createNote, deleteNote, listNotes, updateNote } from "../../db/repositories/notes.js";
-import { invalidParam, notFound } from "../errors.js";
+import { notFound } from "../errors.js";
 import { NO_CONTENT, ok, route, type Route } from "../route.js";
 import { failure, json, noContentResponse, nullBody } from "../schemas/common.js";
 import { noteInput, noteOutput } from "../schemas/devices.js";
@@ -65,7 +65,7 @@ export function noteRoutes(): Route[] {
       },
       handler: async ({ db, body }) => {
         if (body.uid === undefined || body.uid === null) {
-          throw invalidParam("body", "uid", "field required");
+          throw notFound("Note not found");
         }
         const updated = await updateNote(db, body.uid, {
           note: body.note,

@@ -18,7 +18,6 @@ import {
   physicalDeviceInput,
   physicalDeviceOutput,
   physicalDevicePatchInput,
-  uidInput,
 } from "../schemas/devices.js";
 import { boolParam, deviceFilterQuery, textParam, uidPath } from "../schemas/params.js";
 import { deviceListQuery } from "./lists.js";
@@ -145,10 +144,10 @@ export function physicalDeviceRoutes(): Route[] {
         "201": json("The device as stored.", physicalDeviceOutput),
         "400": failure("Unknown source_name."),
       },
-      handler: async ({ db, req, body }) => {
+      handler: async ({ db, body }) => {
         const { uid: _ignored, ...input } = body;
         const device = await createPhysicalDevice(db, input);
-        return created(req, device.uid, physicalDeviceBody(device));
+        return created(device.uid, physicalDeviceBody(device));
       },
     }),
     route({
@@ -159,7 +158,7 @@ export function physicalDeviceRoutes(): Route[] {
         "Fields the body leaves out are left unchanged; `last_seen` never moves backwards.",
       tags,
       access: "admin",
-      body: physicalDeviceInput.extend({ uid: uidInput }),
+      body: physicalDeviceInput,
       responses: {
         "200": json("The device as stored.", physicalDeviceOutput),
         "400": failure("Unknown source_name."),
@@ -167,6 +166,10 @@ export function physicalDeviceRoutes(): Route[] {
       },
       handler: async ({ db, body }) => {
         const { uid, ...patch } = body;
+        if (uid === undefined || uid === null) {
+          // IoTa looked the device up by its null uid and answered 404; its clients expect that.
+          throw notFound(NOT_FOUND);
+        }
         return ok(physicalDeviceBody(await applyUpdate(db, uid, patch)));
       },
     }),

@@ -54,19 +54,19 @@ export function sourceRoutes(): Route[] {
       summary: "Add a source (extension); 200 when it already exists",
       tags,
       access: "admin",
-      body: z.strictObject({ source_name: sourceName }).meta({ id: "SourceInput" }),
+      body: z.object({ source_name: sourceName }).meta({ id: "SourceInput" }),
       responses: {
         "201": json("Added.", sourceOutput),
         "200": json("It already existed.", sourceOutput),
       },
-      handler: async ({ db, req, body }) => {
+      handler: async ({ db, body }) => {
         const existed = (await listSources(db)).includes(body.source_name);
         await addSource(db, body.source_name);
         const out = { source_name: body.source_name };
         if (existed) {
           return ok(out);
         } else {
-          return created(req, body.source_name, out);
+          return created(body.source_name, out);
         }
       },
     }),

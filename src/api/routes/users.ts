@@ -62,14 +62,14 @@ export function userRoutes(ttlSeconds: number | undefined): Route[] {
         "201": json("The user.", userOutput),
         "409": failure("The user name is taken."),
       },
-      handler: async ({ db, req, body }) => {
+      handler: async ({ db, body }) => {
         const user = await addUser(db, {
           username: body.username,
           password: body.password,
           ...(body.valid !== undefined ? { valid: body.valid } : {}),
           ...(body.read_only !== undefined ? { readOnly: body.read_only } : {}),
         });
-        return created(req, user.username, userBody(user));
+        return created(user.username, userBody(user));
       },
     }),
     route({
@@ -88,7 +88,8 @@ export function userRoutes(ttlSeconds: number | undefined): Route[] {
       method: "patch",
       path: "/users/{username}",
       summary: "Change a user's password, read_only or valid (admins only)",
-      description: "A password change leaves the user's tokens alone (as IoTa's CLI).",
+      description:
+        "A new password, and a change of `valid`, revoke every token of the user (IoTa kept them).",
       tags,
       access: "admin",
       params: usernamePath,

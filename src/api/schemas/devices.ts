@@ -7,8 +7,9 @@ import { instantParam } from "./params.js";
 export { jsonObjectInput, text };
 
 /**
- * Request and response bodies of devices and notes, with IoTa's field names. Request schemas are
- * strict: an unknown key is a 422 naming it (IoTa ignored it on create and failed on update).
+ * Request and response bodies of devices and notes, with IoTa's field names. Request schemas
+ * drop keys they do not know, as IoTa's pydantic models did (an IoTa client sending one field
+ * more keeps working); the API logs the names it ignored.
  */
 
 /** A date-time in a body (the server's zone when it has no offset, as IoTa). */
@@ -38,19 +39,17 @@ const physicalFields = {
 };
 
 /** POST /logical/devices/ (and IoTa's full-object PATCH, where uid is required). */
-export const logicalDeviceInput = z.strictObject(logicalFields).meta({ id: "LogicalDeviceInput" });
-export const physicalDeviceInput = z
-  .strictObject(physicalFields)
-  .meta({ id: "PhysicalDeviceInput" });
+export const logicalDeviceInput = z.object(logicalFields).meta({ id: "LogicalDeviceInput" });
+export const physicalDeviceInput = z.object(physicalFields).meta({ id: "PhysicalDeviceInput" });
 
 /** PATCH /…/devices/{uid} (extension): only the fields given change. */
 export const logicalDevicePatchInput = z
-  .strictObject(logicalFields)
+  .object(logicalFields)
   .omit({ uid: true })
   .partial()
   .meta({ id: "LogicalDevicePatch" });
 export const physicalDevicePatchInput = z
-  .strictObject(physicalFields)
+  .object(physicalFields)
   .omit({ uid: true })
   .partial()
   .meta({ id: "PhysicalDevicePatch" });
@@ -81,7 +80,7 @@ export const physicalDeviceOutput = z
 
 /** IoTa's DeviceNote. POST uses only `note`; PATCH needs `uid` and `note` (`ts` optional). */
 export const noteInput = z
-  .strictObject({
+  .object({
     uid: uidInput.nullish(),
     ts: instantInput.nullish(),
     note: text,

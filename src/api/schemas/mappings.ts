@@ -16,7 +16,7 @@ function deviceRef(what: string) {
 
 /** POST /mappings/ (IoTa's PhysicalToLogicalMapping). */
 export const mappingInput = z
-  .strictObject({
+  .object({
     pd: deviceRef("physical"),
     ld: deviceRef("logical"),
     start_time: instantInput

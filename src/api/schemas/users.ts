@@ -25,7 +25,7 @@ export const userOutput = z
   .meta({ id: "User" });
 
 export const userInput = z
-  .strictObject({
+  .object({
     username,
     password,
     read_only: z.boolean().optional().meta({ description: "Default true, as IoTa." }),
@@ -34,7 +34,7 @@ export const userInput = z
   .meta({ id: "UserInput" });
 
 export const userPatchInput = z
-  .strictObject({
+  .object({
     password: password.optional(),
     read_only: z.boolean().optional(),
     valid: z.boolean().optional(),

@@ -9,7 +9,6 @@ import {
   deleteUser,
   getUser,
   listUsers,
-  revokeTokens,
   updateUserFlags,
   type User,
 } from "../../db/repositories/users.js";
@@ -106,10 +105,7 @@ export function registerUsersCommands(program: Command): void {
               user = (await updateUserFlags(trx, user.username, { valid: !!opts.enable })) ?? user;
             }
             if (opts.disable) {
-              // A disabled user gets no new token; --refresh also revokes the ones out there.
-              if (opts.refresh) {
-                await revokeTokens(trx, user.uid);
-              }
+              // A disabled user gets no new token; disabling revoked the ones out there.
               return { token: undefined, user };
             }
             const token = opts.refresh
@@ -119,8 +115,9 @@ export function registerUsersCommands(program: Command): void {
           }),
         );
         if (token === undefined) {
-          const revoked = opts.refresh ? " and their tokens revoked" : "";
-          process.stderr.write(`user ${user.username} disabled${revoked}; no token issued\n`);
+          process.stderr.write(
+            `user ${user.username} disabled and their tokens revoked; no token issued\n`,
+          );
           return;
         }
         if (!opts.refresh) {
@@ -139,7 +136,7 @@ export function registerUsersCommands(program: Command): void {
 
   users
     .command("chng")
-    .description("change a user's password (their tokens stay valid)")
+    .description("change a user's password (revokes their tokens)")
     .requiredOption("-u, --username <name>", "user name")
     .option("-p, --password <password>", "the new password")
     .action(async (opts: { username: string; password?: string }) => {

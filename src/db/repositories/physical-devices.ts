@@ -45,9 +45,10 @@ function sourceFilter(source: string | undefined): RawBuilder<unknown> {
   return source === undefined ? sql`true` : sql`pd.source_name = ${source}`;
 }
 
-function unknownSource(err: unknown, source: string | undefined): never {
+function unknownSource(err: unknown): never {
   if (sqlState(err) === FOREIGN_KEY_VIOLATION) {
-    throw new RegistryError("invalid", `unknown source ${JSON.stringify(source)}`, { cause: err });
+    // The name is not quoted: API error bodies never echo what the client sent.
+    throw new RegistryError("invalid", "unknown source", { cause: err });
   }
   throw err;
 }
@@ -120,7 +121,7 @@ export async function createPhysicalDevice(
       returning ${PD_COLUMNS}`.execute(db);
     return physicalDeviceFromRow(rows[0] as Row);
   } catch (err) {
-    return unknownSource(err, input.source_name);
+    return unknownSource(err);
   }
 }
 
@@ -149,7 +150,7 @@ export async function updatePhysicalDevice(
       returning ${PD_COLUMNS}`.execute(db);
     return rows[0] && physicalDeviceFromRow(rows[0]);
   } catch (err) {
-    return unknownSource(err, patch.source_name);
+    return unknownSource(err);
   }
 }
 

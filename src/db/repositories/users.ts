@@ -4,8 +4,9 @@ import type { Database } from "../tables.js";
 import { RegistryError, UNIQUE_VIOLATION, sqlState } from "./registry-error.js";
 
 /**
- * API users (IoTa's `users` table), their hashed tokens (`api_tokens`) and failed logins
- * (`api_login_failures`); see db/migrations/004_auth.sql. Only SQL lives here: hashing and the
+ * API users (IoTa's `users` table) and their hashed tokens (`api_tokens`); see
+ * db/migrations/004_auth.sql and 010_login_attempts.sql (a new password or a change of `valid`
+ * revokes every token of the user). Only SQL lives here: hashing and the
  * rules of who may do what are in src/core/passwords.ts and src/api/.
  */
 
@@ -69,9 +70,8 @@ export async function createUser(
     return userFromRow(rows[0] as Row);
   } catch (err) {
     if (sqlState(err) === UNIQUE_VIOLATION) {
-      throw new RegistryError("conflict", `user ${JSON.stringify(input.username)} already exists`, {
-        cause: err,
-      });
+      // The name is not quoted: error bodies never echo what the client sent.
+      throw new RegistryError("conflict", "that user name is taken", { cause: err });
     }
     throw err;
   }
@@ -130,7 +130,10 @@ export async function deleteUser(db: Kysely<Database>, username: string): Promis
   return rows.length > 0;
 }
 
-/** Sets `valid` and/or `read_only`; returns the user as stored, or undefined when absent. */
+/**
+ * Sets `valid` and/or `read_only`; returns the user as stored, or undefined when absent. A change
+ * of `valid` revokes the user's tokens (migration 010's trigger).
+ */
 export async function updateUserFlags(
   db: Kysely<Database>,
   username: string,
@@ -143,7 +146,10 @@ export async function updateUserFlags(
   return rows[0] && userFromRow(rows[0]);
 }
 
-/** Stores a new password hash and salt; false when there is no such user. */
+/**
+ * Stores a new password hash and salt, which revokes the user's tokens (migration 010's
+ * trigger); false when there is no such user.
+ */
 export async function setPassword(
   db: Kysely<Database>,
   uid: number,
@@ -203,57 +209,4 @@ export async function findTokenCandidates(
     from api_tokens t join users u on u.uid = t.user_uid and u.token_generation = t.generation
     where t.prefix = ${prefix} and (t.expires_at is null or t.expires_at > now())`.execute(db);
   return rows.map((r) => ({ tokenHash: r.token_hash as string, user: userFromRow(r) }));
-}
-
-/** Failed logins within the last `windowSeconds`, by user name and by client address. */
-export interface LoginFailures {
-  byUser: number;
-  byClient: number;
-  /** Seconds until the oldest counted failure leaves the window (0 when there is none). */
-  retryAfterSeconds: number;
-}
-
-export async function countLoginFailures(
-  db: Kysely<Database>,
-  key: { username: string; client: string },
-  windowSeconds: number,
-): Promise<LoginFailures> {
-  const { rows } = await sql<{ by_user: number; by_client: number; oldest: number | null }>`
-    with recent as (
-      select username, client, failed_at from api_login_failures
-      where (username = ${key.username} or client = ${key.client})
-        and failed_at > now() - make_interval(secs => ${windowSeconds}::float8))
-    select count(*) filter (where username = ${key.username})::int as by_user,
-           count(*) filter (where client = ${key.client})::int as by_client,
-           extract(epoch from min(failed_at) + make_interval(secs => ${windowSeconds}::float8) - now())::float8 as oldest
-    from recent`.execute(db);
-  const row = rows[0];
-  return {
-    byUser: row?.by_user ?? 0,
-    byClient: row?.by_client ?? 0,
-    retryAfterSeconds: Math.max(0, Math.ceil(row?.oldest ?? 0)),
-  };
-}
-
-/** Records a failed login and forgets failures older than the window. */
-export async function recordLoginFailure(
-  db: Kysely<Database>,
-  key: { username: string; client: string },
-  windowSeconds: number,
-): Promise<void> {
-  await sql`insert into api_login_failures (username, client) values (${key.username}, ${key.client})`.execute(
-    db,
-  );
-  await sql`delete from api_login_failures
-            where failed_at < now() - make_interval(secs => ${windowSeconds}::float8)`.execute(db);
-}
-
-/** Forgets the failures of this user name from this client (after they logged in). */
-export async function clearLoginFailures(
-  db: Kysely<Database>,
-  key: { username: string; client: string },
-): Promise<void> {
-  await sql`delete from api_login_failures where username = ${key.username} and client = ${key.client}`.execute(
-    db,
-  );
 }
