@@ -4,7 +4,8 @@ import { describe, expect, it } from "vitest";
 
 import { PermanentError } from "../../src/core/errors.js";
 import { parseMessage } from "../../src/core/message.js";
-import { decodeJson, hasLossyNumber, mqttCorrelationId } from "../../src/mqtt/payload.js";
+import { decodeJson, mqttCorrelationId } from "../../src/mqtt/payload.js";
+import { hasLossyNumber } from "../../src/sources/raw-copy.js";
 import { pythonFloat } from "../../src/mqtt/python-values.js";
 import {
   normaliseYdoc,
