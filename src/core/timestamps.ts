@@ -8,7 +8,8 @@
  * YYYY-MM-DD (T|t|space) hh:mm[:ss[.f]] [Z|z|±hh|±hh:mm|±hhmm]
  * ```
  *
- * - year 0001-9999 (PostgreSQL has no year 0000), a real calendar date, hh 00-23, mm and ss 00-59;
+ * - year 0001-9999 (PostgreSQL has no year 0000), also once converted to UTC, a real calendar
+ *   date, hh 00-23, mm and ss 00-59;
  * - a fraction of 1 to 9 digits after a dot (PostgreSQL refuses a comma);
  * - an offset of at most ±15:59 (PostgreSQL's limit: `+16:00` is "out of range");
  * - no zone at all is a *naive* time, which each source refuses or reads as UTC (its policy).
@@ -72,6 +73,10 @@ function daysFromCivil(year: number, month: number, day: number): number {
   return era * 146_097 + doe - 719_468;
 }
 
+/** 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z in epoch seconds: UTC must stay within. */
+const FIRST_SECOND = daysFromCivil(1, 1, 1) * 86_400;
+const END_SECOND = daysFromCivil(10_000, 1, 1) * 86_400;
+
 interface Fields extends Omit<Timestamp, "epochMicros"> {
   /** Whole seconds since the epoch (naive read as UTC). */
   readonly epochSeconds: number;
@@ -115,6 +120,11 @@ function parse(text: string): Parsed {
     offsetMinutes = (sign === "-" ? -1 : 1) * (hours * 60 + minutes);
   }
   const local = daysFromCivil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+  const epochSeconds = local - (offsetMinutes ?? 0) * 60;
+  if (epochSeconds < FIRST_SECOND || epochSeconds >= END_SECOND) {
+    // 0001-01-01T05:00+10:00 is in year 0 in UTC: written back as UTC it would be refused.
+    return { reason: "invalid_timestamp", problem: "is outside the years 0001-9999 in UTC" };
+  }
   return {
     year,
     month,
@@ -124,7 +134,7 @@ function parse(text: string): Parsed {
     second,
     fraction: frac ?? "",
     offsetMinutes,
-    epochSeconds: local - (offsetMinutes ?? 0) * 60,
+    epochSeconds,
   };
 }
 
