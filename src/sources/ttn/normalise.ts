@@ -115,33 +115,41 @@ function derivedId(parts: readonly string[]): string {
   return uuidv5(JSON.stringify(parts), TTN_NAMESPACE);
 }
 
-/**
- * The key every body of one uplink shares (application, device, network receive time, frame
- * counter), stored as `raw_messages.uplink_key`: two different bodies with the same key are
- * flagged as conflicting. Undefined for a body that is not an uplink.
- */
-export function ttnUplinkKey(body: unknown): string | undefined {
-  const parsed = body === undefined ? undefined : uplink.safeParse(body);
-  return parsed?.success ? derivedId(uplinkIdentity(parsed.data)) : undefined;
+/** The ids of one webhook body. */
+export interface TtnIds {
+  /**
+   * The body's broker_correlation_id. An uplink's is derived from what identifies it
+   * (application, device, network receive time, frame counter) and from its content (the body
+   * without whitespace between tokens, every digit kept), so the same body posted again — a
+   * webhook retry, however spaced — gets the same id and is stored and forwarded once, while a
+   * different body claiming the same uplink gets an id and a raw row of its own instead of being
+   * published without one. Any other body's id is derived from its bytes.
+   */
+  readonly correlationId: string;
+  /**
+   * What every body of one uplink shares (its identity alone), stored as
+   * `raw_messages.uplink_key`: two different bodies with one key are flagged conflicting.
+   * Undefined for a body that is not an uplink.
+   */
+  readonly uplinkKey?: string;
 }
 
-/**
- * The broker_correlation_id of a webhook body. An uplink's id is derived from what identifies it
- * (application, device, network receive time, frame counter) and from its content (the body
- * without whitespace between tokens, every digit kept), so the same body posted again — a
- * webhook retry, however spaced — gets the same id and is stored and forwarded once, while a
- * different body claiming the same uplink gets an id and a raw row of its own instead of being
- * published without one. Any other body's id is derived from its bytes.
- */
-export function ttnCorrelationId(body: unknown, bytes: Buffer): string {
+/** The ids of a webhook body: `body` is its parsed JSON (undefined when it is not JSON). */
+export function ttnIds(body: unknown, bytes: Buffer): TtnIds {
   const parsed = body === undefined ? undefined : uplink.safeParse(body);
   if (parsed?.success) {
+    const identity = uplinkIdentity(parsed.data);
     const content = withoutWhitespace(bytes.toString("utf8"));
     const digest = createHash("sha256").update(content).digest("hex");
-    return derivedId([...uplinkIdentity(parsed.data), digest]);
+    return { correlationId: derivedId([...identity, digest]), uplinkKey: derivedId(identity) };
   }
   const digest = createHash("sha256").update(bytes).digest("hex");
-  return uuidv5(`body\u0000${digest}`, TTN_NAMESPACE);
+  return { correlationId: uuidv5(`body\u0000${digest}`, TTN_NAMESPACE) };
+}
+
+/** {@link TtnIds.correlationId} of a webhook body. */
+export function ttnCorrelationId(body: unknown, bytes: Buffer): string {
+  return ttnIds(body, bytes).correlationId;
 }
 
 /** `uplink_message.decoded_payload` of a body already validated by {@link parseUplink}. */

@@ -15,8 +15,8 @@ import {
   normaliseTtnUplink,
   parseUplink,
   ttnCorrelationId,
+  ttnIds,
   ttnMessageType,
-  ttnUplinkKey,
   uplinkTime,
   type Uplink,
 } from "./normalise.js";
@@ -81,8 +81,7 @@ export async function buildWebhookItem(
   const arrivedAt = new Date().toISOString();
   const decoded = decodeJsonText(bodyText(bytes), "body");
   const json = decoded.ok ? decoded.value : undefined;
-  const correlationId = ttnCorrelationId(json, bytes);
-  const uplinkKey = ttnUplinkKey(json);
+  const { correlationId, uplinkKey } = ttnIds(json, bytes);
   const up = tryUplink(json);
   const t = up === undefined ? undefined : uplinkTime(up);
   const ts = t !== undefined && parseInstant(t) !== undefined ? t : arrivedAt;
