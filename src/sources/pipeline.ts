@@ -246,10 +246,7 @@ export class IngestPipeline {
     } catch (thrown) {
       const rawFailed = thrown instanceof RawStoreError;
       const err = rawFailed ? thrown.failure : thrown;
-      const c = classifyError(err);
-      const outage =
-        c.kind === "transient" || (c.kind === "unknown" && !(await this.#deps.isHealthy()));
-      if (outage) {
+      if (await this.#isOutage(err)) {
         throw err;
       }
       if (items.length === 1) {
@@ -276,8 +273,7 @@ export class IngestPipeline {
       return await this.#ingestBatch([asText]);
     } catch (thrown) {
       const err = thrown instanceof RawStoreError ? thrown.failure : thrown;
-      const c = classifyError(err);
-      if (c.kind === "transient" || (c.kind === "unknown" && !(await this.#deps.isHealthy()))) {
+      if (await this.#isOutage(err)) {
         throw err;
       }
       if (thrown instanceof RawStoreError) {
@@ -286,7 +282,7 @@ export class IngestPipeline {
             status: "rejected",
             reason: RAW_NOT_STORED,
             error: "the message could not be stored",
-            detail: c.error.message,
+            detail: err instanceof Error ? err.message : String(err),
           },
         ];
       }
@@ -390,6 +386,12 @@ export class IngestPipeline {
     await this.#publisher.publish(outgoing);
     this.#deps.metrics.messagesOut.inc({ component: source }, outgoing.length);
     return results.map((r) => r ?? { status: "accepted", published: 0 });
+  }
+
+  /** True when `err` says PostgreSQL or RabbitMQ cannot work now (the caller retries). */
+  async #isOutage(err: unknown): Promise<boolean> {
+    const c = classifyError(err);
+    return c.kind === "transient" || (c.kind === "unknown" && !(await this.#deps.isHealthy()));
   }
 
   /** The rejection for `err`; counted and logged once, by {@link ingest}. */

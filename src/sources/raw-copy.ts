@@ -1,4 +1,4 @@
-import { jsonTooDeep, scanOutsideStrings, TOO_DEEP, TOO_DEEP_ERROR } from "./json-depth.js";
+import { MAX_JSON_DEPTH, scanOutsideStrings, TOO_DEEP, TOO_DEEP_ERROR } from "./json-depth.js";
 
 /**
  * What a JSON text received by a source becomes in `raw_messages`, decided before anything can
@@ -83,7 +83,8 @@ export function jsonbProblem(
  * `what` names the input in errors ("body", "payload").
  */
 export function decodeJsonText(text: string, what: string): DecodedJson {
-  if (jsonTooDeep(text)) {
+  const { tooDeep, longNumber } = inspect(text);
+  if (tooDeep) {
     return { ok: false, raw: { text }, reason: TOO_DEEP, error: `${what} is ${TOO_DEEP_ERROR}` };
   }
   let value: unknown;
@@ -97,8 +98,62 @@ export function decodeJsonText(text: string, what: string): DecodedJson {
   if (problem) {
     return { ok: false, raw: { text }, reason: problem.reason, error: problem.error };
   }
-  return { ok: true, value, raw: hasLossyNumber(text) ? { json: value, text } : { json: value } };
+  const lossy = longNumber && hasLossyNumber(text);
+  return { ok: true, value, raw: lossy ? { json: value, text } : { json: value } };
 }
+
+/**
+ * One pass over a JSON text, strings skipped, on the webhook's hot path: whether it nests deeper
+ * than MAX_JSON_DEPTH, and whether some number could be one a double rounds (16 digits or dots in
+ * a row, or a 3-digit exponent; {@link hasLossyNumber} decides).
+ */
+function inspect(text: string): { tooDeep: boolean; longNumber: boolean } {
+  let depth = 0;
+  let run = 0;
+  let longNumber = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // a string: skip to its closing quote
+      for (i++; i < text.length; i++) {
+        const s = text.charCodeAt(i);
+        if (s === 0x5c) {
+          i++;
+        } else if (s === 0x22) {
+          break;
+        }
+      }
+      run = 0;
+    } else if ((c >= 0x30 && c <= 0x39) || c === 0x2e) {
+      if (++run >= 16) {
+        longNumber = true;
+      }
+    } else {
+      run = 0;
+      if (c === 0x5b || c === 0x7b) {
+        if (++depth > MAX_JSON_DEPTH) {
+          return { tooDeep: true, longNumber };
+        }
+      } else if (c === 0x5d || c === 0x7d) {
+        depth--;
+      } else if ((c === 0x65 || c === 0x45) && /^[+-]?\d{3}/.test(text.slice(i + 1, i + 5))) {
+        longNumber = true;
+      }
+    }
+  }
+  return { tooDeep: false, longNumber };
+}
+
+/**
+ * True when jsonb cannot hold the parsed `value` of `text` exactly as JavaScript sees it
+ * (U+0000 or a lone surrogate in a string or key). Cheap when the text has no such escape.
+ */
+export function jsonbRefuses(text: string, value: unknown): boolean {
+  return RISKY_ESCAPE.test(text) && jsonbProblem(value) !== undefined;
+}
+
+/** What any number a double cannot hold exactly must contain (false positives are checked). */
+const MAYBE_LOSSY = /\d[\d.]{15}|[eE][+-]?\d{3}/;
 
 /** Strings (skipped) or number tokens of a JSON text. */
 const TOKENS = /"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
@@ -108,6 +163,11 @@ const TOKENS = /"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
  * (more than 15) or overflows it. A false positive only costs a second (text) copy.
  */
 export function hasLossyNumber(json: string): boolean {
+  // Fast path: a rounded number needs 16 digits in a row (a dot among them) or a 3-digit
+  // exponent; most bodies have neither, and the token walk below is the costly part.
+  if (!MAYBE_LOSSY.test(json)) {
+    return false;
+  }
   for (const [token] of json.matchAll(TOKENS)) {
     if (token.startsWith('"')) {
       continue;

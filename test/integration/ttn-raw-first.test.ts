@@ -198,6 +198,30 @@ describe("TTN bodies that PostgreSQL or uuid would refuse are kept raw and answe
   });
 });
 
+describe("a raw row the database refuses all the same", () => {
+  it("is stored again as text, and the uplink goes on from there", async () => {
+    // A constraint of this test's own stands for whatever our checks do not foresee.
+    await sql(
+      "alter table raw_messages add constraint test_no_json_poison check (not coalesce(json_msg ? 'poison', false))",
+    );
+    try {
+      const text = JSON.stringify({
+        ...netvoxUplink("0000000000001a01", 1, "2024-05-01T10:00:00Z", { t: 7 }),
+        poison: 1,
+      });
+      expect((await post(text)).status).toBe(204);
+      const rows = await sql<{ json_msg: unknown; text_msg: string }>(
+        "select json_msg, text_msg from raw_messages where text_msg like '%0000000000001a01%'",
+      );
+      expect(rows).toEqual([{ json_msg: null, text_msg: text }]);
+      const [message] = await published();
+      expect(message!.timeseries).toEqual([{ name: "t", value: 7 }]);
+    } finally {
+      await sql("alter table raw_messages drop constraint test_no_json_poison");
+    }
+  });
+});
+
 describe("two bodies for one uplink", () => {
   it("a retry of the same body keeps its id; a different body gets its own id and raw row, both flagged conflicting; every published id has a raw row", async () => {
     const first = netvoxUplink("0000000000001701", 9, "2024-05-01T10:00:00Z", { t: 1 });

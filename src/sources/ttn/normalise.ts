@@ -120,7 +120,8 @@ export interface TtnIds {
   /**
    * The body's broker_correlation_id. An uplink's is derived from what identifies it
    * (application, device, network receive time, frame counter) and from its content (the body
-   * without whitespace between tokens, every digit kept), so the same body posted again — a
+   * without whitespace between tokens, every digit kept; numbers in their shortest form when
+   * that loses nothing), so the same body posted again — a
    * webhook retry, however spaced — gets the same id and is stored and forwarded once, while a
    * different body claiming the same uplink gets an id and a raw row of its own instead of being
    * published without one. Any other body's id is derived from its bytes.
@@ -134,12 +135,16 @@ export interface TtnIds {
   readonly uplinkKey?: string;
 }
 
-/** The ids of a webhook body: `body` is its parsed JSON (undefined when it is not JSON). */
-export function ttnIds(body: unknown, bytes: Buffer): TtnIds {
+/**
+ * The ids of a webhook body: `body` is its parsed JSON (undefined when it is not JSON), `exact`
+ * false when parsing rounded a number (its raw copy keeps the text).
+ */
+export function ttnIds(body: unknown, bytes: Buffer, exact = true): TtnIds {
   const parsed = body === undefined ? undefined : uplink.safeParse(body);
   if (parsed?.success) {
     const identity = uplinkIdentity(parsed.data);
-    const content = withoutWhitespace(bytes.toString("utf8"));
+    // The content without its spacing: re-serialised when that is exact (fast), else the text.
+    const content = exact ? JSON.stringify(body) : withoutWhitespace(bytes.toString("utf8"));
     const digest = createHash("sha256").update(content).digest("hex");
     return { correlationId: derivedId([...identity, digest]), uplinkKey: derivedId(identity) };
   }

@@ -81,7 +81,9 @@ export async function buildWebhookItem(
   const arrivedAt = new Date().toISOString();
   const decoded = decodeJsonText(bodyText(bytes), "body");
   const json = decoded.ok ? decoded.value : undefined;
-  const { correlationId, uplinkKey } = ttnIds(json, bytes);
+  // A raw copy with text beside the JSON means JSON.parse rounded a number.
+  const exact = !(decoded.ok && decoded.raw.text !== undefined);
+  const { correlationId, uplinkKey } = ttnIds(json, bytes, exact);
   const up = tryUplink(json);
   const t = up === undefined ? undefined : uplinkTime(up);
   const ts = t !== undefined && parseInstant(t) !== undefined ? t : arrivedAt;

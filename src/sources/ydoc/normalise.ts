@@ -93,10 +93,7 @@ export function processYdocMessage(msg: JsonObject): { devices: YdocDevice[]; no
     if (tsKey !== undefined) {
       current = parseYdocTs(entry[tsKey]);
       if (current === undefined) {
-        throw new PermanentError(
-          "invalid_timestamp",
-          `data[${i}].$ts ${JSON.stringify(entry[tsKey])} is not a YYMMDDhhmmss time`,
-        );
+        throw new PermanentError("invalid_timestamp", `data[${i}].$ts is not a YYMMDDhhmmss time`);
       }
     }
     for (const key of keys) {
