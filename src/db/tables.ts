@@ -50,6 +50,10 @@ export interface RawMessagesTable {
   ts: Timestamp;
   json_msg: NullableJson;
   text_msg: string | null;
+  /** TTN: what every body of one uplink shares (009); NULL elsewhere. */
+  uplink_key: string | null;
+  /** Another body was stored for the same uplink_key (009). */
+  conflicting: Generated<boolean>;
 }
 
 export interface PhysicalTimeseriesTable {

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 
 import { v5 as uuidv5 } from "uuid";
 
-import { jsonTooDeep, TOO_DEEP, TOO_DEEP_ERROR } from "../sources/json-depth.js";
+import { decodeJsonText, type RawCopy } from "../sources/raw-copy.js";
 
 /**
  * What an MQTT payload is, decided before anything can fail on its content: the copy that goes
@@ -12,11 +12,7 @@ import { jsonTooDeep, TOO_DEEP, TOO_DEEP_ERROR } from "../sources/json-depth.js"
 /** Namespace of the correlation ids derived for MQTT sources (a fixed, arbitrary UUID). */
 export const MQTT_NAMESPACE = "b7d0c3e2-5a41-4f0e-8c6d-2e9f1a7b3c58";
 
-/** The raw copy: `json` (parsed) and/or `text` (the received characters). */
-export interface RawCopy {
-  readonly json?: unknown;
-  readonly text?: string;
-}
+export type { RawCopy };
 
 export type Decoded<T> =
   | { readonly ok: true; readonly value: T; readonly raw: RawCopy }
@@ -89,76 +85,13 @@ export function decodeText(payload: Buffer, maxBytes: number): Decoded<string> {
 /**
  * Decodes a JSON payload. The raw copy is the parsed JSON, plus the received text when parsing
  * lost something (integers beyond 2^53, like YDOC's SIM numbers); payloads that are not JSON,
- * or that PostgreSQL's jsonb cannot hold (NUL in a string), are kept as text.
+ * or that PostgreSQL's jsonb cannot hold (U+0000 or a lone surrogate in a string), are kept as
+ * text (sources/raw-copy.ts).
  */
 export function decodeJson(payload: Buffer, maxBytes: number): Decoded<unknown> {
   const t = textOrReason(payload, maxBytes);
   if ("reason" in t) {
     return { ok: false, raw: { text: t.text }, reason: t.reason, error: t.error };
   }
-  if (jsonTooDeep(t.text)) {
-    return { ok: false, raw: { text: t.text }, reason: TOO_DEEP, error: TOO_DEEP_ERROR };
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(t.text) as unknown;
-  } catch (err) {
-    return {
-      ok: false,
-      raw: { text: t.text },
-      reason: "invalid_json",
-      error: `payload is not JSON: ${(err as Error).message}`,
-    };
-  }
-  if (containsNul(value)) {
-    return {
-      ok: false,
-      raw: { text: t.text },
-      reason: "nul_character",
-      error: "a string in the payload contains U+0000, which PostgreSQL cannot store",
-    };
-  }
-  return {
-    ok: true,
-    value,
-    raw: hasLossyNumber(t.text) ? { json: value, text: t.text } : { json: value },
-  };
-}
-
-function containsNul(value: unknown): boolean {
-  if (typeof value === "string") {
-    return value.includes("\u0000");
-  }
-  if (Array.isArray(value)) {
-    return value.some(containsNul);
-  }
-  if (typeof value === "object" && value !== null) {
-    return Object.entries(value).some(([k, v]) => k.includes("\u0000") || containsNul(v));
-  }
-  return false;
-}
-
-/** Strings (skipped) or number tokens of a JSON text. */
-const TOKENS = /"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
-
-/**
- * True when some number in a valid JSON text has more significant digits than a double keeps
- * (more than 15) or overflows it. A false positive only costs a second (text) copy.
- */
-export function hasLossyNumber(json: string): boolean {
-  for (const [token] of json.matchAll(TOKENS)) {
-    if (token.startsWith('"')) {
-      continue;
-    }
-    if (!Number.isFinite(Number(token))) {
-      return true;
-    }
-    const mantissa = token.replace(/^-/, "").replace(/[eE].*$/, "");
-    const digits = mantissa.replace(".", "").replace(/^0+/, "");
-    const significant = mantissa.includes(".") ? digits : digits.replace(/0+$/, "");
-    if (significant.length > 15) {
-      return true;
-    }
-  }
-  return false;
+  return decodeJsonText(t.text, "the payload");
 }

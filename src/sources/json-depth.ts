@@ -13,11 +13,14 @@ export const TOO_DEEP = "too_deeply_nested";
 export const TOO_DEEP_ERROR = `JSON nested deeper than ${MAX_JSON_DEPTH} levels`;
 
 /**
- * True when a JSON text opens more than `max` arrays/objects at once. One pass over the text,
- * skipping strings; meant to run before JSON.parse. Works on any text (not only valid JSON).
+ * Calls `visit` with the code and index of every character of `text` that is outside JSON
+ * strings (the quotes themselves excluded), until it returns true; returns whether it did.
+ * Works on any text (not only valid JSON).
  */
-export function jsonTooDeep(text: string, max = MAX_JSON_DEPTH): boolean {
-  let depth = 0;
+export function scanOutsideStrings(
+  text: string,
+  visit: (code: number, index: number) => boolean | void,
+): boolean {
   let inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -29,13 +32,26 @@ export function jsonTooDeep(text: string, max = MAX_JSON_DEPTH): boolean {
       }
     } else if (c === 0x22) {
       inString = true;
-    } else if (c === 0x5b || c === 0x7b) {
-      if (++depth > max) {
-        return true;
-      }
-    } else if (c === 0x5d || c === 0x7d) {
-      depth--;
+    } else if (visit(c, i) === true) {
+      return true;
     }
   }
   return false;
+}
+
+/**
+ * True when a JSON text opens more than `max` arrays/objects at once. One pass over the text,
+ * skipping strings; meant to run before JSON.parse. Works on any text (not only valid JSON).
+ */
+export function jsonTooDeep(text: string, max = MAX_JSON_DEPTH): boolean {
+  let depth = 0;
+  return scanOutsideStrings(text, (c) => {
+    if (c === 0x5b || c === 0x7b) {
+      return ++depth > max;
+    }
+    if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+    return false;
+  });
 }

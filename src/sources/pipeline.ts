@@ -2,7 +2,7 @@ import type { Dependencies } from "../app/component.js";
 import { ConfirmedPublisher, type OutgoingMessage } from "../bus/publisher.js";
 import { declareStandaloneDeadLetterQueue, topologyOptions } from "../bus/topology.js";
 import type { JsonObject, NewPhysicalDevice } from "../core/devices.js";
-import { classifyError } from "../core/errors.js";
+import { classifyError, PermanentError } from "../core/errors.js";
 import { messageKey, parseMessage, type NormalisedMessage } from "../core/message.js";
 import {
   findOrCreatePhysicalDevice,
@@ -10,6 +10,7 @@ import {
   recordSightings,
 } from "../db/repositories/physical-devices.js";
 import {
+  flagConflictingUplinks,
   insertRawMessages,
   linkRawMessages,
   type RawMessageInput,
@@ -49,7 +50,37 @@ export interface IngestItem {
 
 export type IngestResult =
   | { readonly status: "accepted"; readonly published: number; readonly physicalUid?: number }
-  | { readonly status: "rejected"; readonly reason: string; readonly error: string };
+  | {
+      readonly status: "rejected";
+      readonly reason: string;
+      /** What is wrong, in our words, for the sender (an HTTP 400 body): never a value or SQL. */
+      readonly error: string;
+      /** The underlying error text (e.g. PostgreSQL's), for the log and the dead letter only. */
+      readonly detail?: string;
+    };
+
+/** Reason of an input whose raw copy could not be stored even as text (nothing else failed). */
+export const RAW_NOT_STORED = "raw_not_stored";
+
+/** The raw insert failed: the isolation step retries the item as text before rejecting it. */
+class RawStoreError extends Error {
+  readonly failure: unknown;
+  constructor(failure: unknown) {
+    super("the raw copy could not be stored", { cause: failure });
+    this.failure = failure;
+  }
+}
+
+/** The raw copy as text only, stamped with the arrival time: what any input can be stored as. */
+function textOnly(raw: IngestItem["raw"]): IngestItem["raw"] {
+  const { json, text, ...rest } = raw;
+  return {
+    ...rest,
+    ts: new Date().toISOString(),
+    // JSON.stringify escapes lone surrogates; NUL cannot be in text.
+    text: (text ?? JSON.stringify(json) ?? "").replaceAll("\u0000", "\uFFFD"),
+  };
+}
 
 /**
  * The shared ingest path of every front-end, for a batch of arrivals:
@@ -161,7 +192,10 @@ export class IngestPipeline {
             routingKey: queue,
             headers: {
               "x-broker-reason": r.reason,
-              "x-broker-error": r.error.slice(0, 2000),
+              "x-broker-error": (r.detail === undefined
+                ? r.error
+                : `${r.error}: ${r.detail}`
+              ).slice(0, 2000),
               "x-broker-source": this.#sourceName,
             },
           },
@@ -180,21 +214,46 @@ export class IngestPipeline {
     await this.#ensureSource();
     const results = await this.#ingestIsolated(items);
     await this.#publishRejected(items, results);
+    // Counted and logged here, once per input: a batch retried item by item decides again.
+    results.forEach((r, i) => {
+      if (r.status === "rejected") {
+        this.#reportRejected(items[i]!, r);
+      }
+    });
     return results;
+  }
+
+  #reportRejected(item: IngestItem, r: Extract<IngestResult, { status: "rejected" }>): void {
+    const { reason, error, detail } = r;
+    this.#deps.metrics.deadLettered.inc({ component: this.#sourceName, reason });
+    const log = {
+      broker_correlation_id: item.raw.correlationId,
+      source: this.#sourceName,
+      reason,
+      error,
+      ...(detail === undefined ? {} : { detail }),
+    };
+    if (reason === RAW_NOT_STORED) {
+      this.#deps.logger.error(log, "input rejected; its raw copy could NOT be stored");
+    } else {
+      this.#deps.logger.warn(log, "input rejected; raw copy kept");
+    }
   }
 
   async #ingestIsolated(items: readonly IngestItem[]): Promise<IngestResult[]> {
     try {
       return await this.#ingestBatch(items);
-    } catch (err) {
-      const c = classifyError(err);
-      const outage =
-        c.kind === "transient" || (c.kind === "unknown" && !(await this.#deps.isHealthy()));
-      if (outage) {
+    } catch (thrown) {
+      const rawFailed = thrown instanceof RawStoreError;
+      const err = rawFailed ? thrown.failure : thrown;
+      if (await this.#isOutage(err)) {
         throw err;
       }
       if (items.length === 1) {
-        return [this.#reject(items[0]!, err)];
+        const item = items[0]!;
+        // Whatever arrives is kept raw: the database refused this raw row (which our checks
+        // should make impossible), so it is kept as text and the item goes on from there.
+        return rawFailed ? this.#ingestAsText(item, err) : [this.#reject(err)];
       }
       const results: IngestResult[] = [];
       for (const item of items) {
@@ -204,13 +263,51 @@ export class IngestPipeline {
     }
   }
 
+  async #ingestAsText(item: IngestItem, refused: unknown): Promise<IngestResult[]> {
+    this.#deps.logger.error(
+      { err: refused, broker_correlation_id: item.raw.correlationId, source: this.#sourceName },
+      "the database refused a raw copy; storing it as text",
+    );
+    const asText: IngestItem = { ...item, raw: textOnly(item.raw) };
+    try {
+      return await this.#ingestBatch([asText]);
+    } catch (thrown) {
+      const err = thrown instanceof RawStoreError ? thrown.failure : thrown;
+      if (await this.#isOutage(err)) {
+        throw err;
+      }
+      if (thrown instanceof RawStoreError) {
+        return [
+          {
+            status: "rejected",
+            reason: RAW_NOT_STORED,
+            error: "the message could not be stored",
+            detail: err instanceof Error ? err.message : String(err),
+          },
+        ];
+      }
+      return [this.#reject(err)];
+    }
+  }
+
   async #ingestBatch(items: readonly IngestItem[]): Promise<IngestResult[]> {
     const { db } = this.#deps.database;
     const source = this.#sourceName;
-    await insertRawMessages(
-      db,
-      items.map((i) => ({ ...i.raw, sourceName: source })),
-    );
+    const rows = items.map((i) => ({ ...i.raw, sourceName: source }));
+    try {
+      await insertRawMessages(db, rows);
+    } catch (err) {
+      throw new RawStoreError(err);
+    }
+    // A separate statement, after the insert committed: of two conflicting bodies in concurrent
+    // batches, the later one's check sees both.
+    const conflicts = await flagConflictingUplinks(db, rows);
+    for (const c of conflicts) {
+      this.#deps.logger.warn(
+        { source, uplink_key: c.uplinkKey, broker_correlation_ids: c.correlationIds },
+        "different bodies for one uplink (same application, device, received_at and f_cnt): each kept raw with its own correlation id and flagged conflicting",
+      );
+    }
 
     const results: (IngestResult | undefined)[] = new Array(items.length).fill(undefined);
     const normalised: (Normalised | undefined)[] = items.map((item, i) => {
@@ -221,7 +318,7 @@ export class IngestPipeline {
         }
         return n;
       } catch (err) {
-        results[i] = this.#reject(item, err);
+        results[i] = this.#reject(err);
         return undefined;
       }
     });
@@ -268,7 +365,7 @@ export class IngestPipeline {
       try {
         messages = n.messages(uid).map(parseMessage);
       } catch (err) {
-        results[i] = this.#reject(item, err);
+        results[i] = this.#reject(err);
         return;
       }
       for (const message of messages) {
@@ -291,16 +388,28 @@ export class IngestPipeline {
     return results.map((r) => r ?? { status: "accepted", published: 0 });
   }
 
-  #reject(item: IngestItem, err: unknown): IngestResult {
+  /** True when `err` says PostgreSQL or RabbitMQ cannot work now (the caller retries). */
+  async #isOutage(err: unknown): Promise<boolean> {
     const c = classifyError(err);
-    const reason = c.kind === "permanent" ? c.reason : "processing_failed";
-    const error = err instanceof Error ? err.message : String(err);
-    this.#deps.metrics.deadLettered.inc({ component: this.#sourceName, reason });
-    this.#deps.logger.warn(
-      { broker_correlation_id: item.raw.correlationId, source: this.#sourceName, reason, error },
-      "input rejected; raw copy kept",
-    );
-    return { status: "rejected", reason, error };
+    return c.kind === "transient" || (c.kind === "unknown" && !(await this.#deps.isHealthy()));
+  }
+
+  /** The rejection for `err`; counted and logged once, by {@link ingest}. */
+  #reject(err: unknown): IngestResult {
+    const c = classifyError(err);
+    if (err instanceof PermanentError) {
+      return { status: "rejected", reason: err.reason, error: err.message };
+    }
+    // Not our words (PostgreSQL's, a bug's): they go to the log and the dead letter only.
+    return {
+      status: "rejected",
+      reason: c.kind === "permanent" ? c.reason : "processing_failed",
+      error:
+        c.kind === "permanent"
+          ? "the database refused the message's content"
+          : "the message could not be processed",
+      detail: c.error.message,
+    };
   }
 }
 

@@ -334,3 +334,75 @@ describe("MQTT sources against Mosquitto, PostgreSQL and RabbitMQ", () => {
     expect(await drain(mapperQueue)).toEqual([]);
   });
 });
+
+describe("hostile MQTT payloads (issue 13): kept raw, and published or dead-lettered with a reason", () => {
+  it("YDOC data: [], Dragino +20:00, Wombat +99:99 and a lone surrogate are dead-lettered at the source, never published", async () => {
+    await drain(mapperQueue);
+    const dragino = JSON.parse(draginoText) as Record<string, unknown>;
+    const wombat = {
+      timestamp: "2023-01-30T06:21:56Z",
+      source_ids: { serial_no: "W9" },
+      timeseries: [{ name: "t", value: 1 }],
+    };
+    const surrogate = JSON.stringify({ ...wombat, note: "x" }).replace('"x"', '"a\\ud800"');
+    const cases: [keyof typeof SOURCES, string, string, string][] = [
+      [
+        "ydoc",
+        `${root}/YDOC/5`,
+        '{"device": {"sn": 5}, "channels": [{"code": "SB", "name": "Signal"}], "data": []}',
+        "no_readings",
+      ],
+      [
+        "dragino",
+        `${root}/dragino_up`,
+        JSON.stringify({ ...dragino, time: "2025-09-11T05:13:20+20:00" }),
+        "invalid_timestamp",
+      ],
+      [
+        "wombat",
+        `${root}/wombat`,
+        JSON.stringify({ ...wombat, timestamp: "2023-01-30T06:21:56+99:99" }),
+        "invalid_timestamp",
+      ],
+      ["wombat", `${root}/wombat`, surrogate, "lone_surrogate"],
+    ];
+    for (const [, topic, payload] of cases) {
+      await publish(topic, payload);
+    }
+    for (const name of ["ydoc", "dragino", "wombat"] as const) {
+      const expected = cases.filter((c) => c[0] === name);
+      const dead = await collect(deadQueue(name), expected.length);
+      expect(dead.map((d) => d.headers["x-broker-reason"]).sort()).toEqual(
+        expected.map((c) => c[3]).sort(),
+      );
+      // The dead letter carries the raw copy: the received text, or its JSON re-serialised.
+      const bodies = expected.flatMap((c) => [c[2], JSON.stringify(JSON.parse(c[2]))]);
+      for (const d of dead) {
+        expect(bodies).toContain(d.text);
+      }
+    }
+    const kept = await sql<{ text_msg: string | null; json_msg: unknown }>(
+      "select text_msg, json_msg from raw_messages where text_msg = $1",
+      [surrogate],
+    );
+    expect(kept).toEqual([{ text_msg: surrogate, json_msg: null }]);
+    for (const [, , payload] of cases.slice(0, 3)) {
+      const rows = await sql(
+        "select 1 from raw_messages where json_msg = $1::jsonb or text_msg = $2",
+        [payload, payload],
+      );
+      expect(rows).toHaveLength(1);
+    }
+    expect(await drain(mapperQueue)).toEqual([]);
+  });
+
+  it("Dragino: a time after 2255 keeps its microseconds (a double of microseconds does not)", async () => {
+    const dragino = JSON.parse(draginoText) as Record<string, unknown>;
+    await publish(
+      `${root}/dragino_up`,
+      JSON.stringify({ ...dragino, time: "9000-06-01T00:00:00.123457Z" }),
+    );
+    const got = await collect(mapperQueue, 9);
+    expect(got.map((m) => m.body.timestamp)).toContain("9000-06-01T00:00:00.123457+00:00");
+  });
+});

@@ -8,6 +8,7 @@ import {
   normaliseTtnUplink,
   parseUplink,
   ttnCorrelationId,
+  ttnIds,
   ttnMessageType,
 } from "../../src/sources/ttn/normalise.js";
 
@@ -172,14 +173,16 @@ describe("TTN uplinks beyond IoTa: simulated, decoded locally, zero values omitt
     });
   });
 
-  it("treats an absent f_cnt as 0 (the first uplink after a join) for correlation ids", () => {
+  it("treats an absent f_cnt as 0 (the first uplink after a join) in the uplink's identity", () => {
     const um = netvox.uplink_message as Record<string, unknown>;
     const { f_cnt: _c, f_port: _p, ...rest } = um;
     const omitted = { ...netvox, uplink_message: rest };
     const zero = { ...netvox, uplink_message: { ...rest, f_cnt: 0, f_port: 0 } };
     expect(normaliseTtnUplink(omitted, cid, arrived).messages(1)).toHaveLength(1);
     const bytes = Buffer.from("x");
-    expect(ttnCorrelationId(omitted, bytes)).toBe(ttnCorrelationId(zero, bytes));
+    // One uplink (same key); as bodies they differ, so each has its own correlation id.
+    expect(ttnIds(omitted, bytes).uplinkKey).toBe(ttnIds(zero, bytes).uplinkKey);
+    expect(ttnIds(omitted, bytes).uplinkKey).toEqual(expect.any(String));
   });
 });
 

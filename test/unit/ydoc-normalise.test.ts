@@ -4,7 +4,8 @@ import { describe, expect, it } from "vitest";
 
 import { PermanentError } from "../../src/core/errors.js";
 import { parseMessage } from "../../src/core/message.js";
-import { decodeJson, hasLossyNumber, mqttCorrelationId } from "../../src/mqtt/payload.js";
+import { decodeJson, mqttCorrelationId } from "../../src/mqtt/payload.js";
+import { hasLossyNumber } from "../../src/sources/raw-copy.js";
 import { pythonFloat } from "../../src/mqtt/python-values.js";
 import {
   normaliseYdoc,
@@ -239,5 +240,19 @@ describe("YDOC value and payload helpers", () => {
     expect(jsonTooDeep('{"a": [[1]], "s": "[[[[[[[["}', 3)).toBe(false);
     expect(jsonTooDeep('{"a": [[[1]]]}', 3)).toBe(true);
     expect(decodeJson(Buffer.from('{"a": [[[{"b": 1}]]]}'), 100).ok).toBe(true);
+  });
+});
+
+describe("YDOC messages that yield nothing (issue 13)", () => {
+  it('dead-letters "data": [] as no_readings instead of keeping it raw in silence', () => {
+    const arrival = {
+      topic: "ydoc/1",
+      correlationId: "00000000-0000-4000-8000-000000000013",
+      arrivedAt: "2024-01-01T00:00:00.000Z",
+    };
+    const msg = { device: { sn: 5 }, channels: [{ code: "SB", name: "Signal" }], data: [] };
+    expect(() => normaliseYdoc(msg, arrival)).toThrow(/data holds no readings/);
+    const unknown = { ...msg, data: [{ XX: 1, $ts: 240101120000 }] };
+    expect(() => normaliseYdoc(unknown, arrival)).toThrow(/1 left out \(unknown_channel\)/);
   });
 });

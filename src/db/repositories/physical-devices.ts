@@ -269,23 +269,29 @@ function instantOf(value: string): number {
 
 /**
  * One row per uid, because UPDATE ... FROM with two source rows for one target row applies an
- * arbitrary one. The newest sighting wins (a tie goes to the later one in the batch);
- * `sourceIds` are merged oldest first so newer values win.
+ * arbitrary one. A sighting dated after `now` counts as seen `now` (as the mapper caps the
+ * logical side): one message dated 2999 must not freeze the device. The newest sighting wins (a
+ * tie goes to the later one in the batch); `sourceIds` are merged oldest first so newer values
+ * win.
  */
-function aggregate(sightings: readonly Sighting[]): Aggregated[] {
+function aggregate(sightings: readonly Sighting[], now: number): Aggregated[] {
   const byUid = new Map<number, Aggregated>();
+  const nowIso = new Date(now).toISOString();
   const ordered = sightings
-    .map((s, i) => ({ s, i, ms: instantOf(s.lastSeen) }))
+    .map((s, i) => {
+      const ms = instantOf(s.lastSeen);
+      return ms > now ? { s, i, ms: now, seen: nowIso } : { s, i, ms, seen: s.lastSeen };
+    })
     .sort((a, b) => a.ms - b.ms || a.i - b.i);
-  for (const { s } of ordered) {
-    const agg = byUid.get(s.uid) ?? { uid: s.uid, last_seen: s.lastSeen };
-    agg.last_seen = s.lastSeen;
+  for (const { s, seen } of ordered) {
+    const agg = byUid.get(s.uid) ?? { uid: s.uid, last_seen: seen };
+    agg.last_seen = seen;
     if (s.sourceIds !== undefined) {
       agg.source_ids = { ...agg.source_ids, ...s.sourceIds };
     }
     if (s.lastMsg !== undefined) {
       agg.last_msg = s.lastMsg;
-      agg.msg_seen = s.lastSeen;
+      agg.msg_seen = seen;
     }
     byUid.set(s.uid, agg);
   }
@@ -297,22 +303,28 @@ function aggregate(sightings: readonly Sighting[]): Aggregated[] {
  * (NULL counts as older); `sourceIds` are merged into `source_ids` key by key, keys nobody
  * mentions (e.g. added by operators) staying, and an older sighting only adds keys that are
  * missing, never rolls values back; `last_msg` is written only when its sighting is not older
- * than the stored `last_seen`. Unknown uids are ignored. Returns the number of devices updated.
+ * than the stored `last_seen`. Times after `now` (epoch ms) count as `now`, and so does a stored
+ * `last_seen` in the future (written before this cap), so such a device thaws at its next
+ * message. Unknown uids are ignored. Returns the number of devices updated.
  */
 export async function recordSightings(
   db: Kysely<Database>,
   sightings: readonly Sighting[],
+  now: number = Date.now(),
 ): Promise<number> {
   if (sightings.length === 0) {
     return 0;
   }
-  const rows = aggregate(sightings).map(({ uid, last_seen, source_ids, last_msg, msg_seen }) => ({
-    uid,
-    last_seen,
-    source_ids: source_ids ?? null,
-    last_msg: last_msg ?? null,
-    msg_seen: msg_seen ?? null,
-  }));
+  const rows = aggregate(sightings, now).map(
+    ({ uid, last_seen, source_ids, last_msg, msg_seen }) => ({
+      uid,
+      last_seen,
+      source_ids: source_ids ?? null,
+      last_msg: last_msg ?? null,
+      msg_seen: msg_seen ?? null,
+    }),
+  );
+  const nowIso = new Date(now).toISOString();
   // `locked` takes the row locks in uid order before any row is updated, so two batches that
   // share devices queue behind each other instead of deadlocking. greatest() ignores NULLs, so a
   // device never seen before takes the sighting's time.
@@ -321,17 +333,19 @@ export async function recordSightings(
       select * from jsonb_to_recordset(${toJson(rows)}::jsonb)
         as v(uid integer, last_seen timestamptz, source_ids jsonb, last_msg jsonb, msg_seen timestamptz)
     ), locked as materialized (
-      select d.uid from physical_devices d where d.uid in (select uid from v) order by d.uid for update
+      select d.uid, case when d.last_seen > ${nowIso}::timestamptz then ${nowIso}::timestamptz
+                         else d.last_seen end as seen
+      from physical_devices d where d.uid in (select uid from v) order by d.uid for update
     )
     update physical_devices as pd set
-      last_seen = greatest(pd.last_seen, v.last_seen),
+      last_seen = greatest(l.seen, v.last_seen),
       source_ids = case when v.source_ids is null then pd.source_ids
-                        when v.last_seen >= coalesce(pd.last_seen, '-infinity')
+                        when v.last_seen >= coalesce(l.seen, '-infinity')
                         then coalesce(pd.source_ids, '{}'::jsonb) || v.source_ids
                         else v.source_ids || coalesce(pd.source_ids, '{}'::jsonb) end,
-      properties = case when v.last_msg is not null and v.msg_seen >= coalesce(pd.last_seen, '-infinity')
+      properties = case when v.last_msg is not null and v.msg_seen >= coalesce(l.seen, '-infinity')
                         then jsonb_set(pd.properties, '{last_msg}', v.last_msg) else pd.properties end
-    from v
-    where pd.uid = v.uid and pd.uid in (select uid from locked)`.execute(db);
+    from v join locked l on l.uid = v.uid
+    where pd.uid = v.uid`.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }

@@ -10,6 +10,12 @@ export interface RawMessageInput {
   readonly ts: string;
   readonly json?: unknown;
   readonly text?: string;
+  /**
+   * What every body of one TTN uplink shares (application, device, received_at, f_cnt), while
+   * the correlation id also depends on the body: two rows with one key and different ids are
+   * conflicting bodies (see {@link flagConflictingUplinks}).
+   */
+  readonly uplinkKey?: string;
 }
 
 /**
@@ -22,15 +28,46 @@ export async function insertRawMessages(db: Db, rows: readonly RawMessageInput[]
   }
   // Array parameters, as insertPhysicalTimeseries: one plan, no parameter ceiling on batch size.
   const result = await sql`
-    insert into raw_messages (source_name, correlation_id, ts, json_msg, text_msg)
+    insert into raw_messages (source_name, correlation_id, ts, json_msg, text_msg, uplink_key)
     select * from unnest(
       ${rows.map((r) => r.sourceName)}::text[],
       ${rows.map((r) => r.correlationId)}::uuid[],
       ${rows.map((r) => r.ts)}::timestamptz[],
       ${rows.map((r) => (r.json === undefined ? null : JSON.stringify(r.json)))}::jsonb[],
-      ${rows.map((r) => r.text ?? null)}::text[])
+      ${rows.map((r) => r.text ?? null)}::text[],
+      ${rows.map((r) => r.uplinkKey ?? null)}::uuid[])
     on conflict (correlation_id) do nothing`.execute(db);
   return Number(result.numAffectedRows ?? 0);
+}
+
+/**
+ * Flags as `conflicting` every stored raw row that shares an uplink key of `rows` with a row of
+ * another correlation id (two different bodies for one uplink), both sides. Run it after the
+ * rows' insert has committed, so that of two concurrent writers the later one sees both rows.
+ * Returns the uplink keys newly found in conflict with all their correlation ids.
+ */
+export async function flagConflictingUplinks(
+  db: Db,
+  rows: readonly Pick<RawMessageInput, "uplinkKey">[],
+): Promise<{ uplinkKey: string; correlationIds: string[] }[]> {
+  const keys = [...new Set(rows.flatMap((r) => (r.uplinkKey === undefined ? [] : [r.uplinkKey])))];
+  if (keys.length === 0) {
+    return [];
+  }
+  const { rows: flagged } = await sql<{ uplink_key: string; correlation_ids: string[] }>`
+    with c as (
+      select uplink_key from raw_messages
+      where uplink_key = any(${keys}::uuid[])
+      group by uplink_key having count(*) > 1 and bool_and(conflicting) = false
+    ), f as (
+      update raw_messages r set conflicting = true
+      from c where r.uplink_key = c.uplink_key and not r.conflicting
+      returning r.uplink_key
+    )
+    select r.uplink_key, array_agg(r.correlation_id::text order by r.uid) as correlation_ids
+    from raw_messages r where r.uplink_key in (select uplink_key from f)
+    group by r.uplink_key`.execute(db);
+  return flagged.map((r) => ({ uplinkKey: r.uplink_key, correlationIds: r.correlation_ids }));
 }
 
 /** Links raw messages to the physical device they turned out to come from (one statement). */

@@ -1,7 +1,9 @@
 import { PermanentError } from "../../core/errors.js";
-import { parseIsoDateTime, pythonIsoformat, reformatIso } from "../../mqtt/iso-time.js";
+import { readTimestamp, requireTimestamp, type Timestamp } from "../../core/timestamps.js";
+import { pythonIsoformat, reformatIso } from "../../mqtt/iso-time.js";
 import { derivedCorrelationId } from "../../mqtt/payload.js";
 import type { DropNote, MqttArrival, MqttNormalisation } from "../mqtt-source.js";
+import { leftOut } from "../notes.js";
 import type { Normalised } from "../pipeline.js";
 import { decumulate, DRAGINO_MODELS, type DraginoModel } from "./models.js";
 
@@ -29,7 +31,7 @@ export interface DraginoPoint {
 export interface DraginoGroup {
   readonly timestamp: string;
   /** Microseconds since the epoch, for comparisons and the record's correlation id. */
-  readonly epochMicros: number;
+  readonly epochMicros: bigint;
   readonly record: boolean;
   readonly timeseries: DraginoPoint[];
 }
@@ -40,19 +42,8 @@ const BUFFER_SIZE = 32;
 /** Device clocks that have not synchronised yet report 1970. */
 const plausible = (year: number): boolean => year > 1970;
 
-function messageTime(msg: JsonObject) {
-  const time = msg.time;
-  if (time === undefined) {
-    throw new PermanentError("missing_timestamp", "time is missing");
-  }
-  const parsed = typeof time === "string" ? parseIsoDateTime(time) : undefined;
-  if (parsed === undefined) {
-    throw new PermanentError("invalid_timestamp", `time ${JSON.stringify(time)} is not ISO-8601`);
-  }
-  if (parsed.offsetMinutes === undefined) {
-    throw new PermanentError("naive_timestamp", `time ${JSON.stringify(time)} has no UTC offset`);
-  }
-  return parsed;
+function messageTime(msg: JsonObject): Timestamp {
+  return requireTimestamp("time", msg.time);
 }
 
 /**
@@ -88,8 +79,9 @@ export function processDraginoData(
       continue;
     }
     const last = Array.isArray(record) ? record[record.length - 1] : undefined;
-    const at = typeof last === "string" ? parseIsoDateTime(last) : undefined;
-    if (!Array.isArray(record) || at === undefined || at.offsetMinutes === undefined) {
+    const read = readTimestamp(last);
+    const at = read.ok ? read.value : undefined;
+    if (!Array.isArray(record) || at === undefined) {
       notes.push({ reason: "invalid_record", detail: `record ${n} does not end with a timestamp` });
       continue;
     }
@@ -173,11 +165,8 @@ function imeiOf(msg: JsonObject): string | number {
 
 /** The uplink's time when the device clock is set: its device time for `raw_messages.ts`. */
 export function draginoRawTime(value: unknown): string | undefined {
-  const time =
-    isObject(value) && typeof value.time === "string" ? parseIsoDateTime(value.time) : undefined;
-  return time && time.offsetMinutes !== undefined && plausible(time.year)
-    ? reformatIso(time)
-    : undefined;
+  const read = readTimestamp(isObject(value) ? value.time : undefined);
+  return read.ok && plausible(read.value.year) ? reformatIso(read.value) : undefined;
 }
 
 /** One uplink → one device (found by `source_ids.IMEI`) and one message per group. */
@@ -199,6 +188,10 @@ export function normaliseDragino(value: unknown, arrival: MqttArrival): MqttNorm
     );
   }
   const { groups, notes } = processDraginoData(value, model);
+  if (groups.length === 0) {
+    // Nothing to publish (an unsynchronised clock, no usable record): dead-lettered, not silent.
+    throw new PermanentError("no_readings", `the uplink holds no readings${leftOut(notes)}`);
+  }
   const cid = arrival.correlationId;
   const newest = groups.reduce<DraginoGroup | undefined>(
     (a, g) => (a === undefined || g.epochMicros > a.epochMicros ? g : a),

@@ -1,5 +1,6 @@
 import { PermanentError } from "../../core/errors.js";
-import { parseIsoDateTime, pythonIsoformat } from "../../mqtt/iso-time.js";
+import { requireTimestamp } from "../../core/timestamps.js";
+import { pythonIsoformat } from "../../mqtt/iso-time.js";
 import { pythonFloat, pythonInt } from "../../mqtt/python-values.js";
 import { lastTopicLevel } from "../../mqtt/settings.js";
 import type { Location } from "../../core/devices.js";
@@ -28,14 +29,7 @@ export interface LegacyDevice {
 
 /** Column 0 as IoTa rewrites it: UTC, Python's `isoformat()`. A naive time is UTC. */
 export function ictTimestamp(text: string): string {
-  const parsed = parseIsoDateTime(text);
-  if (parsed === undefined) {
-    throw new PermanentError(
-      "invalid_timestamp",
-      `${JSON.stringify(text)} is not an ISO-8601 time`,
-    );
-  }
-  return pythonIsoformat(parsed.epochMicros, 0);
+  return pythonIsoformat(requireTimestamp("column 0 (time)", text.trim(), "utc").epochMicros, 0);
 }
 
 /** IoTa's translation of one CSV row (fields after column 0) by a layout. */

@@ -1,6 +1,7 @@
 import { PermanentError } from "../../core/errors.js";
 import { jsonTooDeep, TOO_DEEP, TOO_DEEP_ERROR } from "../json-depth.js";
 import type { IngestItem, Normalised } from "../pipeline.js";
+import { jsonbRefuses } from "../raw-copy.js";
 
 /** What the raw store keeps of a vendor response or record: parsed JSON, or the text itself. */
 export type RawBody = { readonly json: unknown } | { readonly text: string };
@@ -27,12 +28,13 @@ export function parseVendorJson(text: string): unknown {
 }
 
 /**
- * The raw-store form of a body. jsonb holds neither NUL characters nor the `\u0000` escape, so
- * such bodies, and bodies that are not JSON, are kept as text (NUL replaced by U+FFFD).
+ * The raw-store form of a body. jsonb holds neither NUL characters nor the `\u0000` escape nor
+ * a lone UTF-16 surrogate, so such bodies, and bodies that are not JSON, are kept as text (NUL
+ * replaced by U+FFFD).
  */
 export function rawBody(text: string, json?: unknown): RawBody {
   const clean = text.replaceAll("\u0000", "\uFFFD");
-  if (json === undefined || clean !== text || clean.includes("\\u0000") || jsonTooDeep(text)) {
+  if (json === undefined || clean !== text || jsonTooDeep(text) || jsonbRefuses(text, json)) {
     return { text: clean };
   }
   return { json };

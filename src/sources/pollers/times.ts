@@ -1,12 +1,12 @@
-import { parseInstant } from "../../core/time.js";
+import { parseInstant, readTimestamp } from "../../core/timestamps.js";
+import { reformatIso } from "../../mqtt/iso-time.js";
 
 /**
- * Vendor time strings, pure. Vendors send ISO-8601 with or without an offset; IoTa read them with
- * Python and wrote them back with `datetime.isoformat()`, and those strings are what IoTa users'
- * dashboards have seen, so we produce the same text.
+ * Vendor time strings, pure. Vendors send ISO-8601 with or without an offset (read by the one
+ * grammar in core/timestamps.ts); IoTa read them with Python and wrote them back with
+ * `datetime.isoformat()`, and those strings are what IoTa users' dashboards have seen, so we
+ * produce the same text.
  */
-const ISO =
-  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
 
 /**
  * A vendor date-time as ISO-8601 with an offset, or undefined when it is not a date-time.
@@ -15,12 +15,11 @@ const ISO =
  */
 export function withOffset(value: string): string | undefined {
   const text = value.trim();
-  const m = ISO.exec(text);
-  if (!m) {
+  const t = readTimestamp(text, "utc");
+  if (!t.ok) {
     return undefined;
   }
-  const result = m[8] === undefined ? `${text}Z` : text;
-  return parseInstant(result) === undefined ? undefined : result;
+  return t.value.offsetMinutes === undefined ? `${text}Z` : text;
 }
 
 /**
@@ -30,19 +29,8 @@ export function withOffset(value: string): string | undefined {
  * such a date-time.
  */
 export function pythonIsoformat(value: string): string {
-  const m = ISO.exec(value.trim());
-  if (!m || m[8] === undefined) {
-    return value;
-  }
-  const [, y, mo, d, h, mi, s, frac, zone] = m as unknown as string[];
-  const micros = (frac ?? "").slice(0, 6).padEnd(6, "0");
-  const fraction = /^0+$/.test(micros) ? "" : `.${micros}`;
-  let offset = "+00:00";
-  if (zone && zone.toUpperCase() !== "Z") {
-    const digits = zone.slice(1).replace(":", "");
-    offset = `${zone[0]}${digits.slice(0, 2)}:${digits.slice(2, 4) || "00"}`;
-  }
-  return `${y}-${mo}-${d}T${h}:${mi}:${s ?? "00"}${fraction}${offset}`;
+  const t = readTimestamp(value.trim(), "refuse");
+  return t.ok ? reformatIso(t.value) : value;
 }
 
 /** `YYYY-MM-DDThh:mm:ssZ` (UTC, whole seconds): the form AxisTech accepts and IoTa emitted. */

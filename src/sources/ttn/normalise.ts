@@ -4,8 +4,9 @@ import { v5 as uuidv5 } from "uuid";
 import { z } from "zod";
 
 import { PermanentError } from "../../core/errors.js";
-import { parseInstant } from "../../core/time.js";
+import { requireTimestamp } from "../../core/timestamps.js";
 import type { Normalised } from "../pipeline.js";
+import { withoutWhitespace } from "../raw-copy.js";
 import type { LocalDecoding } from "./decoding.js";
 import { METADATA_PENDING_KEY, pendingMarker } from "./metadata.js";
 
@@ -94,27 +95,72 @@ export function uplinkTime(body: Uplink): string | undefined {
   return body.uplink_message.received_at ?? body.received_at;
 }
 
+/** What identifies an uplink: application, device, network receive time, frame counter. */
+function uplinkIdentity(u: Uplink): string[] {
+  const ids = u.end_device_ids;
+  return [
+    "uplink",
+    ids.application_ids.application_id,
+    ids.device_id,
+    uplinkTime(u) ?? "",
+    String(u.uplink_message.f_cnt ?? 0),
+  ];
+}
+
 /**
- * The broker_correlation_id of a webhook body. An uplink's id is derived from what identifies
- * it (application, device, network receive time, frame counter), so the same uplink posted
- * twice — a webhook retry, two webhooks — gets the same id and is stored and forwarded once.
- * Any other body's id is derived from its bytes, for the same reason.
+ * A UUIDv5 of some strings. JSON.stringify escapes lone UTF-16 surrogates, so any string from a
+ * body can be part of it (uuid's own UTF-8 step throws on them).
  */
-export function ttnCorrelationId(body: unknown, bytes: Buffer): string {
+function derivedId(parts: readonly string[]): string {
+  return uuidv5(JSON.stringify(parts), TTN_NAMESPACE);
+}
+
+/** The ids of one webhook body. */
+export interface TtnIds {
+  /**
+   * The body's broker_correlation_id. An uplink's is derived from what identifies it
+   * (application, device, network receive time, frame counter) and from its content (the body
+   * without whitespace between tokens, every digit kept; numbers in their shortest form when
+   * that loses nothing), so the same body posted again — a
+   * webhook retry, however spaced — gets the same id and is stored and forwarded once, while a
+   * different body claiming the same uplink gets an id and a raw row of its own instead of being
+   * published without one. Any other body's id is derived from its bytes.
+   */
+  readonly correlationId: string;
+  /**
+   * What every body of one uplink shares (its identity alone), stored as
+   * `raw_messages.uplink_key`: two different bodies with one key are flagged conflicting.
+   * Undefined for a body that is not an uplink.
+   */
+  readonly uplinkKey?: string;
+}
+
+/**
+ * The ids of a webhook body: `body` is its parsed JSON (undefined when it is not JSON), `exact`
+ * false when parsing rounded a number (its raw copy keeps the text).
+ */
+export function ttnIds(body: unknown, bytes: Buffer, exact = true): TtnIds {
   const parsed = body === undefined ? undefined : uplink.safeParse(body);
   if (parsed?.success) {
-    const u = parsed.data;
-    const ids = u.end_device_ids;
-    const identity = [
-      "uplink",
-      ids.application_ids.application_id,
-      ids.device_id,
-      uplinkTime(u) ?? "",
-      String(u.uplink_message.f_cnt ?? 0),
-    ].join("\u0000");
-    return uuidv5(identity, TTN_NAMESPACE);
+    const identity = uplinkIdentity(parsed.data);
+    // The content without its spacing: re-serialised when that is exact (fast), else the text.
+    const content = exact ? JSON.stringify(body) : withoutWhitespace(bytes.toString("utf8"));
+    const digest = createHash("sha256").update(content).digest("hex");
+    return { correlationId: derivedId([...identity, digest]), uplinkKey: derivedId(identity) };
   }
-  return uuidv5(`body\u0000${createHash("sha256").update(bytes).digest("hex")}`, TTN_NAMESPACE);
+  const digest = createHash("sha256").update(bytes).digest("hex");
+  return { correlationId: uuidv5(`body\u0000${digest}`, TTN_NAMESPACE) };
+}
+
+/** {@link TtnIds.correlationId} of a webhook body. */
+export function ttnCorrelationId(body: unknown, bytes: Buffer): string {
+  return ttnIds(body, bytes).correlationId;
+}
+
+/** `uplink_message.decoded_payload` of a body already validated by {@link parseUplink}. */
+function decodedPayloadOf(body: unknown): Record<string, unknown> | undefined {
+  return (body as { uplink_message: { decoded_payload?: Record<string, unknown> } }).uplink_message
+    .decoded_payload;
 }
 
 /** True for an uplink simulated from the TTS Console (top-level `simulated: true`). */
@@ -150,18 +196,18 @@ export function normaliseTtnUplink(
   const devId = ids.device_id;
   const devEui = ids.dev_eui?.toLowerCase();
   const timestamp = uplinkTime(u) ?? arrivedAt;
-  if (parseInstant(timestamp) === undefined) {
-    throw new PermanentError(
-      "invalid_timestamp",
-      `received_at ${JSON.stringify(timestamp)} is not an ISO-8601 date-time with an offset`,
-    );
-  }
+  requireTimestamp(
+    u.uplink_message.received_at !== undefined ? "uplink_message.received_at" : "received_at",
+    timestamp,
+  );
   const sourceIds = devEui
     ? { app_id: appId, dev_id: devId, dev_eui: devEui }
     : { app_id: appId, dev_id: devId };
   const lookup = devEui ? { dev_eui: devEui } : { app_id: appId, dev_id: devId };
   const decoding = options.decoding;
-  const payload = decoding?.ok ? decoding.data : u.uplink_message.decoded_payload;
+  // The body's own object, not zod's validated copy: the copy turns a `__proto__` key into a
+  // prototype, and the point would vanish.
+  const payload = decoding?.ok ? decoding.data : decodedPayloadOf(body);
   const extras = {
     ...(isSimulated(u) ? { simulated: true } : {}),
     ...(decoding?.ok

@@ -1,7 +1,7 @@
 import { PermanentError } from "../../core/errors.js";
 import { parseInstant } from "../../core/time.js";
-import { jsonTooDeep, TOO_DEEP, TOO_DEEP_ERROR } from "../json-depth.js";
 import type { IngestItem } from "../pipeline.js";
+import { decodeJsonText } from "../raw-copy.js";
 import type { DecoderNames } from "./decoder-names.js";
 import type { DecoderPool } from "./decoders/decoder-pool.js";
 import {
@@ -15,36 +15,15 @@ import {
   normaliseTtnUplink,
   parseUplink,
   ttnCorrelationId,
+  ttnIds,
   ttnMessageType,
   uplinkTime,
   type Uplink,
 } from "./normalise.js";
 
-/** Decoded request body: JSON when it parses, otherwise text for the raw store. */
-interface Body {
-  readonly json: unknown;
-  readonly text: string | undefined;
-}
-
-function decodeBody(bytes: Buffer): Body {
-  // PostgreSQL text and jsonb cannot hold NUL; such bodies are kept as text with NUL replaced.
-  const text = bytes.toString("utf8").replaceAll("\u0000", "\uFFFD");
-  if (text.includes("\\u0000")) {
-    return { json: safeParse(text), text };
-  }
-  const json = safeParse(text);
-  return json === undefined ? { json, text } : { json, text: undefined };
-}
-
-function safeParse(text: string): unknown {
-  if (jsonTooDeep(text)) {
-    return undefined; // kept as text, rejected in normalise
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
+/** A request body as text: PostgreSQL text cannot hold NUL, so NUL is kept as U+FFFD. */
+function bodyText(bytes: Buffer): string {
+  return bytes.toString("utf8").replaceAll("\u0000", "\uFFFD");
 }
 
 function tryUplink(json: unknown): Uplink | undefined {
@@ -100,8 +79,11 @@ export async function buildWebhookItem(
   options: WebhookItemOptions,
 ): Promise<IngestItem> {
   const arrivedAt = new Date().toISOString();
-  const { json, text } = decodeBody(bytes);
-  const correlationId = ttnCorrelationId(json, bytes);
+  const decoded = decodeJsonText(bodyText(bytes), "body");
+  const json = decoded.ok ? decoded.value : undefined;
+  // A raw copy with text beside the JSON means JSON.parse rounded a number.
+  const exact = !(decoded.ok && decoded.raw.text !== undefined);
+  const { correlationId, uplinkKey } = ttnIds(json, bytes, exact);
   const up = tryUplink(json);
   const t = up === undefined ? undefined : uplinkTime(up);
   const ts = t !== undefined && parseInstant(t) !== undefined ? t : arrivedAt;
@@ -112,12 +94,10 @@ export async function buildWebhookItem(
   const normaliseUplink = () =>
     rawOnly ? undefined : normaliseTtnUplink(json, correlationId, arrivedAt, { decoding });
   return {
-    raw: { correlationId, ts, ...(text === undefined ? { json } : { text }) },
+    raw: { correlationId, ts, ...decoded.raw, ...(uplinkKey === undefined ? {} : { uplinkKey }) },
     normalise: () => {
-      if (json === undefined) {
-        throw jsonTooDeep(text ?? "")
-          ? new PermanentError(TOO_DEEP, `body is ${TOO_DEEP_ERROR}`)
-          : new PermanentError("invalid_json", "body is not JSON");
+      if (!decoded.ok) {
+        throw new PermanentError(decoded.reason, decoded.error);
       }
       if (uplinkOnly) {
         return normaliseUplink();
@@ -144,7 +124,7 @@ export function oversizedWebhookItem(prefix: Buffer, maxBytes: number): IngestIt
     raw: {
       correlationId: ttnCorrelationId(undefined, prefix),
       ts: new Date().toISOString(),
-      text: prefix.toString("utf8").replaceAll("\u0000", "\uFFFD"),
+      text: bodyText(prefix),
     },
     normalise: () => {
       throw new PermanentError(

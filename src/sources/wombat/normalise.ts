@@ -1,6 +1,5 @@
 import { PermanentError } from "../../core/errors.js";
-import { hasOffset, parseInstant } from "../../core/time.js";
-import { parseIsoDateTime } from "../../mqtt/iso-time.js";
+import { requireTimestamp } from "../../core/timestamps.js";
 import type { DropNote, MqttArrival, MqttNormalisation } from "../mqtt-source.js";
 
 /**
@@ -16,38 +15,11 @@ type JsonObject = Record<string, unknown>;
 const isObject = (v: unknown): v is JsonObject =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 
-/** The message's `timestamp`, verbatim, when it is an instant with an offset. */
+/** The message's `timestamp`, verbatim, when it is an instant with an offset (core/timestamps.ts). */
 export function wombatTimestamp(value: unknown): string {
   const ts = isObject(value) ? value.timestamp : undefined;
-  if (ts === undefined) {
-    throw new PermanentError("missing_timestamp", "timestamp is missing");
-  }
-  if (typeof ts !== "string") {
-    throw new PermanentError(
-      "invalid_timestamp",
-      `timestamp ${JSON.stringify(ts)} is not a string`,
-    );
-  }
-  if (!hasOffset(ts)) {
-    const parsed = parseIsoDateTime(ts);
-    if (parsed !== undefined && parsed.offsetMinutes === undefined) {
-      throw new PermanentError(
-        "naive_timestamp",
-        `timestamp ${JSON.stringify(ts)} has no UTC offset, so the instant it names is unknown`,
-      );
-    }
-    throw new PermanentError(
-      "invalid_timestamp",
-      `timestamp ${JSON.stringify(ts)} is not ISO-8601`,
-    );
-  }
-  if (parseInstant(ts) === undefined) {
-    throw new PermanentError(
-      "invalid_timestamp",
-      `timestamp ${JSON.stringify(ts)} is not a valid date-time`,
-    );
-  }
-  return ts;
+  requireTimestamp("timestamp", ts);
+  return ts as string;
 }
 
 /** The device time for `raw_messages.ts`, when the message has a usable one. */

@@ -2,6 +2,7 @@ import { PermanentError } from "../../core/errors.js";
 import { parseInstant } from "../../core/time.js";
 import { pythonFloat } from "../../mqtt/python-values.js";
 import type { DropNote, MqttArrival, MqttNormalisation } from "../mqtt-source.js";
+import { leftOut } from "../notes.js";
 import type { Normalised } from "../pipeline.js";
 import { parseYdocTs } from "./values.js";
 
@@ -92,10 +93,7 @@ export function processYdocMessage(msg: JsonObject): { devices: YdocDevice[]; no
     if (tsKey !== undefined) {
       current = parseYdocTs(entry[tsKey]);
       if (current === undefined) {
-        throw new PermanentError(
-          "invalid_timestamp",
-          `data[${i}].$ts ${JSON.stringify(entry[tsKey])} is not a YYMMDDhhmmss time`,
-        );
+        throw new PermanentError("invalid_timestamp", `data[${i}].$ts is not a YYMMDDhhmmss time`);
       }
     }
     for (const key of keys) {
@@ -166,7 +164,8 @@ export function ydocRawTime(value: unknown): string | undefined {
 /**
  * One YDOC message → one pipeline entry per derived device. Each device is found by
  * `source_ids.id`; its message is stamped with its earliest point, and every point keeps its
- * own timestamp. A message without `data` is kept raw only, as IoTa does.
+ * own timestamp. A message without `data` is kept raw only (with a note), as IoTa does; one whose
+ * `data` yields no reading (`[]`) is dead-lettered `no_readings`.
  */
 export function normaliseYdoc(value: unknown, arrival: MqttArrival): MqttNormalisation {
   if (!isObject(value)) {
@@ -176,6 +175,10 @@ export function normaliseYdoc(value: unknown, arrival: MqttArrival): MqttNormali
     return { devices: [], notes: [{ reason: "no_data", detail: "the message has no data" }] };
   }
   const { devices, notes } = processYdocMessage(value);
+  if (devices.length === 0) {
+    // `data: []`, or nothing usable in it: dead-lettered, never kept raw in silence.
+    throw new PermanentError("no_readings", `data holds no readings${leftOut(notes)}`);
+  }
   const cid = arrival.correlationId;
   const normalised = devices.map((d): Normalised => {
     const times = d.dots.map((dot) => dot.timestamp);
