@@ -54,9 +54,9 @@ describe("TTN decoder sandbox", () => {
   it.each([
     ["throws", "decoder_failed", /cannot decode 11 bytes/],
     ["infinite-loop", "decoder_timeout", /200 ms/],
-    ["uses-require", "decoder_failed", /require is not defined/],
-    ["uses-process", "decoder_failed", /process is not defined/],
-    ["uses-fetch", "decoder_failed", /fetch is not defined/],
+    ["uses-require", "decoder_failed", /require.? is not defined/],
+    ["uses-process", "decoder_failed", /process.? is not defined/],
+    ["uses-fetch", "decoder_failed", /fetch.? is not defined/],
     ["returns-promise", "decoder_failed", /must return an object/],
     ["no-function", "decoder_invalid", /no decodeUplink/],
     ["hostile-throw", "decoder_timeout", /200 ms/],
@@ -68,7 +68,7 @@ describe("TTN decoder sandbox", () => {
     expect(!result.ok && result.error).toMatch(error);
   });
 
-  it("stops a memory hog at its heap limit, replaces the worker, and goes on", async () => {
+  it("stops a memory hog at its memory limit and goes on", async () => {
     const hog = new DecoderPool({
       dir: fixtures,
       timeoutMs: 10_000,
@@ -99,6 +99,28 @@ describe("TTN decoder sandbox", () => {
       eval: "blocked",
       sharedMemory: "undefined/undefined",
     });
+  });
+
+  it("keeps a decoder's state between calls, runs its promise jobs before the call ends, and starts it afresh after a failure", async () => {
+    const runs = [];
+    for (const fPort of [1, 1, 13, 1]) {
+      const result = await pool.decode("counter", { ...input, fPort });
+      runs.push(result.ok ? data(result) : result.error);
+    }
+    expect(runs).toEqual([
+      { calls: 1, jobs: 0 },
+      { calls: 2, jobs: 1 },
+      "Error: unlucky",
+      { calls: 1, jobs: 0 },
+    ]);
+  });
+
+  it("bounds the answer's size", async () => {
+    const file = join(temp, "uplink", "big.js");
+    writeFileSync(file, 'function decodeUplink() { return { data: { s: "x".repeat(300000) } }; }');
+    const result = await tempPool.decode("big", input);
+    expect(result).toMatchObject({ ok: false, reason: "decoder_failed" });
+    expect(!result.ok && result.error).toMatch(/more than the limit of 262144/);
   });
 
   it("refuses import() of Node modules", async () => {

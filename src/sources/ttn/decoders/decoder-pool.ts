@@ -7,6 +7,7 @@ import type {
   DecodeRequest,
   DecoderFailureReason,
   DecoderInput,
+  WorkerData,
   WorkerReady,
 } from "./protocol.js";
 import { workerEntry } from "./worker-entry.js";
@@ -16,7 +17,10 @@ export interface DecoderPoolOptions {
   readonly dir: string;
   /** Time limit of one decodeUplink call, ms (TTN_DECODER_TIMEOUT_MS). */
   readonly timeoutMs: number;
-  /** JavaScript heap of each worker, MB (TTN_DECODER_MEMORY_MB). */
+  /**
+   * Memory each decoder may allocate, MB (TTN_DECODER_MEMORY_MB): the cap of its QuickJS
+   * interpreter's WebAssembly memory beyond the interpreter's own fixed 16 MB.
+   */
   readonly memoryMb: number;
   /** Worker threads at most (TTN_DECODER_WORKERS); started when first needed. */
   readonly workers: number;
@@ -141,11 +145,15 @@ export class DecoderPool {
     try {
       worker = new Worker(entry.script, {
         eval: entry.eval,
+        workerData: { memoryMb: memory } satisfies WorkerData,
         // Nothing of the process's environment (secrets) reaches the thread.
         env: {},
+        // The thread's own JavaScript heap (decoders' memories are WebAssembly memories
+        // outside it, capped one by one). The stack runs the interpreter: it must hold
+        // QuickJS's 256 KiB stack limit with room to spare.
         resourceLimits: {
-          maxOldGenerationSizeMb: memory,
-          maxYoungGenerationSizeMb: Math.max(1, Math.min(16, Math.floor(memory / 4))),
+          maxOldGenerationSizeMb: 64,
+          maxYoungGenerationSizeMb: 16,
           stackSizeMb: 4,
         },
       });
@@ -164,12 +172,9 @@ export class DecoderPool {
       }
     });
     worker.on("error", (err: Error & { code?: string }) => {
-      const memoryOut = err.code === "ERR_WORKER_OUT_OF_MEMORY";
-      void this.#fail(
-        slot,
-        memoryOut ? "decoder_memory" : "decoder_crashed",
-        memoryOut ? `the decoder exceeded its ${memory} MB memory limit` : err.message,
-      );
+      // Decoders cannot fill the thread's own heap (their memory is capped apart), so
+      // running out of it is a crash of ours, not a decoder's memory limit.
+      void this.#fail(slot, "decoder_crashed", err.message);
     });
     worker.on(
       "exit",
