@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 
 import { createLogger } from "../../src/core/logger.js";
 import { DecoderPool, type DecodeResult } from "../../src/sources/ttn/decoders/decoder-pool.js";
+import { QuickJSSandbox } from "../../src/sources/ttn/decoders/quickjs-sandbox.js";
 
 const fixtures = fileURLToPath(new URL("../fixtures/ttn-decoders/", import.meta.url));
 const logger = createLogger({ level: "silent" });
@@ -113,6 +114,17 @@ describe("TTN decoder sandbox", () => {
       "Error: unlucky",
       { calls: 1, jobs: 0 },
     ]);
+  });
+
+  it("accepts the largest memory setting (TTN_DECODER_MEMORY_MB=2000) within the interpreter's 2 GiB", async () => {
+    const sandbox = await QuickJSSandbox.load(
+      "function decodeUplink(input) { return { data: { n: input.bytes.length } }; }",
+      "largest.js",
+      { memoryMb: 2000, timeoutMs: 1000 },
+    );
+    expect(sandbox).toBeInstanceOf(QuickJSSandbox);
+    const outcome = (sandbox as QuickJSSandbox).run(JSON.stringify(input));
+    expect(outcome).toEqual({ ok: true, output: '{"data":{"n":11}}', dropped: [] });
   });
 
   it("bounds the answer's size", async () => {

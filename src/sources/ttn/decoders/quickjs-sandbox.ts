@@ -24,7 +24,8 @@ import { OUTPUT_LIMIT_CHARS, PRELUDE, RUNNER } from "./prelude.js";
 
 /**
  * Pages (64 KiB) the QuickJS build needs before any script runs (its data, stack and first
- * heap): the `initial` size of the memory it imports. The decoder's allowance comes on top.
+ * heap): the `initial` size of the memory it imports. The decoder's allowance comes on top, up
+ * to the build's own maximum of 32,768 pages (2 GiB), hence TTN_DECODER_MEMORY_MB ≤ 2000.
  */
 const BASE_PAGES = 256;
 const PAGE_BYTES = 64 * 1024;
@@ -128,9 +129,9 @@ export class QuickJSSandbox {
     limits: SandboxLimits,
   ): Promise<QuickJSSandbox | Failed> {
     const maximumPages = BASE_PAGES + Math.ceil((limits.memoryMb * 1024 * 1024) / PAGE_BYTES);
-    const memory = new wasm.Memory({ initial: BASE_PAGES, maximum: maximumPages });
     let sandbox: QuickJSSandbox;
     try {
+      const memory = new wasm.Memory({ initial: BASE_PAGES, maximum: maximumPages });
       const quickjs = await newQuickJSWASMModuleFromVariant(
         newVariant(releaseSync, { wasmModule: wasmModule(), wasmMemory: memory }),
       );
