@@ -79,7 +79,10 @@ async function load(file: string, timeoutMs: number): Promise<Loaded> {
       error: `${basename(file)} cannot be read: ${String(err)}`,
     };
   }
-  loaded.set(file, entry);
+  // A file that cannot be used stays refused until it changes; a crash may not recur.
+  if (entry.reason !== "decoder_crashed") {
+    loaded.set(file, entry);
+  }
   for (const old of loaded.keys()) {
     if (loaded.size <= LOADED_LIMIT) {
       break;
@@ -106,6 +109,21 @@ async function decode(request: DecodeRequest): Promise<DecodeReply> {
   return { id, ok: false, reason: outcome.reason, error: outcome.error };
 }
 
+/**
+ * Loads and runs a trivial decoder once, so that V8 has compiled the interpreter's WebAssembly
+ * before the first uplink's time limit starts (the pool starts its watchdog at "ready").
+ */
+async function warmUp(): Promise<void> {
+  const sandbox = await QuickJSSandbox.load(
+    "function decodeUplink(input) { return { data: { n: input.bytes.length } }; }",
+    "warm-up.js",
+    { memoryMb, timeoutMs: 60_000 },
+  );
+  if (sandbox instanceof QuickJSSandbox) {
+    sandbox.run(JSON.stringify({ bytes: [1], fPort: 1, recvTime: new Date().toISOString() }));
+  }
+}
+
 parentPort?.on("message", (request: DecodeRequest) => {
   void decode(request).then(
     (reply) => parentPort?.postMessage(reply),
@@ -118,4 +136,6 @@ parentPort?.on("message", (request: DecodeRequest) => {
       } satisfies DecodeReply),
   );
 });
-parentPort?.postMessage({ ready: true } satisfies WorkerReady);
+void warmUp()
+  .catch(() => undefined)
+  .then(() => parentPort?.postMessage({ ready: true } satisfies WorkerReady));

@@ -111,7 +111,9 @@ export class QuickJSSandbox {
       return false;
     });
     this.#context = this.#runtime.newContext();
-    this.#start();
+    // Our own code, with no time limit: on a cold thread its first parse also waits for V8 to
+    // compile the interpreter's WebAssembly functions, which is not the decoder's time.
+    this.#deadline = Number.POSITIVE_INFINITY;
     this.#context.evalCode(PRELUDE, "broker-decoder-prelude.js").unwrap().dispose();
     // Taken before any decoder code runs: whatever the decoder does to the global, this stays.
     this.#runner = this.#context.getProp(this.#context.global, RUNNER);
