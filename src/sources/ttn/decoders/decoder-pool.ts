@@ -61,9 +61,10 @@ interface Slot {
 
 /**
  * Runs TTN-style `decodeUplink` decoders on a few worker threads, one call per worker at a
- * time. Each worker has a heap limit; a worker that exceeds it, dies, or does not answer in time
- * is terminated and replaced, and only the uplink it was decoding fails. `decode` never rejects:
- * every outcome is a {@link DecodeResult}.
+ * time; inside a worker each decoder runs in its own QuickJS sandbox (quickjs-sandbox.ts). The
+ * threads keep a runaway decoder off the event loop: a worker that dies or does not answer in
+ * time is terminated and replaced, and only the uplink it was decoding fails. `decode` never
+ * rejects: every outcome is a {@link DecodeResult}.
  */
 export class DecoderPool {
   readonly #o: DecoderPoolOptions;
@@ -140,12 +141,11 @@ export class DecoderPool {
 
   #spawn(): Slot | undefined {
     const entry = workerEntry();
-    const memory = this.#o.memoryMb;
     let worker: Worker;
     try {
       worker = new Worker(entry.script, {
         eval: entry.eval,
-        workerData: { memoryMb: memory } satisfies WorkerData,
+        workerData: { memoryMb: this.#o.memoryMb } satisfies WorkerData,
         // Nothing of the process's environment (secrets) reaches the thread.
         env: {},
         // The thread's own JavaScript heap (decoders' memories are WebAssembly memories
