@@ -159,6 +159,41 @@ describe("TTN decoder sandbox", () => {
     ]);
   });
 
+  it("gives the decodings queued behind a worker that had to be killed to a new worker", async () => {
+    // Recursion that catches its own stack overflow is not interrupted in time: the watchdog
+    // ends the worker while the two other decodings wait in it.
+    writeFileSync(
+      join(temp, "uplink", "stuck.js"),
+      "function deeper() { try { return deeper() + 1; } catch (e) { return deeper(); } }\n" +
+        "function decodeUplink() { return { data: { depth: deeper() } }; }",
+    );
+    writeFileSync(
+      join(temp, "uplink", "fine.js"),
+      "function decodeUplink(input) { return { data: { n: input.bytes.length } }; }",
+    );
+    const one = new DecoderPool({
+      dir: temp,
+      timeoutMs: 200,
+      memoryMb: 32,
+      workers: 1,
+      logger,
+      graceMs: 300,
+    });
+    try {
+      const results = await Promise.all(
+        ["stuck", "fine", "fine"].map((name) => one.decode(name, input)),
+      );
+      expect(results.map((r) => (r.ok ? data(r) : r.reason))).toEqual([
+        "decoder_timeout",
+        { n: 11 },
+        { n: 11 },
+      ]);
+      expect(!results[0]!.ok && results[0]!.error).toMatch(/worker was replaced/);
+    } finally {
+      await one.close();
+    }
+  });
+
   it("reloads a decoder file when it changes, and reports one that does not compile", async () => {
     const file = join(temp, "uplink", "changing.js");
     writeFileSync(file, "function decodeUplink() { return { data: { version: 1 } }; }");

@@ -39,6 +39,13 @@ export interface DecodeFailure {
   readonly error: string;
 }
 
+/**
+ * Decodings sent to one worker before it has answered the first. The worker runs them one after
+ * another without waiting for this thread, whose event loop is busy with the webhook: one at a
+ * time, every decoding cost two thread wake-ups, which on a loaded machine limited the webhook.
+ */
+const IN_FLIGHT_PER_WORKER = 8;
+
 /** How long a new worker may take to say it is ready, ms. */
 const STARTUP_LIMIT_MS = 30_000;
 
@@ -52,16 +59,17 @@ interface Task {
 
 interface Slot {
   readonly worker: Worker;
-  /** The worker has said it is ready; before that its task's watchdog has not started. */
+  /** The worker has said it is ready; before that its tasks' watchdog has not started. */
   ready: boolean;
-  task?: Task;
+  /** Sent to the worker, in order; it runs them one at a time, the first being under way. */
+  readonly tasks: Task[];
   timer?: NodeJS.Timeout;
   dead: boolean;
 }
 
 /**
- * Runs TTN-style `decodeUplink` decoders on a few worker threads, one call per worker at a
- * time; inside a worker each decoder runs in its own QuickJS sandbox (quickjs-sandbox.ts). The
+ * Runs TTN-style `decodeUplink` decoders on a few worker threads, each running the calls it is
+ * sent one at a time; inside a worker each decoder runs in its own QuickJS sandbox (quickjs-sandbox.ts). The
  * threads keep a runaway decoder off the event loop: a worker that dies or does not answer in
  * time is terminated and replaced, and only the uplink it was decoding fails. `decode` never
  * rejects: every outcome is a {@link DecodeResult}.
@@ -123,10 +131,11 @@ export class DecoderPool {
 
   #dispatch(): void {
     while (this.#queue.length > 0 && !this.#closed) {
-      let slot = this.#slots.find((s) => !s.dead && s.task === undefined);
-      if (!slot && this.#slots.length < this.#o.workers) {
-        slot = this.#spawn();
-        if (!slot && this.#slots.length === 0) {
+      let slot = this.#leastBusy();
+      if ((slot === undefined || slot.tasks.length > 0) && this.#slots.length < this.#o.workers) {
+        // A new worker rather than a queue behind a busy one.
+        slot = this.#spawn() ?? slot;
+        if (slot === undefined && this.#slots.length === 0) {
           // No worker at all: fail the uplink rather than keep it waiting for ever.
           this.#queue.shift()!.resolve(failure("decoder_crashed", "cannot start a decoder worker"));
           continue;
@@ -137,6 +146,19 @@ export class DecoderPool {
       }
       this.#assign(slot, this.#queue.shift()!);
     }
+  }
+
+  /** The live worker with the fewest decodings in hand, if one can take another. */
+  #leastBusy(): Slot | undefined {
+    let best: Slot | undefined;
+    for (const slot of this.#slots) {
+      if (!slot.dead && slot.tasks.length < IN_FLIGHT_PER_WORKER) {
+        if (best === undefined || slot.tasks.length < best.tasks.length) {
+          best = slot;
+        }
+      }
+    }
+    return best;
   }
 
   #spawn(): Slot | undefined {
@@ -162,7 +184,7 @@ export class DecoderPool {
       return undefined;
     }
     worker.unref();
-    const slot: Slot = { worker, ready: false, dead: false };
+    const slot: Slot = { worker, ready: false, tasks: [], dead: false };
     worker.on("message", (reply: DecodeReply | WorkerReady) => {
       if ("ready" in reply) {
         slot.ready = true;
@@ -190,14 +212,17 @@ export class DecoderPool {
   }
 
   #assign(slot: Slot, task: Task): void {
-    slot.task = task;
+    slot.tasks.push(task);
     slot.worker.postMessage(task.request);
     this.#watch(slot);
   }
 
-  /** Starts the watchdog of a ready worker's task. */
+  /**
+   * Starts the watchdog of a ready worker's first task (restarted at each answer, so it times
+   * each decoding from about when the worker began it).
+   */
   #watch(slot: Slot): void {
-    if (!slot.ready || slot.task === undefined || slot.timer !== undefined) {
+    if (!slot.ready || slot.tasks.length === 0 || slot.timer !== undefined) {
       return;
     }
     slot.timer = setTimeout(
@@ -212,15 +237,16 @@ export class DecoderPool {
   }
 
   #answer(slot: Slot, reply: DecodeReply): void {
-    const task = slot.task;
-    if (slot.dead || task === undefined || task.request.id !== reply.id) {
+    const index = slot.tasks.findIndex((t) => t.request.id === reply.id);
+    if (slot.dead || index < 0) {
       return;
     }
+    const [task] = slot.tasks.splice(index, 1);
     clearTimeout(slot.timer);
     slot.timer = undefined;
-    slot.task = undefined;
+    this.#watch(slot);
     const { id: _id, ...result } = reply;
-    task.resolve(result);
+    task!.resolve(result);
     this.#dispatch();
   }
 
@@ -231,8 +257,16 @@ export class DecoderPool {
     slot.dead = true;
     clearTimeout(slot.timer);
     this.#slots.splice(this.#slots.indexOf(slot), 1);
-    const task = slot.task;
-    slot.task = undefined;
+    // The first task was under way and fails; the others never started and go to another
+    // worker, ahead of the tasks still queued.
+    const [task, ...waiting] = slot.tasks.splice(0);
+    if (this.#closed) {
+      for (const w of waiting) {
+        w.resolve(failure("decoder_crashed", "the decoder pool is stopping"));
+      }
+    } else {
+      this.#queue.unshift(...waiting);
+    }
     if (task) {
       if (!this.#closed) {
         this.#o.logger.warn({ reason, error }, "decoder worker replaced");

@@ -124,16 +124,21 @@ async function warmUp(): Promise<void> {
   }
 }
 
+/** Requests run one after another, in the order they came (loading a file is asynchronous). */
+let previous: Promise<unknown> = Promise.resolve();
+
 parentPort?.on("message", (request: DecodeRequest) => {
-  void decode(request).then(
-    (reply) => parentPort?.postMessage(reply),
-    (err: unknown) =>
-      parentPort?.postMessage({
-        id: request.id,
-        ok: false,
-        reason: "decoder_crashed",
-        error: String(err),
-      } satisfies DecodeReply),
+  previous = previous.then(() =>
+    decode(request).then(
+      (reply) => parentPort?.postMessage(reply),
+      (err: unknown) =>
+        parentPort?.postMessage({
+          id: request.id,
+          ok: false,
+          reason: "decoder_crashed",
+          error: String(err),
+        } satisfies DecodeReply),
+    ),
   );
 });
 void warmUp()
