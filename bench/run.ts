@@ -5,7 +5,8 @@
  * commit. Components run as their own `broker run` processes from dist/, as in production.
  *
  * BENCH_MESSAGES (default 20000) sets the mapper and yardstick runs; BENCH_UPLINKS (default
- * 5000) the whole-path run; BENCH_DEVICES (default 1000) the number of mapped devices.
+ * 5000) each whole-path run (TTN's decoded_payload, then local decoding); BENCH_DEVICES
+ * (default 1000) the number of mapped devices; BENCH_DECODES (default 20000) each decoder run.
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
@@ -20,6 +21,12 @@ import { migrate } from "../src/db/migrate.js";
 import { ttnCorrelationId } from "../src/sources/ttn/normalise.js";
 import { TTN_DEAD_LETTER_QUEUE } from "../src/sources/ttn/webhook.js";
 import {
+  BENCH_APPLICATION,
+  BENCH_FRM_PAYLOAD,
+  decoderThroughput,
+  writeBenchDecoder,
+} from "./decoders.js";
+import {
   consumeCounting,
   freePort,
   publishConfirmed,
@@ -33,6 +40,7 @@ import { figures, formatRow, type Figures } from "./stats.js";
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const UPLINKS = Number(process.env.BENCH_UPLINKS ?? 5_000);
 const DEVICES = Number(process.env.BENCH_DEVICES ?? 1_000);
+const DECODES = Number(process.env.BENCH_DECODES ?? 20_000);
 const PG_BASE = {
   host: process.env.PGHOST ?? "127.0.0.1",
   port: Number(process.env.PGPORT ?? 5432),
@@ -168,12 +176,14 @@ function uplink(i: number): Record<string, unknown> {
   return {
     end_device_ids: {
       device_id: `bench-${eui}`,
-      application_ids: { application_id: "bench" },
+      application_ids: { application_id: BENCH_APPLICATION },
       dev_eui: eui,
     },
     received_at: new Date(Date.UTC(2024, 0, 1) + i * 1000).toISOString(),
     uplink_message: {
-      f_port: 1,
+      // What TTN decoded, and the bytes it decoded it from (for runs with local decoding).
+      f_port: 6,
+      frm_payload: BENCH_FRM_PAYLOAD,
       f_cnt: i,
       received_at: new Date(Date.UTC(2024, 0, 1) + i * 1000).toISOString(),
       decoded_payload: { battery: 3.6, humidity: 55.18, temperature: 16.46 },
@@ -181,39 +191,58 @@ function uplink(i: number): Record<string, unknown> {
   };
 }
 
+/** Devices appear on their first uplink: send one per device, then map them all. */
+async function mapDevices(url: string, pool: pg.Pool): Promise<void> {
+  for (let i = 0; i < DEVICES; i += 50) {
+    await Promise.all(
+      Array.from({ length: Math.min(50, DEVICES - i) }, (_, k) =>
+        fetch(url, {
+          method: "POST",
+          body: JSON.stringify(uplink(-(i + k) - 1 + DEVICES * 1000)),
+        }).then((r) => r.arrayBuffer()),
+      ),
+    );
+  }
+  await pool.query(
+    `insert into logical_devices (name) select 'ttn ' || uid from physical_devices where source_name = 'ttn';
+     insert into physical_logical_map (physical_uid, logical_uid)
+     select p.uid, l.uid from physical_devices p join logical_devices l on l.name = 'ttn ' || p.uid where p.source_name = 'ttn'`,
+  );
+}
+
+interface PathRun {
+  /** Appended to the rows' names. */
+  readonly label: string;
+  /** First uplink index: each run sends uplinks of its own (the webhook drops repeats). */
+  readonly first: number;
+  /** TTN_DECODERS_DIR holding uplink/bench.js: decode every uplink locally. */
+  readonly decodersDir?: string;
+}
+
 async function wholePath(
   conn: amqp.ChannelModel,
   pool: pg.Pool,
   env: Record<string, string>,
-  dir: string,
+  run: PathRun,
 ): Promise<{ endToEnd: Figures; http: Figures }> {
   const webhookPort = await freePort();
   const opsPort = await freePort();
+  const dir = await mkdtemp(join(tmpdir(), "bench-frred-"));
   const child = startBroker(["ttn-webhook", "mapper", "frred"], {
     ...env,
     TTN_WEBHOOK_PORT: String(webhookPort),
     METRICS_PORT: String(opsPort),
     FRRED_DIR: dir,
+    ...(run.decodersDir === undefined
+      ? {}
+      : { TTN_DECODERS_DIR: run.decodersDir, TTN_DECODE_LOCALLY: BENCH_APPLICATION }),
   });
   try {
     await waitReady(opsPort);
     const url = `http://127.0.0.1:${webhookPort}/ttn/webhook/up`;
-    // Devices appear on their first uplink; map them all, then measure.
-    for (let i = 0; i < DEVICES; i += 50) {
-      await Promise.all(
-        Array.from({ length: Math.min(50, DEVICES - i) }, (_, k) =>
-          fetch(url, {
-            method: "POST",
-            body: JSON.stringify(uplink(-(i + k) - 1 + DEVICES * 1000)),
-          }).then((r) => r.arrayBuffer()),
-        ),
-      );
+    if (run.first === 0) {
+      await mapDevices(url, pool);
     }
-    await pool.query(
-      `insert into logical_devices (name) select 'ttn ' || uid from physical_devices where source_name = 'ttn';
-       insert into physical_logical_map (physical_uid, logical_uid)
-       select p.uid, l.uid from physical_devices p join logical_devices l on l.name = 'ttn ' || p.uid where p.source_name = 'ttn'`,
-    );
     const ch = await conn.createChannel();
     const capture = queue("lts_capture_path");
     await ch.assertQueue(capture, { durable: true, arguments: { "x-queue-type": "quorum" } });
@@ -226,7 +255,7 @@ async function wholePath(
         endToEnd.push(at - sent);
       }
     });
-    const bodies = Array.from({ length: UPLINKS }, (_, i) => JSON.stringify(uplink(i)));
+    const bodies = Array.from({ length: UPLINKS }, (_, i) => JSON.stringify(uplink(run.first + i)));
     const cids = bodies.map((b) => ttnCorrelationId(JSON.parse(b), Buffer.from(b)));
     const http: number[] = [];
     let next = 0;
@@ -260,18 +289,23 @@ async function wholePath(
     await ch.deleteQueue(capture);
     await ch.close();
     return {
-      http: figures("TTN webhook (POST → 204, raw stored + confirmed)", http, httpSeconds),
-      endToEnd: figures("Whole path (POST → LTS, all files written)", endToEnd, seconds),
+      http: figures(`TTN webhook (POST → 204)${run.label}`, http, httpSeconds),
+      endToEnd: figures(
+        `Whole path (POST → LTS, all files written)${run.label}`,
+        endToEnd,
+        seconds,
+      ),
     };
   } finally {
     await stopBroker(child);
+    await rm(dir, { recursive: true, force: true });
   }
 }
 
 async function main(): Promise<void> {
   await admin(`create database ${DB}`);
   const pool = new pg.Pool({ ...PG_BASE, database: DB, max: 4 });
-  const dir = await mkdtemp(join(tmpdir(), "bench-frred-"));
+  const decodersDir = await mkdtemp(join(tmpdir(), "bench-decoders-"));
   const conn = await amqp.connect(AMQP_URL);
   const env = {
     ...names,
@@ -309,8 +343,17 @@ async function main(): Promise<void> {
     } finally {
       await stopBroker(mapper);
     }
-    const path = await wholePath(conn, pool, env, dir);
+    const path = await wholePath(conn, pool, env, { label: "", first: 0 });
     results.push(path.http, path.endToEnd);
+    // The same with every uplink decoded by the bench decoder (decoders.ts) in the webhook.
+    await writeBenchDecoder(decodersDir);
+    const decoded = await wholePath(conn, pool, env, {
+      label: ", local decoding",
+      first: UPLINKS,
+      decodersDir,
+    });
+    results.push(decoded.http, decoded.endToEnd);
+    results.push(...(await decoderThroughput(decodersDir, DECODES)));
   } finally {
     const ch = await conn.createChannel();
     for (const q of [QUEUE_NAMES.mapper, QUEUE_NAMES.frred]) {
@@ -329,7 +372,7 @@ async function main(): Promise<void> {
     await conn.close();
     await pool.end();
     await admin(`drop database if exists ${DB} with (force)`);
-    await rm(dir, { recursive: true, force: true });
+    await rm(decodersDir, { recursive: true, force: true });
   }
   const raw = results[0]!;
   const relayed = results[1]!;
@@ -338,7 +381,7 @@ async function main(): Promise<void> {
     `\nMachine: ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
   );
   console.log(
-    `Messages: ${MESSAGES} (mapper, yardstick), ${UPLINKS} uplinks (whole path), ${DEVICES} mapped devices\n`,
+    `Messages: ${MESSAGES} (mapper, yardstick), ${UPLINKS} uplinks (each whole path), ${DEVICES} mapped devices, ${DECODES} decodings (each decoder run)\n`,
   );
   console.log("| run | messages | seconds | msg/s | p50 ms | p99 ms |");
   console.log("|---|---|---|---|---|---|");

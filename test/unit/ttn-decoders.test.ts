@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 
 import { createLogger } from "../../src/core/logger.js";
 import { DecoderPool, type DecodeResult } from "../../src/sources/ttn/decoders/decoder-pool.js";
+import { QuickJSSandbox } from "../../src/sources/ttn/decoders/quickjs-sandbox.js";
 
 const fixtures = fileURLToPath(new URL("../fixtures/ttn-decoders/", import.meta.url));
 const logger = createLogger({ level: "silent" });
@@ -54,9 +55,9 @@ describe("TTN decoder sandbox", () => {
   it.each([
     ["throws", "decoder_failed", /cannot decode 11 bytes/],
     ["infinite-loop", "decoder_timeout", /200 ms/],
-    ["uses-require", "decoder_failed", /require is not defined/],
-    ["uses-process", "decoder_failed", /process is not defined/],
-    ["uses-fetch", "decoder_failed", /fetch is not defined/],
+    ["uses-require", "decoder_failed", /require.? is not defined/],
+    ["uses-process", "decoder_failed", /process.? is not defined/],
+    ["uses-fetch", "decoder_failed", /fetch.? is not defined/],
     ["returns-promise", "decoder_failed", /must return an object/],
     ["no-function", "decoder_invalid", /no decodeUplink/],
     ["hostile-throw", "decoder_timeout", /200 ms/],
@@ -68,7 +69,7 @@ describe("TTN decoder sandbox", () => {
     expect(!result.ok && result.error).toMatch(error);
   });
 
-  it("stops a memory hog at its heap limit, replaces the worker, and goes on", async () => {
+  it("stops a memory hog at its memory limit and goes on", async () => {
     const hog = new DecoderPool({
       dir: fixtures,
       timeoutMs: 10_000,
@@ -101,6 +102,39 @@ describe("TTN decoder sandbox", () => {
     });
   });
 
+  it("keeps a decoder's state between calls, runs its promise jobs before the call ends, and starts it afresh after a failure", async () => {
+    const runs = [];
+    for (const fPort of [1, 1, 13, 1]) {
+      const result = await pool.decode("counter", { ...input, fPort });
+      runs.push(result.ok ? data(result) : result.error);
+    }
+    expect(runs).toEqual([
+      { calls: 1, jobs: 0 },
+      { calls: 2, jobs: 1 },
+      "Error: unlucky",
+      { calls: 1, jobs: 0 },
+    ]);
+  });
+
+  it("accepts the largest memory setting (TTN_DECODER_MEMORY_MB=2000) within the interpreter's 2 GiB", async () => {
+    const sandbox = await QuickJSSandbox.load(
+      "function decodeUplink(input) { return { data: { n: input.bytes.length } }; }",
+      "largest.js",
+      { memoryMb: 2000, timeoutMs: 1000 },
+    );
+    expect(sandbox).toBeInstanceOf(QuickJSSandbox);
+    const outcome = (sandbox as QuickJSSandbox).run(JSON.stringify(input));
+    expect(outcome).toEqual({ ok: true, output: '{"data":{"n":11}}', dropped: [] });
+  });
+
+  it("bounds the answer's size", async () => {
+    const file = join(temp, "uplink", "big.js");
+    writeFileSync(file, 'function decodeUplink() { return { data: { s: "x".repeat(300000) } }; }');
+    const result = await tempPool.decode("big", input);
+    expect(result).toMatchObject({ ok: false, reason: "decoder_failed" });
+    expect(!result.ok && result.error).toMatch(/more than the limit of 262144/);
+  });
+
   it("refuses import() of Node modules", async () => {
     await pool.decode("uses-import", input);
     expect(data(await pool.decode("uses-import", input))).toEqual({ outcome: "refused" });
@@ -123,6 +157,41 @@ describe("TTN decoder sandbox", () => {
       "ok",
       "decoder_failed",
     ]);
+  });
+
+  it("gives the decodings queued behind a worker that had to be killed to a new worker", async () => {
+    // Recursion that catches its own stack overflow is not interrupted in time: the watchdog
+    // ends the worker while the two other decodings wait in it.
+    writeFileSync(
+      join(temp, "uplink", "stuck.js"),
+      "function deeper() { try { return deeper() + 1; } catch (e) { return deeper(); } }\n" +
+        "function decodeUplink() { return { data: { depth: deeper() } }; }",
+    );
+    writeFileSync(
+      join(temp, "uplink", "fine.js"),
+      "function decodeUplink(input) { return { data: { n: input.bytes.length } }; }",
+    );
+    const one = new DecoderPool({
+      dir: temp,
+      timeoutMs: 200,
+      memoryMb: 32,
+      workers: 1,
+      logger,
+      graceMs: 300,
+    });
+    try {
+      const results = await Promise.all(
+        ["stuck", "fine", "fine"].map((name) => one.decode(name, input)),
+      );
+      expect(results.map((r) => (r.ok ? data(r) : r.reason))).toEqual([
+        "decoder_timeout",
+        { n: 11 },
+        { n: 11 },
+      ]);
+      expect(!results[0]!.ok && results[0]!.error).toMatch(/worker was replaced/);
+    } finally {
+      await one.close();
+    }
   });
 
   it("reloads a decoder file when it changes, and reports one that does not compile", async () => {

@@ -27,7 +27,7 @@ const schema = z
     TTN_DECODERS_DIR: z.string().optional(),
     TTN_DECODE_LOCALLY: list.optional(),
     TTN_DECODER_TIMEOUT_MS: positiveInt.default(100),
-    TTN_DECODER_MEMORY_MB: z.coerce.number().int().min(8).max(4096).default(64),
+    TTN_DECODER_MEMORY_MB: z.coerce.number().int().min(8).max(2000).default(64),
     TTN_DECODER_WORKERS: z.coerce.number().int().min(1).max(64).default(2),
     TTN_ACCEPT_SIMULATED: flag.default(true),
     TTN_WEBHOOK_SECRET: z.string().optional(),
@@ -85,7 +85,10 @@ export interface TtnSettings {
     readonly locally: readonly string[] | "all";
     /** CPU time one decodeUplink call may take, ms. Default 100. */
     readonly timeoutMs: number;
-    /** JavaScript heap of one decoder worker, MB. Default 64. */
+    /**
+     * Memory one decoder may allocate beyond its interpreter's fixed 16 MB, MB (the cap of its
+     * WebAssembly memory; QuickJS's build allows 2 GiB in all). Default 64.
+     */
     readonly memoryMb: number;
     /** Decoder worker threads. Default 2. */
     readonly workers: number;

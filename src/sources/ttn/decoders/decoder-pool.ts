@@ -7,6 +7,7 @@ import type {
   DecodeRequest,
   DecoderFailureReason,
   DecoderInput,
+  WorkerData,
   WorkerReady,
 } from "./protocol.js";
 import { workerEntry } from "./worker-entry.js";
@@ -16,7 +17,10 @@ export interface DecoderPoolOptions {
   readonly dir: string;
   /** Time limit of one decodeUplink call, ms (TTN_DECODER_TIMEOUT_MS). */
   readonly timeoutMs: number;
-  /** JavaScript heap of each worker, MB (TTN_DECODER_MEMORY_MB). */
+  /**
+   * Memory each decoder may allocate, MB (TTN_DECODER_MEMORY_MB): the cap of its QuickJS
+   * interpreter's WebAssembly memory beyond the interpreter's own fixed 16 MB.
+   */
   readonly memoryMb: number;
   /** Worker threads at most (TTN_DECODER_WORKERS); started when first needed. */
   readonly workers: number;
@@ -35,6 +39,13 @@ export interface DecodeFailure {
   readonly error: string;
 }
 
+/**
+ * Decodings sent to one worker before it has answered the first. The worker runs them one after
+ * another without waiting for this thread, whose event loop is busy with the webhook: one at a
+ * time, every decoding cost two thread wake-ups, which on a loaded machine limited the webhook.
+ */
+const IN_FLIGHT_PER_WORKER = 8;
+
 /** How long a new worker may take to say it is ready, ms. */
 const STARTUP_LIMIT_MS = 30_000;
 
@@ -48,18 +59,20 @@ interface Task {
 
 interface Slot {
   readonly worker: Worker;
-  /** The worker has said it is ready; before that its task's watchdog has not started. */
+  /** The worker has said it is ready; before that its tasks' watchdog has not started. */
   ready: boolean;
-  task?: Task;
+  /** Sent to the worker, in order; it runs them one at a time, the first being under way. */
+  readonly tasks: Task[];
   timer?: NodeJS.Timeout;
   dead: boolean;
 }
 
 /**
- * Runs TTN-style `decodeUplink` decoders on a few worker threads, one call per worker at a
- * time. Each worker has a heap limit; a worker that exceeds it, dies, or does not answer in time
- * is terminated and replaced, and only the uplink it was decoding fails. `decode` never rejects:
- * every outcome is a {@link DecodeResult}.
+ * Runs TTN-style `decodeUplink` decoders on a few worker threads, each running the calls it is
+ * sent one at a time; inside a worker each decoder runs in its own QuickJS sandbox (quickjs-sandbox.ts). The
+ * threads keep a runaway decoder off the event loop: a worker that dies or does not answer in
+ * time is terminated and replaced, and only the uplink it was decoding fails. `decode` never
+ * rejects: every outcome is a {@link DecodeResult}.
  */
 export class DecoderPool {
   readonly #o: DecoderPoolOptions;
@@ -118,10 +131,11 @@ export class DecoderPool {
 
   #dispatch(): void {
     while (this.#queue.length > 0 && !this.#closed) {
-      let slot = this.#slots.find((s) => !s.dead && s.task === undefined);
-      if (!slot && this.#slots.length < this.#o.workers) {
-        slot = this.#spawn();
-        if (!slot && this.#slots.length === 0) {
+      let slot = this.#leastBusy();
+      if ((slot === undefined || slot.tasks.length > 0) && this.#slots.length < this.#o.workers) {
+        // A new worker rather than a queue behind a busy one.
+        slot = this.#spawn() ?? slot;
+        if (slot === undefined && this.#slots.length === 0) {
           // No worker at all: fail the uplink rather than keep it waiting for ever.
           this.#queue.shift()!.resolve(failure("decoder_crashed", "cannot start a decoder worker"));
           continue;
@@ -134,18 +148,34 @@ export class DecoderPool {
     }
   }
 
+  /** The live worker with the fewest decodings in hand, if one can take another. */
+  #leastBusy(): Slot | undefined {
+    let best: Slot | undefined;
+    for (const slot of this.#slots) {
+      if (!slot.dead && slot.tasks.length < IN_FLIGHT_PER_WORKER) {
+        if (best === undefined || slot.tasks.length < best.tasks.length) {
+          best = slot;
+        }
+      }
+    }
+    return best;
+  }
+
   #spawn(): Slot | undefined {
     const entry = workerEntry();
-    const memory = this.#o.memoryMb;
     let worker: Worker;
     try {
       worker = new Worker(entry.script, {
         eval: entry.eval,
+        workerData: { memoryMb: this.#o.memoryMb } satisfies WorkerData,
         // Nothing of the process's environment (secrets) reaches the thread.
         env: {},
+        // The thread's own JavaScript heap (decoders' memories are WebAssembly memories
+        // outside it, capped one by one). The stack runs the interpreter: it must hold
+        // QuickJS's 256 KiB stack limit with room to spare.
         resourceLimits: {
-          maxOldGenerationSizeMb: memory,
-          maxYoungGenerationSizeMb: Math.max(1, Math.min(16, Math.floor(memory / 4))),
+          maxOldGenerationSizeMb: 64,
+          maxYoungGenerationSizeMb: 16,
           stackSizeMb: 4,
         },
       });
@@ -154,7 +184,7 @@ export class DecoderPool {
       return undefined;
     }
     worker.unref();
-    const slot: Slot = { worker, ready: false, dead: false };
+    const slot: Slot = { worker, ready: false, tasks: [], dead: false };
     worker.on("message", (reply: DecodeReply | WorkerReady) => {
       if ("ready" in reply) {
         slot.ready = true;
@@ -164,12 +194,9 @@ export class DecoderPool {
       }
     });
     worker.on("error", (err: Error & { code?: string }) => {
-      const memoryOut = err.code === "ERR_WORKER_OUT_OF_MEMORY";
-      void this.#fail(
-        slot,
-        memoryOut ? "decoder_memory" : "decoder_crashed",
-        memoryOut ? `the decoder exceeded its ${memory} MB memory limit` : err.message,
-      );
+      // Decoders cannot fill the thread's own heap (their memory is capped apart), so
+      // running out of it is a crash of ours, not a decoder's memory limit.
+      void this.#fail(slot, "decoder_crashed", err.message);
     });
     worker.on(
       "exit",
@@ -185,14 +212,17 @@ export class DecoderPool {
   }
 
   #assign(slot: Slot, task: Task): void {
-    slot.task = task;
+    slot.tasks.push(task);
     slot.worker.postMessage(task.request);
     this.#watch(slot);
   }
 
-  /** Starts the watchdog of a ready worker's task. */
+  /**
+   * Starts the watchdog of a ready worker's first task (restarted at each answer, so it times
+   * each decoding from about when the worker began it).
+   */
   #watch(slot: Slot): void {
-    if (!slot.ready || slot.task === undefined || slot.timer !== undefined) {
+    if (!slot.ready || slot.tasks.length === 0 || slot.timer !== undefined) {
       return;
     }
     slot.timer = setTimeout(
@@ -207,15 +237,16 @@ export class DecoderPool {
   }
 
   #answer(slot: Slot, reply: DecodeReply): void {
-    const task = slot.task;
-    if (slot.dead || task === undefined || task.request.id !== reply.id) {
+    const index = slot.tasks.findIndex((t) => t.request.id === reply.id);
+    if (slot.dead || index < 0) {
       return;
     }
+    const [task] = slot.tasks.splice(index, 1);
     clearTimeout(slot.timer);
     slot.timer = undefined;
-    slot.task = undefined;
+    this.#watch(slot);
     const { id: _id, ...result } = reply;
-    task.resolve(result);
+    task!.resolve(result);
     this.#dispatch();
   }
 
@@ -226,8 +257,16 @@ export class DecoderPool {
     slot.dead = true;
     clearTimeout(slot.timer);
     this.#slots.splice(this.#slots.indexOf(slot), 1);
-    const task = slot.task;
-    slot.task = undefined;
+    // The first task was under way and fails; the others never started and go to another
+    // worker, ahead of the tasks still queued.
+    const [task, ...waiting] = slot.tasks.splice(0);
+    if (this.#closed) {
+      for (const w of waiting) {
+        w.resolve(failure("decoder_crashed", "the decoder pool is stopping"));
+      }
+    } else {
+      this.#queue.unshift(...waiting);
+    }
     if (task) {
       if (!this.#closed) {
         this.#o.logger.warn({ reason, error }, "decoder worker replaced");

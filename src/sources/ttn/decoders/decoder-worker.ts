@@ -1,190 +1,146 @@
 import { readFileSync, statSync } from "node:fs";
 import { basename } from "node:path";
-import { types } from "node:util";
-import vm from "node:vm";
-import { parentPort } from "node:worker_threads";
+import { parentPort, workerData } from "node:worker_threads";
 
-import type { DecodeReply, DecodeRequest, DecoderFailureReason, WorkerReady } from "./protocol.js";
+import type {
+  DecodeReply,
+  DecodeRequest,
+  DecoderFailureReason,
+  WorkerData,
+  WorkerReady,
+} from "./protocol.js";
+import { QuickJSSandbox } from "./quickjs-sandbox.js";
 
 /**
- * A decoder worker thread (see decoder-pool.ts). Each decoder file gets its own `node:vm`
- * context holding only ECMAScript built-ins: no require/import, process, timers, fetch or
- * filesystem. The file is compiled and run once, and again only when its mtime or size changes.
- * Nothing the decoder made is touched by this thread's own code: input goes in and results
- * come out as JSON text produced inside the context, within the time limit, so a hostile getter
- * or proxy can only waste its own time. The pool's watchdog and the worker's heap limit catch
- * the rest (a hang outside vm's timeout, memory exhaustion).
+ * A decoder worker thread (see decoder-pool.ts). Each decoder file runs in a QuickJS
+ * interpreter of its own (quickjs-sandbox.ts), loaded once and again only when the file's mtime
+ * or size changes, or after a call that failed (it threw, hit a limit, trapped). The thread
+ * itself is the second wall: the pool terminates it when a call overruns its time limit
+ * anyway, and its death costs only the uplink it was decoding.
  */
 
 /**
- * Runs first in every context. It removes what could block or share memory, gives decoders a
- * silent console (TTN decoders sometimes log), and defines the runner, capturing JSON and Date
- * before decoder code can replace them.
+ * Decoders kept loaded per thread, least recently used dropped first: each holds a WebAssembly
+ * memory of up to the interpreter's base plus TTN_DECODER_MEMORY_MB.
  */
-const PRELUDE = `"use strict";
-(function (g) {
-  var parse = JSON.parse, stringify = JSON.stringify, DateCtor = Date, StringCtor = String;
-  var isFiniteNumber = Number.isFinite, define = Object.defineProperty;
-  delete g.Atomics; delete g.SharedArrayBuffer; delete g.WebAssembly;
-  var noop = function () {};
-  g.console = { log: noop, info: noop, warn: noop, error: noop, debug: noop };
-  function describe(e) {
-    try {
-      if (e !== null && typeof e === "object" && typeof e.message === "string") {
-        return StringCtor((e.name ? e.name + ": " : "") + e.message).slice(0, 1000);
-      }
-      return StringCtor(e).slice(0, 1000);
-    } catch (_) {
-      return "an unprintable value was thrown";
-    }
-  }
-  define(g, "__brokerInput", { value: "", writable: true, enumerable: false, configurable: false });
-  define(g, "__brokerError", { value: undefined, writable: true, enumerable: false, configurable: false });
-  define(g, "__brokerDescribe", { value: describe });
-  define(g, "__brokerRun", { value: function (json) {
-    try {
-      var raw = parse(json);
-      var out = decodeUplink({ bytes: raw.bytes, fPort: raw.fPort, recvTime: new DateCtor(raw.recvTime) });
-      if (out === null || typeof out !== "object" || typeof out.then === "function") {
-        return stringify({ ok: false, error: "decodeUplink must return an object such as {data: {...}}" });
-      }
-      var dropped = [];
-      var text = stringify(out, function (key, value) {
-        if (typeof value === "number" && !isFiniteNumber(value)) {
-          dropped[dropped.length] = StringCtor(key);
-          return undefined;
-        }
-        return value;
-      });
-      return stringify({ ok: true, output: text, dropped: dropped });
-    } catch (e) {
-      return stringify({ ok: false, error: describe(e) });
-    }
-  } });
-})(globalThis);`;
+const LOADED_LIMIT = 32;
 
-const prelude = new vm.Script(PRELUDE, { filename: "broker-decoder-prelude.js" });
-const invoke = new vm.Script("__brokerRun(__brokerInput)", {
-  filename: "broker-decoder-invoke.js",
-});
-const describeError = new vm.Script("__brokerDescribe(__brokerError)");
-const hasDecoder = new vm.Script('typeof decodeUplink === "function"');
+const { memoryMb } = workerData as WorkerData;
 
 interface Loaded {
   readonly mtimeMs: number;
   readonly size: number;
-  readonly context?: vm.Context;
+  readonly sandbox?: QuickJSSandbox;
+  readonly reason?: DecoderFailureReason;
   readonly error?: string;
 }
 
-const cache = new Map<string, Loaded>();
+const loaded = new Map<string, Loaded>();
 
-class Failure {
-  readonly reason: DecoderFailureReason;
-  readonly error: string;
-  constructor(reason: DecoderFailureReason, error: string) {
-    this.reason = reason;
-    this.error = error;
-  }
+/** Dropping a sandbox frees it (see quickjs-sandbox.ts). */
+function forget(file: string): void {
+  loaded.delete(file);
 }
 
-/** An own data property, read without running any getter a decoder may have defined. */
-function ownValue(value: object, key: string): unknown {
-  const descriptor = Object.getOwnPropertyDescriptor(value, key);
-  return descriptor && "value" in descriptor ? descriptor.value : undefined;
-}
-
-/** Says what was thrown, without letting decoder-made values run code outside the time limit. */
-function explain(thrown: unknown, context: vm.Context, timeoutMs: number): Failure {
-  // vm's timeout error belongs to neither realm's Error.prototype chain: recognise it by code.
-  if (
-    !types.isProxy(thrown) &&
-    types.isNativeError(thrown) &&
-    ownValue(thrown, "code") === "ERR_SCRIPT_EXECUTION_TIMEOUT"
-  ) {
-    return new Failure("decoder_timeout", `the decoder ran longer than ${timeoutMs} ms`);
-  }
-  try {
-    (context as Record<string, unknown>).__brokerError = thrown;
-    const text: unknown = describeError.runInContext(context, { timeout: timeoutMs });
-    return new Failure("decoder_failed", typeof text === "string" ? text : "decoder error");
-  } catch {
-    return new Failure("decoder_failed", "the decoder threw an unprintable value");
-  }
-}
-
-function load(file: string, timeoutMs: number): vm.Context {
+async function load(file: string, timeoutMs: number): Promise<Loaded> {
   let stat;
   try {
     stat = statSync(file);
   } catch {
-    throw new Failure("decoder_not_found", `no decoder file ${basename(file)}`);
+    forget(file);
+    return {
+      mtimeMs: 0,
+      size: 0,
+      reason: "decoder_not_found",
+      error: `no decoder file ${basename(file)}`,
+    };
   }
-  let entry = cache.get(file);
-  if (!entry || entry.mtimeMs !== stat.mtimeMs || entry.size !== stat.size) {
-    entry = compile(file, stat.mtimeMs, stat.size, timeoutMs);
-    cache.set(file, entry);
+  const cached = loaded.get(file);
+  if (cached && cached.mtimeMs === stat.mtimeMs && cached.size === stat.size) {
+    // Most recently used last, so the first entry is the one to drop.
+    loaded.delete(file);
+    loaded.set(file, cached);
+    return cached;
   }
-  if (entry.context === undefined) {
-    throw new Failure("decoder_invalid", entry.error ?? "the decoder file cannot be used");
+  forget(file);
+  let entry: Loaded;
+  try {
+    const source = readFileSync(file, "utf8");
+    const sandbox = await QuickJSSandbox.load(source, basename(file), { memoryMb, timeoutMs });
+    entry =
+      sandbox instanceof QuickJSSandbox
+        ? { mtimeMs: stat.mtimeMs, size: stat.size, sandbox }
+        : { mtimeMs: stat.mtimeMs, size: stat.size, reason: sandbox.reason, error: sandbox.error };
+  } catch (err) {
+    entry = {
+      mtimeMs: stat.mtimeMs,
+      size: stat.size,
+      reason: "decoder_invalid",
+      error: `${basename(file)} cannot be read: ${String(err)}`,
+    };
   }
-  return entry.context;
+  // A file that cannot be used stays refused until it changes; a crash may not recur.
+  if (entry.reason !== "decoder_crashed") {
+    loaded.set(file, entry);
+  }
+  for (const old of loaded.keys()) {
+    if (loaded.size <= LOADED_LIMIT) {
+      break;
+    }
+    forget(old);
+  }
+  return entry;
 }
 
-function compile(file: string, mtimeMs: number, size: number, timeoutMs: number): Loaded {
-  const context = vm.createContext(
-    {},
-    { codeGeneration: { strings: false, wasm: false }, microtaskMode: "afterEvaluate" },
+async function decode(request: DecodeRequest): Promise<DecodeReply> {
+  const { id, file } = request;
+  const entry = await load(file, request.timeoutMs);
+  if (entry.sandbox === undefined) {
+    const reason = entry.reason ?? "decoder_invalid";
+    return { id, ok: false, reason, error: entry.error ?? "the decoder file cannot be used" };
+  }
+  const outcome = entry.sandbox.run(JSON.stringify(request.input));
+  if (outcome.ok) {
+    return { id, ok: true, output: outcome.output, dropped: outcome.dropped };
+  }
+  // Stopped half-way, out of memory or thrown: whatever state the decoder was left in, the
+  // next uplink gets it freshly loaded.
+  forget(file);
+  return { id, ok: false, reason: outcome.reason, error: outcome.error };
+}
+
+/**
+ * Loads and runs a trivial decoder once, so that V8 has compiled the interpreter's WebAssembly
+ * before the first uplink's time limit starts (the pool starts its watchdog at "ready").
+ */
+async function warmUp(): Promise<void> {
+  const sandbox = await QuickJSSandbox.load(
+    "function decodeUplink(input) { return { data: { n: input.bytes.length } }; }",
+    "warm-up.js",
+    { memoryMb, timeoutMs: 60_000 },
   );
-  prelude.runInContext(context);
-  let script: vm.Script;
-  try {
-    script = new vm.Script(readFileSync(file, "utf8"), { filename: basename(file) });
-  } catch (err) {
-    return { mtimeMs, size, error: `${basename(file)} does not compile: ${String(err)}` };
-  }
-  try {
-    script.runInContext(context, { timeout: timeoutMs });
-    if (hasDecoder.runInContext(context, { timeout: timeoutMs }) !== true) {
-      return { mtimeMs, size, error: `${basename(file)} defines no decodeUplink function` };
-    }
-  } catch (err) {
-    const failure = explain(err, context, timeoutMs);
-    return { mtimeMs, size, error: `${basename(file)} fails to load: ${failure.error}` };
-  }
-  return { mtimeMs, size, context };
-}
-
-function decode(request: DecodeRequest): DecodeReply {
-  const { id, timeoutMs } = request;
-  let context: vm.Context | undefined;
-  try {
-    context = load(request.file, timeoutMs);
-    (context as Record<string, unknown>).__brokerInput = JSON.stringify(request.input);
-    const text: unknown = invoke.runInContext(context, { timeout: timeoutMs });
-    const result = (typeof text === "string" ? JSON.parse(text) : undefined) as
-      { ok: true; output: string; dropped: string[] } | { ok: false; error: string } | undefined;
-    if (result === undefined) {
-      return { id, ok: false, reason: "decoder_failed", error: "the decoder returned nothing" };
-    }
-    return result.ok
-      ? { id, ok: true, output: result.output, dropped: result.dropped }
-      : { id, ok: false, reason: "decoder_failed", error: result.error };
-  } catch (err) {
-    const failure =
-      err instanceof Failure
-        ? err
-        : context
-          ? explain(err, context, timeoutMs)
-          : new Failure("decoder_failed", String(err));
-    return { id, ok: false, reason: failure.reason, error: failure.error };
+  if (sandbox instanceof QuickJSSandbox) {
+    sandbox.run(JSON.stringify({ bytes: [1], fPort: 1, recvTime: new Date().toISOString() }));
   }
 }
 
-// A decoder may leave a promise rejected (a refused import(), say); that must not end the thread.
-process.on("unhandledRejection", () => undefined);
+/** Requests run one after another, in the order they came (loading a file is asynchronous). */
+let previous: Promise<unknown> = Promise.resolve();
 
 parentPort?.on("message", (request: DecodeRequest) => {
-  parentPort?.postMessage(decode(request));
+  previous = previous.then(() =>
+    decode(request).then(
+      (reply) => parentPort?.postMessage(reply),
+      (err: unknown) =>
+        parentPort?.postMessage({
+          id: request.id,
+          ok: false,
+          reason: "decoder_crashed",
+          error: String(err),
+        } satisfies DecodeReply),
+    ),
+  );
 });
-parentPort?.postMessage({ ready: true } satisfies WorkerReady);
+void warmUp()
+  .catch(() => undefined)
+  .then(() => parentPort?.postMessage({ ready: true } satisfies WorkerReady));

@@ -10,9 +10,9 @@ export type DecoderFailureReason =
   | "decoder_failed"
   /** decodeUplink ran past TTN_DECODER_TIMEOUT_MS. */
   | "decoder_timeout"
-  /** The worker ran out of its TTN_DECODER_MEMORY_MB heap. */
+  /** The decoder ran out of its TTN_DECODER_MEMORY_MB of memory. */
   | "decoder_memory"
-  /** The worker died for another reason, or could not be started. */
+  /** The decoder's interpreter or its worker died for another reason, or could not start. */
   | "decoder_crashed";
 
 /** TTN's `decodeUplink` input, as JSON (recvTime becomes a Date inside the sandbox). */
@@ -50,4 +50,10 @@ export type DecodeReply =
 /** Sent once by a worker when it can take requests (the pool's watchdog starts only then). */
 export interface WorkerReady {
   readonly ready: true;
+}
+
+/** Settings every worker gets at its start. */
+export interface WorkerData {
+  /** Memory each decoder may allocate beyond the interpreter's fixed base, MB. */
+  readonly memoryMb: number;
 }
