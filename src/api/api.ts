@@ -46,7 +46,7 @@ function allRoutes(deps: Dependencies, settings: ApiSettings, logger: Logger): R
     ...sourceRoutes(),
     ...userRoutes(settings.tokenTtlSeconds),
     ...eventRoutes(),
-    ...dlqRoutes(createDeadLetterService(deps.amqp, prefix), prefix),
+    ...dlqRoutes(createDeadLetterService(deps.amqp, deps.config), prefix),
   ];
 }
 

@@ -7,8 +7,10 @@ import type {
 } from "../bus/queue-sweep.js";
 import type { AmqpConnection } from "../bus/connection.js";
 import { QueueSweeper } from "../bus/queue-sweep.js";
+import type { Config } from "../core/config.js";
 import { describeLetter, replayHeaders, type DeadLetter } from "./dead-letter.js";
 import { knownDeadLetterQueues, type DeadLetterQueue } from "./catalogue.js";
+import { sourceReplayers } from "./source-replay.js";
 import { selects, type Selection } from "./selection.js";
 
 /** What the dead-letter tools need from the broker (`QueueSweeper` in src/bus). */
@@ -289,15 +291,17 @@ export class DeadLetterService {
   }
 }
 
-/** The service over one AMQP connection, for every dead-letter queue behind `queuePrefix`. */
+/**
+ * The service over one AMQP connection, for every dead-letter queue behind the configured
+ * QUEUE_PREFIX, with the source ingest paths of src/dlq/source-replay.ts.
+ */
 export function createDeadLetterService(
   connection: AmqpConnection,
-  queuePrefix: string,
-  sourceReplayers?: ReadonlyMap<string, SourceReplayer>,
+  config: Pick<Config, "amqp" | "env" | "ttnWebhook">,
 ): DeadLetterService {
   return new DeadLetterService({
     sweeper: new QueueSweeper(connection),
-    queues: knownDeadLetterQueues(queuePrefix),
-    sourceReplayers,
+    queues: knownDeadLetterQueues(config.amqp.queuePrefix),
+    sourceReplayers: sourceReplayers(config),
   });
 }

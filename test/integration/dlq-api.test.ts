@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { QUEUE_NAMES } from "../../src/bus/topology.js";
-import { openTestChannel, waitFor } from "../helpers/bus.js";
+import { openTestChannel, queueCount, waitFor } from "../helpers/bus.js";
 import { startApi, type ApiHarness } from "../helpers/api.js";
 
 let h: ApiHarness;
@@ -11,22 +11,13 @@ let queue: string;
 let dead: string;
 const cids = [randomUUID(), randomUUID(), randomUUID()];
 
-async function count(q: string): Promise<number> {
-  const { conn, ch } = await openTestChannel();
-  try {
-    return (await ch.checkQueue(q)).messageCount;
-  } finally {
-    await conn.close();
-  }
-}
-
 beforeAll(async () => {
   h = await startApi();
   const amqp = h.system.deps.config.amqp;
   queue = amqp.queuePrefix + QUEUE_NAMES.mapper;
   dead = `${queue}.dead`;
   // Every process declares the mapper's queue and its dead-letter queue once connected.
-  await waitFor(async () => (await count(dead).catch(() => -1)) === 0, 15_000, "topology");
+  await waitFor(async () => (await queueCount(dead).catch(() => -1)) === 0, 15_000, "topology");
   const { conn, ch } = await openTestChannel();
   const confirm = await conn.createConfirmChannel();
   for (const [i, cid] of cids.entries()) {
@@ -68,7 +59,7 @@ describe("/broker/api/dlq", () => {
       body: { reason: "unknown_device" },
     });
     expect(purge.status).toBe(403);
-    expect(await count(dead)).toBe(3);
+    expect(await queueCount(dead)).toBe(3);
   });
 
   it("lists, shows, replays and purges", async () => {
@@ -96,7 +87,7 @@ describe("/broker/api/dlq", () => {
     });
     expect(replay.status).toBe(200);
     expect(await replay.json()).toMatchObject({ matched: 1, replayed: 1, complete: true });
-    expect(await count(queue)).toBe(1);
+    expect(await queueCount(queue)).toBe(1);
 
     const purge = await h.call("POST", `/dlq/${dead}/purge`, {
       token: h.adminToken,
@@ -104,6 +95,6 @@ describe("/broker/api/dlq", () => {
     });
     expect(purge.status).toBe(200);
     expect(await purge.json()).toMatchObject({ purged: 1 });
-    expect(await count(dead)).toBe(1);
+    expect(await queueCount(dead)).toBe(1);
   });
 });

@@ -22,6 +22,7 @@ import {
   closeConnectionsNamed,
   isolatedAmqpConfig,
   openTestChannel,
+  queueCount,
   waitFor,
 } from "../helpers/bus.js";
 import { runBroker } from "../helpers/cli.js";
@@ -90,15 +91,6 @@ async function drain(q: string): Promise<Seen[]> {
   return seen;
 }
 
-async function count(q: string): Promise<number> {
-  const { conn: c, ch } = await openTestChannel();
-  try {
-    return (await ch.checkQueue(q)).messageCount;
-  } finally {
-    await c.close();
-  }
-}
-
 /**
  * Dead letters made the way the system makes them: a BatchConsumer dead-letters the messages
  * its handler refuses (our headers), and one message is dead-lettered by RabbitMQ itself after
@@ -145,7 +137,7 @@ async function seed(): Promise<void> {
     batchSize: 50,
   });
   consumer.start();
-  await waitFor(async () => (await count(dead)) === seeded.length, 15_000, "dead letters");
+  await waitFor(async () => (await queueCount(dead)) === seeded.length, 15_000, "dead letters");
   await consumer.stop();
 
   const crashing = { cid: randomUUID(), reason: "delivery_limit" };
@@ -164,7 +156,7 @@ async function seed(): Promise<void> {
     for (let i = 0; i < 10; i++) {
       const m = await ch2.get(queue, { noAck: false });
       if (m === false) {
-        await waitFor(async () => (await count(dead)) === seeded.length + 1, 5_000, "limit");
+        await waitFor(async () => (await queueCount(dead)) === seeded.length + 1, 5_000, "limit");
         break;
       }
       ch2.nack(m, false, true);
@@ -173,7 +165,7 @@ async function seed(): Promise<void> {
     await c2.close();
   }
   seeded.push(crashing);
-  expect(await count(dead)).toBe(seeded.length);
+  expect(await queueCount(dead)).toBe(seeded.length);
 }
 
 beforeAll(async () => {
@@ -268,7 +260,7 @@ describe("looking at dead letters", () => {
       },
     });
     expect(second).toBeInstanceOf(QueueBusyError);
-    expect(await count(dead)).toBe(7);
+    expect(await queueCount(dead)).toBe(7);
   });
 });
 
@@ -302,8 +294,8 @@ describe("replaying dead letters", () => {
       seeded[1]!.cid,
       seeded[3]!.cid,
     ]);
-    expect(await count(bystander)).toBe(0);
-    expect(await count(dead)).toBe(5);
+    expect(await queueCount(bystander)).toBe(0);
+    expect(await queueCount(dead)).toBe(5);
   });
 
   it("replays a message RabbitMQ dead-lettered at the delivery limit with its count reset", async () => {
@@ -344,7 +336,7 @@ describe("replaying dead letters", () => {
       batchSize: 2,
     });
     await expect(interrupted.replay(dlq, { kind: "all" })).rejects.toThrow();
-    await waitFor(async () => (await count(dead)) === 5, 10_000, "unacked requeued");
+    await waitFor(async () => (await queueCount(dead)) === 5, 10_000, "unacked requeued");
     const replayed = await drain(queue);
     const left = await drain(dead);
     // Batches 1 and 2 were confirmed in the queue; batch 2 was never acked, so it is in both.
@@ -400,7 +392,7 @@ describe("broker dlq (CLI)", { timeout: CLI_TIMEOUT }, () => {
     );
     expect(replay.code).toBe(0);
     expect(JSON.parse(replay.stdout)).toMatchObject({ matched: 2, replayed: 2 });
-    expect(await count(queue)).toBe(2);
+    expect(await queueCount(queue)).toBe(2);
   });
 
   it("purge refuses without --yes when there is no terminal, and purges with it", async () => {
@@ -412,7 +404,7 @@ describe("broker dlq (CLI)", { timeout: CLI_TIMEOUT }, () => {
     expect(refused.stderr.trim().split("\n")).toEqual([
       "error: refusing to purge without confirmation: no terminal to ask on; add --yes",
     ]);
-    expect(await count(dead)).toBe(7);
+    expect(await queueCount(dead)).toBe(7);
 
     const purged = await runBroker(["dlq", "purge", dead, "--reason", "unknown_device", "--yes"], {
       database: "postgres",
@@ -420,6 +412,6 @@ describe("broker dlq (CLI)", { timeout: CLI_TIMEOUT }, () => {
     });
     expect(purged.code).toBe(0);
     expect(JSON.parse(purged.stdout)).toMatchObject({ purged: 4 });
-    expect(await count(dead)).toBe(3);
+    expect(await queueCount(dead)).toBe(3);
   });
 });

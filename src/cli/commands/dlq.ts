@@ -3,17 +3,16 @@ import { createInterface } from "node:readline/promises";
 import { InvalidArgumentError, type Command } from "commander";
 
 import { AmqpConnection } from "../../bus/connection.js";
-import { QueueSweeper } from "../../bus/queue-sweep.js";
 import { loadConfig, type Config } from "../../core/config.js";
 import { createLogger, type Logger } from "../../core/logger.js";
-import {
-  knownDeadLetterQueues,
-  resolveDeadLetterQueue,
-  type DeadLetterQueue,
-} from "../../dlq/catalogue.js";
+import { resolveDeadLetterQueue, type DeadLetterQueue } from "../../dlq/catalogue.js";
 import { ProgressReporter } from "../../dlq/progress.js";
 import { selectionFrom } from "../../dlq/selection.js";
-import { DeadLetterService, type ProgressListener } from "../../dlq/service.js";
+import {
+  createDeadLetterService,
+  type DeadLetterService,
+  type ProgressListener,
+} from "../../dlq/service.js";
 import { describeError, printJson, UsageError } from "../context.js";
 
 /** How long `broker dlq` waits for RabbitMQ before giving up, in ms. */
@@ -57,10 +56,7 @@ async function withSession<T>(fn: (session: Session) => Promise<T>): Promise<T> 
   connection.start();
   try {
     await connection.waitUntilConnected(CONNECT_WAIT_MS);
-    const service = new DeadLetterService({
-      sweeper: new QueueSweeper(connection),
-      queues: knownDeadLetterQueues(config.amqp.queuePrefix),
-    });
+    const service = createDeadLetterService(connection, config);
     return await fn({ config, logger, service, progress: progressListener(), signal: stop.signal });
   } finally {
     process.off("SIGINT", onSignal);
