@@ -195,6 +195,16 @@ function isNotFound(err: unknown): boolean {
   return /NOT_FOUND|404/.test(String((err as Error | undefined)?.message));
 }
 
+/** How long a partly filled batch waits for more deliveries before it is processed, in ms. */
+const BATCH_IDLE_MS = 250;
+
+/**
+ * Takes the queue's first `total` messages in order, never one more: a copy appended to the
+ * tail must not come round again. Most are streamed by a consumer whose prefetch (one batch)
+ * bounds what RabbitMQ sends ahead: while at least two batches remain, acknowledging one lets
+ * at most one more through. The consumer is cancelled before an acknowledgement could let
+ * RabbitMQ send past `total`, and the last messages are taken one by one with basic.get.
+ */
 async function sweepWith(channel: AmqpConfirmChannel, options: SweepOptions): Promise<SweepResult> {
   const { queue } = options;
   const batchSize = options.batchSize ?? 200;
@@ -203,24 +213,17 @@ async function sweepWith(channel: AmqpConfirmChannel, options: SweepOptions): Pr
     returned ??= msg.fields.routingKey;
   });
   let closed: Error | undefined;
+  let wake: (() => void) | undefined;
   channel.on("close", () => {
     closed ??= new TransientError(`the channel sweeping ${queue} closed`);
+    wake?.();
   });
   const total = (await channel.checkQueue(queue)).messageCount;
   const counts = { seen: 0, kept: 0, dropped: 0, sent: 0 };
+  const stopped = (): boolean => counts.seen >= total || options.signal?.aborted === true;
   options.onProgress?.({ done: 0, total });
-  while (counts.seen < total && !options.signal?.aborted) {
-    const taken: amqp.GetMessage[] = [];
-    while (taken.length < batchSize && counts.seen + taken.length < total) {
-      const message = await channel.get(queue, { noAck: false });
-      if (message === false) {
-        break;
-      }
-      taken.push(message);
-    }
-    if (taken.length === 0) {
-      break;
-    }
+
+  const settle = async (taken: amqp.Message[], beforeAck?: () => Promise<void>): Promise<void> => {
     const batch = taken.map((m, i) => ({
       position: counts.seen + i + 1,
       body: m.content,
@@ -250,6 +253,7 @@ async function sweepWith(channel: AmqpConfirmChannel, options: SweepOptions): Pr
       throw new Error(`queue ${returned} does not exist; nothing of this batch was removed`);
     }
     await options.onConfirmed?.(batch);
+    await beforeAck?.();
     if (closed) {
       throw closed;
     }
@@ -260,6 +264,79 @@ async function sweepWith(channel: AmqpConfirmChannel, options: SweepOptions): Pr
       counts[d.action === "keep" ? "kept" : d.action === "drop" ? "dropped" : "sent"]++;
     }
     options.onProgress?.({ done: counts.seen, total });
+  };
+
+  if (total >= 2 * batchSize && !stopped()) {
+    const inbox: amqp.Message[] = [];
+    let cancelled = false;
+    await channel.prefetch(batchSize);
+    const { consumerTag } = await channel.consume(
+      queue,
+      (m) => {
+        if (m === null) {
+          cancelled = true;
+        } else {
+          inbox.push(m);
+        }
+        wake?.();
+      },
+      { noAck: false },
+    );
+    const cancel = async (): Promise<void> => {
+      if (!cancelled) {
+        cancelled = true;
+        // Deliveries sent before cancel-ok still arrive (all within `total`) and are settled.
+        await channel.cancel(consumerTag);
+      }
+    };
+    try {
+      while (!stopped() && !cancelled && !closed) {
+        if (inbox.length < batchSize) {
+          const more = await new Promise<boolean>((resolve) => {
+            const timer = setTimeout(() => resolve(false), BATCH_IDLE_MS);
+            wake = () => {
+              clearTimeout(timer);
+              resolve(true);
+            };
+          });
+          wake = undefined;
+          if (more) {
+            continue;
+          }
+          if (inbox.length === 0) {
+            break; // fewer messages than counted (someone took some): basic.get finds out
+          }
+        }
+        const taken = inbox.splice(0, batchSize);
+        // Acknowledging lets RabbitMQ send up to one more batch: stop it if that could overrun.
+        await settle(taken, async () => {
+          if (counts.seen + taken.length + batchSize > total) {
+            await cancel();
+          }
+        });
+      }
+      await cancel();
+      // Settled even when aborting: handing them back would count a delivery and move them.
+      while (inbox.length > 0) {
+        await settle(inbox.splice(0, batchSize));
+      }
+    } finally {
+      await cancel().catch(() => undefined);
+    }
+  }
+  while (!stopped()) {
+    const taken: amqp.GetMessage[] = [];
+    while (taken.length < batchSize && counts.seen + taken.length < total) {
+      const message = await channel.get(queue, { noAck: false });
+      if (message === false) {
+        break;
+      }
+      taken.push(message);
+    }
+    if (taken.length === 0) {
+      break;
+    }
+    await settle(taken);
   }
   return { total, ...counts };
 }

@@ -97,4 +97,13 @@ describe("/broker/api/dlq", () => {
     expect(await purge.json()).toMatchObject({ purged: 1 });
     expect(await queueCount(dead)).toBe(1);
   });
+
+  it("documents the routes in the OpenAPI document", async () => {
+    const doc = (await (await fetch(`${h.base}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, unknown>>;
+    };
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(["/dlq", "/dlq/{queue}", "/dlq/{queue}/replay", "/dlq/{queue}/purge"]),
+    );
+  });
 });

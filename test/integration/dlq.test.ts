@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto";
 
-import type amqp from "amqplib";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 
 import { AmqpConnection } from "../../src/bus/connection.js";
@@ -71,20 +70,21 @@ async function drain(q: string): Promise<Seen[]> {
   const { conn: c, ch } = await openTestChannel();
   const seen: Seen[] = [];
   try {
-    for (;;) {
-      const m: amqp.GetMessage | false = await ch.get(q, { noAck: false });
-      if (m === false) {
-        break;
+    const total = (await ch.checkQueue(q)).messageCount;
+    await ch.prefetch(2_000);
+    await ch.consume(q, (m) => {
+      if (m !== null) {
+        seen.push({
+          messageId: m.properties.messageId as string | undefined,
+          correlationId: m.properties.correlationId as string | undefined,
+          headers: (m.properties.headers ?? {}) as Record<string, unknown>,
+          redelivered: m.fields.redelivered,
+          body: m.content.toString("utf8"),
+        });
       }
-      seen.push({
-        messageId: m.properties.messageId as string | undefined,
-        correlationId: m.properties.correlationId as string | undefined,
-        headers: (m.properties.headers ?? {}) as Record<string, unknown>,
-        redelivered: m.fields.redelivered,
-        body: m.content.toString("utf8"),
-      });
-      ch.ack(m);
-    }
+    });
+    await waitFor(() => seen.length >= total, 15_000, `${total} messages from ${q}`);
+    ch.ackAll();
   } finally {
     await c.close();
   }
@@ -245,6 +245,31 @@ describe("looking at dead letters", () => {
     }
     expect(after[0]!.headers["x-broker-reason"]).toBe("unknown_device");
     expect(after[6]!.headers["x-first-death-reason"]).toBe("delivery_limit");
+  });
+
+  it("a sweep of a long queue keeps every message, in order, undelivered", async () => {
+    const long = `${config.queuePrefix}long.dead`;
+    const { conn: c, ch } = await openTestChannel();
+    await ch.assertQueue(long, { durable: true, arguments: { "x-queue-type": "quorum" } });
+    await c.close();
+    const publisher = new ConfirmedPublisher({ connection: conn, exchange: "", logger });
+    const ids = Array.from({ length: 1_003 }, (_, i) => `m${i}`);
+    await publisher.publish(ids.map((id) => ({ body: { id }, messageId: id, routingKey: long })));
+    await publisher.close();
+    const progress: number[] = [];
+    const result = await new QueueSweeper(conn).sweep({
+      queue: long,
+      batchSize: 50,
+      decide: async (batch) => batch.map(() => ({ action: "keep" })),
+      onProgress: ({ done }) => progress.push(done),
+    });
+    expect(result).toMatchObject({ total: 1_003, seen: 1_003, kept: 1_003 });
+    expect(progress.at(-1)).toBe(1_003);
+    const after = await drain(long);
+    expect(after.map((m) => m.messageId)).toEqual(ids);
+    expect(
+      after.filter((m) => m.redelivered || (m.headers["x-delivery-count"] ?? 0) !== 0),
+    ).toEqual([]);
   });
 
   it("two operations on one queue never interleave", async () => {
