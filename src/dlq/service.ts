@@ -85,6 +85,11 @@ export interface DeadLetterServiceOptions {
 
 const KEEP: SweepDecision = { action: "keep" };
 
+/** A look (ls, show) stopped by its caller before the end of the queue. */
+export class SweepInterruptedError extends Error {
+  override readonly name = "SweepInterruptedError";
+}
+
 /**
  * The operator's dead-letter tools. Every operation is one sweep of the queue (see
  * src/bus/queue-sweep.ts): looking leaves every message in place, in order, undelivered;
@@ -116,6 +121,31 @@ export class DeadLetterService {
     });
   }
 
+  /** A look that must see the whole queue: an interrupted one is an error, not a short answer. */
+  async #look(
+    queue: string,
+    read: (letter: DeadLetter) => void,
+    onProgress: ProgressListener | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<SweepResult> {
+    const result = await this.#sweep(
+      queue,
+      async (batch) =>
+        batch.map((m) => {
+          read(describeLetter(m));
+          return KEEP;
+        }),
+      onProgress,
+      signal,
+    );
+    if (result.seen < result.total && signal?.aborted === true) {
+      throw new SweepInterruptedError(
+        `interrupted after ${result.seen} of ${result.total} messages of ${queue}; nothing was lost, but the queue now starts with the messages not yet read`,
+      );
+    }
+    return result;
+  }
+
   /** Every dead-letter queue that exists, with its count, oldest age and reasons. */
   async list(onProgress?: ProgressListener, signal?: AbortSignal): Promise<QueueSummary[]> {
     const summaries: QueueSummary[] = [];
@@ -128,20 +158,15 @@ export class DeadLetterService {
       let oldest: string | undefined;
       let messages = count;
       if (count > 0) {
-        const result = await this.#sweep(
+        const result = await this.#look(
           q.name,
-          async (batch) =>
-            batch.map((m) => {
-              const letter = describeLetter(m);
-              reasons[letter.reason] = (reasons[letter.reason] ?? 0) + 1;
-              if (
-                letter.deadLetteredAt !== undefined &&
-                (oldest === undefined || letter.deadLetteredAt < oldest)
-              ) {
-                oldest = letter.deadLetteredAt;
-              }
-              return KEEP;
-            }),
+          (letter) => {
+            reasons[letter.reason] = (reasons[letter.reason] ?? 0) + 1;
+            const at = letter.deadLetteredAt;
+            if (at !== undefined && (oldest === undefined || at < oldest)) {
+              oldest = at;
+            }
+          },
           onProgress,
           signal,
         );
@@ -171,19 +196,16 @@ export class DeadLetterService {
   ): Promise<ShowResult> {
     const letters: DeadLetter[] = [];
     let matched = 0;
-    const result = await this.#sweep(
+    const result = await this.#look(
       queue.name,
-      async (batch) =>
-        batch.map((m) => {
-          const letter = describeLetter(m);
-          if (options.reason === undefined || letter.reason === options.reason) {
-            matched++;
-            if (letters.length < options.limit) {
-              letters.push(letter);
-            }
+      (letter) => {
+        if (options.reason === undefined || letter.reason === options.reason) {
+          matched++;
+          if (letters.length < options.limit) {
+            letters.push(letter);
           }
-          return KEEP;
-        }),
+        }
+      },
       onProgress,
       signal,
     );

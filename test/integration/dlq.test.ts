@@ -15,7 +15,7 @@ import {
 import { createLogger } from "../../src/core/logger.js";
 import { Metrics } from "../../src/core/metrics.js";
 import { knownDeadLetterQueues, type DeadLetterQueue } from "../../src/dlq/catalogue.js";
-import { DeadLetterService } from "../../src/dlq/service.js";
+import { DeadLetterService, SweepInterruptedError } from "../../src/dlq/service.js";
 import {
   cleanupAmqp,
   closeConnectionsNamed,
@@ -270,6 +270,32 @@ describe("looking at dead letters", () => {
     expect(
       after.filter((m) => m.redelivered || (m.headers["x-delivery-count"] ?? 0) !== 0),
     ).toEqual([]);
+  });
+
+  it("an interrupted look is an error, and loses nothing", async () => {
+    const stop = new AbortController();
+    const look = service.show(
+      dlq,
+      { limit: 10 },
+      ({ done }) => {
+        if (done > 0) {
+          stop.abort();
+        }
+      },
+      stop.signal,
+    );
+    await expect(look).rejects.toBeInstanceOf(SweepInterruptedError);
+    const after = await drain(dead);
+    // Rotated by the messages read before it stopped; nothing lost, nothing delivered twice.
+    const cids = seeded.map((s) => s.cid);
+    const read = cids.length - after.findIndex((m) => m.correlationId === cids[0]);
+    expect(read).toBeGreaterThan(0);
+    expect(read).toBeLessThan(cids.length);
+    expect(after.map((m) => m.correlationId)).toEqual([
+      ...cids.slice(read),
+      ...cids.slice(0, read),
+    ]);
+    expect(after.filter((m) => m.redelivered)).toEqual([]);
   });
 
   it("two operations on one queue never interleave", async () => {
