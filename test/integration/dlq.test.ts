@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -24,7 +25,7 @@ import {
   queueCount,
   waitFor,
 } from "../helpers/bus.js";
-import { runBroker } from "../helpers/cli.js";
+import { ROOT, runBroker } from "../helpers/cli.js";
 
 const logger = createLogger({ level: "silent" });
 const config = isolatedAmqpConfig({ DELIVERY_LIMIT: "2" });
@@ -463,6 +464,33 @@ describe("broker dlq (CLI)", { timeout: CLI_TIMEOUT }, () => {
     });
     expect(purged.code).toBe(0);
     expect(JSON.parse(purged.stdout)).toMatchObject({ purged: 4 });
+    expect(await queueCount(dead)).toBe(3);
+  });
+
+  it("purge asks on a terminal and does nothing unless the answer is yes", async () => {
+    // `script` gives the command a terminal; what is written to its stdin is typed there.
+    const ask = (answer: string) =>
+      new Promise<{ code: number | null; output: string }>((resolve, reject) => {
+        const command = `node --import tsx src/cli/main.ts dlq purge ${dead} --reason unknown_device`;
+        const child = spawn("script", ["-qec", command, "/dev/null"], {
+          cwd: ROOT,
+          env: { ...process.env, ...cliEnv },
+        });
+        let output = "";
+        child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+        child.on("error", reject);
+        child.on("close", (code) => resolve({ code, output }));
+        child.stdin.end(`${answer}\n`);
+      });
+    const no = await ask("n");
+    expect(no.code).toBe(0);
+    expect(no.output).toContain(
+      `delete every dead letter with reason "unknown_device" from ${dead}?`,
+    );
+    expect(no.output).toContain("nothing purged");
+    expect(await queueCount(dead)).toBe(7);
+    const yes = await ask("y");
+    expect(yes.code).toBe(0);
     expect(await queueCount(dead)).toBe(3);
   });
 });
