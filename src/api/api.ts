@@ -6,12 +6,14 @@ import type { Component, Dependencies } from "../app/component.js";
 import { closeServer, listen, portOf } from "../app/http.js";
 import { createOpsRouter } from "../app/ops.js";
 import type { Logger } from "../core/logger.js";
+import { createDeadLetterService } from "../dlq/service.js";
 import { authorise } from "./auth.js";
 import { ApiError, bodyReadError, errorHandler } from "./errors.js";
 import { docsRouter, openApiDocument } from "./openapi.js";
 import { publicOrigin } from "./location.js";
 import type { Route } from "./route.js";
 import { accountRoutes } from "./routes/account.js";
+import { dlqRoutes } from "./routes/dlq.js";
 import { eventRoutes } from "./routes/events.js";
 import { logicalDeviceRoutes } from "./routes/logical-devices.js";
 import { mappingRoutes } from "./routes/mappings.js";
@@ -37,6 +39,7 @@ function allRoutes(deps: Dependencies, settings: ApiSettings, logger: Logger): R
     maxLockoutSeconds: settings.loginMaxLockoutSeconds,
     trustedSeconds: settings.loginTrustedSeconds,
   };
+  const prefix = deps.config.amqp.queuePrefix;
   return [
     ...accountRoutes(limits, settings.tokenTtlSeconds),
     ...noteRoutes(),
@@ -48,6 +51,7 @@ function allRoutes(deps: Dependencies, settings: ApiSettings, logger: Logger): R
     ...sourceRoutes(),
     ...userRoutes(settings.tokenTtlSeconds),
     ...eventRoutes(),
+    ...dlqRoutes(createDeadLetterService(deps.amqp, deps.config), prefix),
   ];
 }
 

@@ -156,20 +156,7 @@ export class ConfirmedPublisher {
         }),
       );
     }
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        Promise.all(confirms),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new TransientError(`no confirm from RabbitMQ within ${timeoutMs} ms`)),
-            timeoutMs,
-          );
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await confirmedWithin(Promise.all(confirms), timeoutMs);
   }
 
   async close(): Promise<void> {
@@ -179,5 +166,23 @@ export class ConfirmedPublisher {
     this.#closed = true;
     const channel = await this.#channel?.catch(() => undefined);
     await channel?.close().catch(() => undefined);
+  }
+}
+
+/** Waits for `confirms`; a TransientError when RabbitMQ has not confirmed within `timeoutMs`. */
+export async function confirmedWithin<T>(confirms: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      confirms,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new TransientError(`no confirm from RabbitMQ within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }

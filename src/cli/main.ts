@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from "commander";
 
+import { registerDlqCommands } from "./commands/dlq.js";
 import { registerEventsCommands } from "./commands/events.js";
 import { registerLdCommands } from "./commands/ld.js";
 import { registerMapCommands } from "./commands/map.js";
@@ -25,6 +26,7 @@ registerLdCommands(program);
 registerMapCommands(program);
 registerUsersCommands(program);
 registerEventsCommands(program);
+registerDlqCommands(program);
 registerRunCommand(program);
 
 try {

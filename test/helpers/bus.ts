@@ -116,3 +116,13 @@ export async function waitFor(
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
+
+/** Ready messages in `queue`, read without touching them. */
+export async function queueCount(queue: string): Promise<number> {
+  const { conn, ch } = await openTestChannel();
+  try {
+    return (await ch.checkQueue(queue)).messageCount;
+  } finally {
+    await conn.close();
+  }
+}
