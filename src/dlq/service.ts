@@ -319,7 +319,7 @@ export class DeadLetterService {
  */
 export function createDeadLetterService(
   connection: AmqpConnection,
-  config: Pick<Config, "amqp" | "env" | "ttnWebhook">,
+  config: Pick<Config, "amqp" | "env" | "production" | "ttnWebhook">,
 ): DeadLetterService {
   return new DeadLetterService({
     sweeper: new QueueSweeper(connection),

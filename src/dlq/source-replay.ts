@@ -76,7 +76,7 @@ export function webhookReplayer(options: WebhookReplayOptions): SourceReplayer {
 }
 
 /** The webhook's own credentials, as The Things Stack would send them. */
-function ttnWebhookHeaders(config: Pick<Config, "env">): Record<string, string> {
+function ttnWebhookHeaders(config: Pick<Config, "env" | "production">): Record<string, string> {
   const { auth } = loadTtnSettings(config);
   const headers: Record<string, string> = {};
   if (auth.secret !== undefined) {
@@ -91,7 +91,7 @@ function ttnWebhookHeaders(config: Pick<Config, "env">): Record<string, string> 
 
 /** Every source whose dead letters can be replayed, by `sources.source_name`. */
 export function sourceReplayers(
-  config: Pick<Config, "env" | "ttnWebhook">,
+  config: Pick<Config, "env" | "production" | "ttnWebhook">,
 ): Map<string, SourceReplayer> {
   const settings = dlqSettings(config);
   return new Map([
