@@ -18,7 +18,8 @@ import { OUTPUT_LIMIT_CHARS, PRELUDE, RUNNER } from "./prelude.js";
 /**
  * One decoder file in its own QuickJS interpreter, compiled to WebAssembly: its own WebAssembly
  * instance and linear memory, so nothing in it is an object of the host's realm and the only
- * way out is the instance's imports (clock, interrupt check), which take no decoder data.
+ * ways out are the instance's imports (clock, time zone, memory growth, the interrupt check;
+ * the host-function and module-loader hooks have nothing registered).
  * Strings go in and come out as copies; the host never holds a handle to a decoder's object.
  */
 
