@@ -9,6 +9,17 @@ import type { JsonObject } from "./devices.js";
 
 const MAX_JSON_DEPTH = 64;
 
+/** A lone UTF-16 surrogate: jsonb refuses it, and a text column would get U+FFFD in its place. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Why a string cannot be stored as given, or undefined. */
+export function textProblem(value: string): string | undefined {
+  if (value.includes("\u0000")) {
+    return "contains a NUL character";
+  }
+  return LONE_SURROGATE.test(value) ? "contains a lone UTF-16 surrogate" : undefined;
+}
+
 /**
  * Why a JSON value cannot be stored as given, or undefined: NUL, an infinite number, too deep
  * nesting, or a `__proto__` key (JavaScript objects built from it lose or misread that key).
@@ -18,7 +29,7 @@ function jsonProblem(value: unknown, depth = 0): string | undefined {
     return `is nested more than ${MAX_JSON_DEPTH} levels deep`;
   }
   if (typeof value === "string") {
-    return value.includes("\u0000") ? "contains a NUL character" : undefined;
+    return textProblem(value);
   }
   if (typeof value === "number") {
     // JSON.parse reads 1e400 as Infinity, which would be stored as null without a word.
@@ -35,11 +46,11 @@ function jsonProblem(value: unknown, depth = 0): string | undefined {
   }
   if (typeof value === "object" && value !== null) {
     for (const [key, item] of Object.entries(value)) {
-      const problem = key.includes("\u0000")
-        ? "contains a NUL character"
-        : key === "__proto__"
+      const problem =
+        textProblem(key) ??
+        (key === "__proto__"
           ? "contains the key __proto__, which is not allowed"
-          : jsonProblem(item, depth + 1);
+          : jsonProblem(item, depth + 1));
       if (problem) {
         return problem;
       }
@@ -66,5 +77,10 @@ export const jsonObjectInput = z.preprocess(
   z.record(z.string(), z.unknown()),
 ) as unknown as z.ZodType<JsonObject, Record<string, unknown>>;
 
-/** Text that PostgreSQL's `text` can hold. */
-export const text = z.string().refine((v) => !v.includes("\u0000"), "contains a NUL character");
+/** Text that PostgreSQL's `text` can hold as given (no NUL, no lone surrogate). */
+export const text = z.string().superRefine((v, ctx) => {
+  const problem = textProblem(v);
+  if (problem !== undefined) {
+    ctx.addIssue({ code: "custom", message: problem });
+  }
+});

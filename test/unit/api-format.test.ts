@@ -136,7 +136,7 @@ describe("validation errors", () => {
     expect(issues.some((i) => i.loc.join(".") === "body.properties")).toBe(true);
   });
 
-  it("refuse NUL characters and very deep JSON before they reach PostgreSQL", () => {
+  it("refuse NUL characters, lone surrogates and very deep JSON before they reach PostgreSQL", () => {
     let deep: unknown = 1;
     for (let i = 0; i < 100; i++) {
       deep = { d: deep };
@@ -145,6 +145,9 @@ describe("validation errors", () => {
       { name: "a\u0000b", source_name: "ttn" },
       { name: "a", source_name: "ttn", properties: { k: ["x\u0000"] } },
       { name: "a", source_name: "ttn", properties: deep },
+      { name: "a\ud800b", source_name: "ttn" },
+      { name: "a", source_name: "ttn", properties: { k: "x\udc00" } },
+      { name: "a", source_name: "ttn", properties: { "\ud800": 1 } },
     ]) {
       expect(physicalDeviceInput.safeParse(body).success).toBe(false);
     }

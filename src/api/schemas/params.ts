@@ -1,6 +1,7 @@
 import { z } from "zod";
 
 import { parseInstant } from "../../core/time.js";
+import { text } from "../../core/storable.js";
 
 /**
  * Building blocks for path and query parameters. Values arrive as text; these parse them the way
@@ -120,10 +121,8 @@ export const pageQuery = {
     .meta({ description: "Skip this many items first (extension). Default 0." }),
 };
 
-/** Free text given as a query parameter (PostgreSQL text cannot hold NUL). */
-export const textParam = z
-  .string()
-  .refine((v) => !v.includes("\u0000"), "contains a NUL character");
+/** Free text given as a query parameter, as PostgreSQL's text can hold it. */
+export const textParam = text;
 
 /** Opt-in filters of the device lists (extensions). */
 export const deviceFilterQuery = {
