@@ -4,6 +4,7 @@ import express from "express";
 
 import type { Component, Dependencies } from "../app/component.js";
 import { closeServer, listen, portOf } from "../app/http.js";
+import { ConfirmedPublisher } from "../bus/publisher.js";
 import { createOpsRouter } from "../app/ops.js";
 import type { Logger } from "../core/logger.js";
 import { authorise } from "./auth.js";
@@ -13,7 +14,7 @@ import type { Route } from "./route.js";
 import { accountRoutes } from "./routes/account.js";
 import { eventRoutes } from "./routes/events.js";
 import { logicalDeviceRoutes } from "./routes/logical-devices.js";
-import { mappingRoutes } from "./routes/mappings.js";
+import { mappingRoutes, type ReleaseDependencies } from "./routes/mappings.js";
 import { messageRoutes } from "./routes/messages.js";
 import { noteRoutes } from "./routes/notes.js";
 import { physicalDeviceRoutes } from "./routes/physical-devices.js";
@@ -27,7 +28,12 @@ import { apiSettings, type ApiSettings } from "./settings.js";
 export const API_PREFIX = "/broker/api";
 
 /** Every route, in matching order: fixed paths before the `{uid}` paths they would match. */
-function allRoutes(deps: Dependencies, settings: ApiSettings, logger: Logger): Route[] {
+function allRoutes(
+  deps: Dependencies,
+  settings: ApiSettings,
+  logger: Logger,
+  releases: ReleaseDependencies,
+): Route[] {
   const limits = {
     maxFailures: settings.loginMaxFailures,
     windowSeconds: settings.loginWindowSeconds,
@@ -37,7 +43,7 @@ function allRoutes(deps: Dependencies, settings: ApiSettings, logger: Logger): R
     ...noteRoutes(),
     ...physicalDeviceRoutes(),
     ...logicalDeviceRoutes(),
-    ...mappingRoutes(),
+    ...mappingRoutes(releases),
     ...messageRoutes(deps.database, new Semaphore(settings.maxStreams), logger),
     ...rawMessageRoutes(),
     ...sourceRoutes(),
@@ -97,7 +103,14 @@ function apiRouter(
 export function createApi(deps: Dependencies): Component {
   const settings = apiSettings(deps.config);
   const logger = deps.logger.child({ component: "api" });
-  const routes = allRoutes(deps, settings, logger);
+  // Releases of held messages publish to the logical exchange, as the mapper does; mandatory, so
+  // a release with no writer queue bound fails and stays releasable instead of vanishing.
+  const lts = new ConfirmedPublisher({
+    connection: deps.amqp,
+    exchange: deps.config.amqp.ltsExchange,
+    logger,
+  });
+  const routes = allRoutes(deps, settings, logger, { db: deps.database.db, publisher: lts });
   const document = openApiDocument(routes, API_PREFIX);
   let server: Server | undefined;
 
@@ -127,6 +140,7 @@ export function createApi(deps: Dependencies): Component {
         await closeServer(server);
         server = undefined;
       }
+      await lts.close();
     },
     isReady: () => server !== undefined,
     port: () => (server ? portOf(server) : undefined),

@@ -51,6 +51,26 @@ export function parseInstant(value: string): number | undefined {
   return utc - offsetMinutes * 60_000;
 }
 
+/**
+ * Epoch microseconds of an ISO-8601 string with offset (see {@link parseInstant}), or
+ * `undefined`. PostgreSQL keeps timestamptz at microseconds, so comparing a message's time with a
+ * mapping's start at milliseconds could put a message into a mapping that starts after it; a
+ * Number holds every microsecond of years 1680-2255 exactly. Finer digits are rounded half to
+ * even, as PostgreSQL rounds them when it stores the same string.
+ */
+export function parseInstantMicros(value: string): number | undefined {
+  const ms = parseInstant(value);
+  if (ms === undefined) {
+    return undefined;
+  }
+  const nanos = Number((ISO_WITH_OFFSET.exec(value)?.[7] ?? "").padEnd(9, "0"));
+  const wholeSecondMs = ms - Math.floor(nanos / 1_000_000);
+  const down = Math.floor(nanos / 1000);
+  const rest = nanos % 1000;
+  const rounded = rest > 500 || (rest === 500 && down % 2 === 1) ? down + 1 : down;
+  return wholeSecondMs * 1000 + rounded;
+}
+
 /** Converts PostgreSQL's timestamptz text output (`2023-01-30 06:21:56.123456+00`) to ISO-8601. */
 export function pgTimestampToIso(text: string): string {
   const [date, rest] = text.split(" ");
