@@ -5,7 +5,8 @@
  * commit. Components run as their own `broker run` processes from dist/, as in production.
  *
  * BENCH_MESSAGES (default 20000) sets the mapper and yardstick runs; BENCH_UPLINKS (default
- * 5000) the whole-path run; BENCH_DEVICES (default 1000) the number of mapped devices.
+ * 5000) the whole-path run; BENCH_DEVICES (default 1000) the number of mapped devices;
+ * BENCH_HELD (default 100000) the held messages released (bench/release.ts).
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
@@ -28,6 +29,7 @@ import {
   stopBroker,
   waitReady,
 } from "./harness.js";
+import { releaseRun } from "./release.js";
 import { figures, formatRow, type Figures } from "./stats.js";
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
@@ -156,9 +158,10 @@ async function setupDevices(pool: pg.Pool): Promise<void> {
     `insert into logical_devices (name) select 'bench ' || g from generate_series(1, $1) g`,
     [DEVICES],
   );
+  // Mapped from before every message's timestamp: the mapper routes by the mapping in force then.
   await pool.query(
-    `insert into physical_logical_map (physical_uid, logical_uid)
-     select p.uid, l.uid from (select uid, row_number() over (order by uid) n from physical_devices where source_name = 'wombat') p
+    `insert into physical_logical_map (physical_uid, logical_uid, start_time)
+     select p.uid, l.uid, '2000-01-01T00:00:00Z' from (select uid, row_number() over (order by uid) n from physical_devices where source_name = 'wombat') p
      join (select uid, row_number() over (order by uid) n from logical_devices) l using (n)`,
   );
 }
@@ -211,8 +214,8 @@ async function wholePath(
     }
     await pool.query(
       `insert into logical_devices (name) select 'ttn ' || uid from physical_devices where source_name = 'ttn';
-       insert into physical_logical_map (physical_uid, logical_uid)
-       select p.uid, l.uid from physical_devices p join logical_devices l on l.name = 'ttn ' || p.uid where p.source_name = 'ttn'`,
+       insert into physical_logical_map (physical_uid, logical_uid, start_time)
+       select p.uid, l.uid, '2000-01-01T00:00:00Z' from physical_devices p join logical_devices l on l.name = 'ttn ' || p.uid where p.source_name = 'ttn'`,
     );
     const ch = await conn.createChannel();
     const capture = queue("lts_capture_path");
@@ -311,6 +314,7 @@ async function main(): Promise<void> {
     }
     const path = await wholePath(conn, pool, env, dir);
     results.push(path.http, path.endToEnd);
+    results.push(await releaseRun(conn, pool, env, queue("lts_capture_release")));
   } finally {
     const ch = await conn.createChannel();
     for (const q of [QUEUE_NAMES.mapper, QUEUE_NAMES.frred]) {

@@ -53,6 +53,10 @@ BEGIN
 END;
 $$;
 
+-- The registry event triggers (008) are deferred to commit; run them now, since ALTER TABLE
+-- refuses a table with trigger events pending.
+SET CONSTRAINTS ALL IMMEDIATE;
+
 -- btree_gist lets one GiST index compare the device uid (=) and the period (&&) together.
 CREATE EXTENSION IF NOT EXISTS btree_gist;
 

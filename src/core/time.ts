@@ -15,12 +15,37 @@ export function hasOffset(value: string): boolean {
  * is not a real date. Fractions below a millisecond are truncated.
  */
 export function parseInstant(value: string): number | undefined {
+  return parseParts(value)?.ms;
+}
+
+/**
+ * Epoch microseconds of an ISO-8601 string with offset (see {@link parseInstant}), or
+ * `undefined`. PostgreSQL keeps timestamptz at microseconds, so comparing a message's time with a
+ * mapping's start at milliseconds could put a message into a mapping that starts after it; a
+ * Number holds every microsecond of years 1680-2255 exactly. Finer digits are rounded half to
+ * even, as PostgreSQL rounds them when it stores the same string.
+ */
+export function parseInstantMicros(value: string): number | undefined {
+  const parts = parseParts(value);
+  if (parts === undefined) {
+    return undefined;
+  }
+  const wholeSecondMs = parts.ms - Math.floor(parts.nanos / 1_000_000);
+  const down = Math.floor(parts.nanos / 1000);
+  const rest = parts.nanos % 1000;
+  const rounded = rest > 500 || (rest === 500 && down % 2 === 1) ? down + 1 : down;
+  return wholeSecondMs * 1000 + rounded;
+}
+
+/** Epoch ms (fraction truncated) and the fraction of the second in ns, or undefined. */
+function parseParts(value: string): { ms: number; nanos: number } | undefined {
   const m = ISO_WITH_OFFSET.exec(value);
   if (!m) {
     return undefined;
   }
   const [, y, mo, d, h, mi, s, frac, zone] = m;
-  const ms = frac ? Number(frac.slice(0, 3).padEnd(3, "0")) : 0;
+  const nanos = frac ? Number(frac.padEnd(9, "0")) : 0;
+  const ms = Math.floor(nanos / 1_000_000);
   let offsetMinutes = 0;
   if (zone && zone.toUpperCase() !== "Z") {
     const sign = zone.startsWith("-") ? -1 : 1;
@@ -48,27 +73,7 @@ export function parseInstant(value: string): number | undefined {
   ) {
     return undefined;
   }
-  return utc - offsetMinutes * 60_000;
-}
-
-/**
- * Epoch microseconds of an ISO-8601 string with offset (see {@link parseInstant}), or
- * `undefined`. PostgreSQL keeps timestamptz at microseconds, so comparing a message's time with a
- * mapping's start at milliseconds could put a message into a mapping that starts after it; a
- * Number holds every microsecond of years 1680-2255 exactly. Finer digits are rounded half to
- * even, as PostgreSQL rounds them when it stores the same string.
- */
-export function parseInstantMicros(value: string): number | undefined {
-  const ms = parseInstant(value);
-  if (ms === undefined) {
-    return undefined;
-  }
-  const nanos = Number((ISO_WITH_OFFSET.exec(value)?.[7] ?? "").padEnd(9, "0"));
-  const wholeSecondMs = ms - Math.floor(nanos / 1_000_000);
-  const down = Math.floor(nanos / 1000);
-  const rest = nanos % 1000;
-  const rounded = rest > 500 || (rest === 500 && down % 2 === 1) ? down + 1 : down;
-  return wholeSecondMs * 1000 + rounded;
+  return { ms: utc - offsetMinutes * 60_000, nanos };
 }
 
 /** Converts PostgreSQL's timestamptz text output (`2023-01-30 06:21:56.123456+00`) to ISO-8601. */
