@@ -14,7 +14,12 @@ import { getLogicalDevice } from "../../db/repositories/logical-devices.js";
 import { getPhysicalDevice } from "../../db/repositories/physical-devices.js";
 import { RegistryError } from "../../db/repositories/registry-error.js";
 import { cliActor, withActor } from "../../events/actor.js";
-import { releaseHeld, type ReleaseRequest, type ReleaseSummary } from "../../mapper/release.js";
+import {
+  DEFAULT_RELEASE_REASONS,
+  releaseHeld,
+  type ReleaseRequest,
+  type ReleaseSummary,
+} from "../../mapper/release.js";
 import { HOLD_REASONS } from "../../mapper/route.js";
 import { withLogicalPublisher } from "../bus.js";
 import { parseUid, printJson, UsageError, withDatabase } from "../context.js";
@@ -90,8 +95,16 @@ function describeRelease(summary: ReleaseSummary): string {
   return `released ${summary.released} held messages of physical device ${summary.puid}${resumed} (release ${summary.release_id}); ${summary.still_held} still held\n`;
 }
 
-/** Releases with progress on stderr at most once a second, for long releases. */
+/**
+ * Releases with progress on stderr at most once a second for long releases: done, the most there
+ * can be (held messages of the selection; some may have no mapping), rate and time left.
+ */
 async function releaseWithProgress(db: Db, request: ReleaseRequest): Promise<ReleaseSummary> {
+  const selected = await countHeld(db, {
+    ...request,
+    reasons: request.reasons ?? DEFAULT_RELEASE_REASONS,
+  });
+  const most = Object.values(selected).reduce((a, b) => a + b, 0);
   const started = Date.now();
   let shown = started;
   return withLogicalPublisher((publisher) =>
@@ -100,8 +113,11 @@ async function releaseWithProgress(db: Db, request: ReleaseRequest): Promise<Rel
         const now = Date.now();
         if (now - shown >= 1000) {
           shown = now;
-          const rate = Math.round(released / ((now - started) / 1000));
-          process.stderr.write(`released ${released} so far (${rate} msg/s)\n`);
+          const rate = released / ((now - started) / 1000);
+          const left = Math.max(0, most - released) / Math.max(rate, 1);
+          process.stderr.write(
+            `released ${released} of at most ${most} (${Math.round(rate)} msg/s, about ${Math.ceil(left)} s left)\n`,
+          );
         }
       },
     }),
