@@ -6,7 +6,8 @@
  *
  * BENCH_MESSAGES (default 20000) sets the mapper and yardstick runs; BENCH_UPLINKS (default
  * 5000) each whole-path run (TTN's decoded_payload, then local decoding); BENCH_DEVICES
- * (default 1000) the number of mapped devices; BENCH_DECODES (default 20000) each decoder run.
+ * (default 1000) the number of mapped devices; BENCH_DECODES (default 20000) each decoder run;
+ * BENCH_HELD (default 100000) the held messages released (bench/release.ts).
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
@@ -35,6 +36,7 @@ import {
   stopBroker,
   waitReady,
 } from "./harness.js";
+import { releaseRun } from "./release.js";
 import { figures, formatRow, type Figures } from "./stats.js";
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
@@ -164,9 +166,10 @@ async function setupDevices(pool: pg.Pool): Promise<void> {
     `insert into logical_devices (name) select 'bench ' || g from generate_series(1, $1) g`,
     [DEVICES],
   );
+  // Mapped from before every message's timestamp: the mapper routes by the mapping in force then.
   await pool.query(
-    `insert into physical_logical_map (physical_uid, logical_uid)
-     select p.uid, l.uid from (select uid, row_number() over (order by uid) n from physical_devices where source_name = 'wombat') p
+    `insert into physical_logical_map (physical_uid, logical_uid, start_time)
+     select p.uid, l.uid, '2000-01-01T00:00:00Z' from (select uid, row_number() over (order by uid) n from physical_devices where source_name = 'wombat') p
      join (select uid, row_number() over (order by uid) n from logical_devices) l using (n)`,
   );
 }
@@ -205,8 +208,8 @@ async function mapDevices(url: string, pool: pg.Pool): Promise<void> {
   }
   await pool.query(
     `insert into logical_devices (name) select 'ttn ' || uid from physical_devices where source_name = 'ttn';
-     insert into physical_logical_map (physical_uid, logical_uid)
-     select p.uid, l.uid from physical_devices p join logical_devices l on l.name = 'ttn ' || p.uid where p.source_name = 'ttn'`,
+     insert into physical_logical_map (physical_uid, logical_uid, start_time)
+     select p.uid, l.uid, '2000-01-01T00:00:00Z' from physical_devices p join logical_devices l on l.name = 'ttn ' || p.uid where p.source_name = 'ttn'`,
   );
 }
 
@@ -354,6 +357,7 @@ async function main(): Promise<void> {
     });
     results.push(decoded.http, decoded.endToEnd);
     results.push(...(await decoderThroughput(decodersDir, DECODES)));
+    results.push(await releaseRun(conn, pool, env, queue("lts_capture_release")));
   } finally {
     const ch = await conn.createChannel();
     for (const q of [QUEUE_NAMES.mapper, QUEUE_NAMES.frred]) {

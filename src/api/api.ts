@@ -4,6 +4,7 @@ import express from "express";
 
 import type { Component, Dependencies } from "../app/component.js";
 import { closeServer, listen, portOf } from "../app/http.js";
+import { ConfirmedPublisher } from "../bus/publisher.js";
 import { createOpsRouter } from "../app/ops.js";
 import type { Logger } from "../core/logger.js";
 import { createDeadLetterService } from "../dlq/service.js";
@@ -16,7 +17,7 @@ import { accountRoutes } from "./routes/account.js";
 import { dlqRoutes } from "./routes/dlq.js";
 import { eventRoutes } from "./routes/events.js";
 import { logicalDeviceRoutes } from "./routes/logical-devices.js";
-import { mappingRoutes } from "./routes/mappings.js";
+import { mappingRoutes, type ReleaseDependencies } from "./routes/mappings.js";
 import { messageRoutes } from "./routes/messages.js";
 import { noteRoutes } from "./routes/notes.js";
 import { physicalDeviceRoutes } from "./routes/physical-devices.js";
@@ -30,7 +31,12 @@ import { apiSettings, type ApiSettings } from "./settings.js";
 export const API_PREFIX = "/broker/api";
 
 /** Every route, in matching order: fixed paths before the `{uid}` paths they would match. */
-function allRoutes(deps: Dependencies, settings: ApiSettings, logger: Logger): Route[] {
+function allRoutes(
+  deps: Dependencies,
+  settings: ApiSettings,
+  logger: Logger,
+  releases: ReleaseDependencies,
+): Route[] {
   const limits = {
     maxFailures: settings.loginMaxFailures,
     maxFailuresPerUser: settings.loginMaxFailuresPerUser,
@@ -45,7 +51,7 @@ function allRoutes(deps: Dependencies, settings: ApiSettings, logger: Logger): R
     ...noteRoutes(),
     ...physicalDeviceRoutes(),
     ...logicalDeviceRoutes(),
-    ...mappingRoutes(),
+    ...mappingRoutes(releases),
     ...messageRoutes(deps.database, new Semaphore(settings.maxStreams), logger),
     ...rawMessageRoutes(),
     ...sourceRoutes(),
@@ -118,7 +124,14 @@ function apiRouter(
 export function createApi(deps: Dependencies): Component {
   const settings = apiSettings(deps.config);
   const logger = deps.logger.child({ component: "api" });
-  const routes = allRoutes(deps, settings, logger);
+  // Releases of held messages publish to the logical exchange, as the mapper does; mandatory, so
+  // a release with no writer queue bound fails and stays releasable instead of vanishing.
+  const lts = new ConfirmedPublisher({
+    connection: deps.amqp,
+    exchange: deps.config.amqp.ltsExchange,
+    logger,
+  });
+  const routes = allRoutes(deps, settings, logger, { db: deps.database.db, publisher: lts });
   const document = openApiDocument(routes, API_PREFIX);
   let server: Server | undefined;
 
@@ -157,6 +170,7 @@ export function createApi(deps: Dependencies): Component {
         await closeServer(server);
         server = undefined;
       }
+      await lts.close();
     },
     isReady: () => server !== undefined,
     port: () => (server ? portOf(server) : undefined),

@@ -3,7 +3,7 @@
  * kept (TTN sends nanoseconds; a JavaScript Date keeps milliseconds). Reading them is
  * `timestamps.ts`'s job (one grammar, PostgreSQL's); these names stay here for their callers.
  */
-export { hasOffset, parseInstant } from "./timestamps.js";
+export { hasOffset, parseInstant, parseInstantMicros } from "./timestamps.js";
 
 /** Converts PostgreSQL's timestamptz text output (`2023-01-30 06:21:56.123456+00`) to ISO-8601. */
 export function pgTimestampToIso(text: string): string {

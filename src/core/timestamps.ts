@@ -182,6 +182,25 @@ export function parseInstant(value: string): number | undefined {
   return p.epochSeconds * 1000 + Number(p.fraction.slice(0, 3).padEnd(3, "0"));
 }
 
+/**
+ * Epoch microseconds of a timestamp that names its offset (see {@link parseInstant}), or
+ * undefined. Digits beyond the microsecond are rounded half to even, as PostgreSQL rounds them
+ * when it stores the same string: the mapper compares a message's time with mapping bounds that
+ * PostgreSQL stored, and must put the boundary where PostgreSQL does. A Number holds every
+ * microsecond of the years 1680-2255 exactly (later instants are only ever compared, not kept).
+ */
+export function parseInstantMicros(value: string): number | undefined {
+  const p = parse(value);
+  if ("reason" in p || p.offsetMinutes === undefined) {
+    return undefined;
+  }
+  const digits = p.fraction.padEnd(9, "0");
+  const down = Number(digits.slice(0, 6));
+  const rest = Number(digits.slice(6));
+  const rounded = rest > 500 || (rest === 500 && down % 2 === 1) ? down + 1 : down;
+  return p.epochSeconds * 1_000_000 + rounded;
+}
+
 /** Epoch milliseconds of a timestamp read by {@link readTimestamp} (sub-millisecond truncated). */
 export function epochMillis(t: Timestamp): number {
   const micros = t.epochMicros;

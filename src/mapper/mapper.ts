@@ -5,15 +5,19 @@ import { ConfirmedPublisher, type OutgoingMessage } from "../bus/publisher.js";
 import { QUEUE_NAMES } from "../bus/topology.js";
 import { PermanentError } from "../core/errors.js";
 import { decodeMessage, messageKey, type NormalisedMessage } from "../core/message.js";
+import { parseInstantMicros } from "../core/time.js";
 import {
   insertPhysicalTimeseries,
   type TimeseriesRow,
 } from "../db/repositories/physical-timeseries.js";
 import { loadRoutes, recordLogicalSightings } from "../db/repositories/routes.js";
-import { decideRoute, newestPerLogicalDevice, type RouteDecision } from "./route.js";
-
-/** IoTa's routing key for logical messages (ignored by the fanout exchange, kept for bindings). */
-const LTS_ROUTING_KEY = "logical_timeseries";
+import {
+  decideRoute,
+  LTS_ROUTING_KEY,
+  newestPerLogicalDevice,
+  type RouteDecision,
+} from "./route.js";
+import { mapperSettings } from "./settings.js";
 
 type Parsed =
   { ok: true; message: NormalisedMessage; key: string } | { ok: false; error: PermanentError };
@@ -30,16 +34,39 @@ function parse(delivery: Delivery): Parsed {
   }
 }
 
+/** The earliest and latest message time of a batch, to fetch only the mappings that matter. */
+function timeWindow(parsed: readonly Parsed[]): { from: string; to: string } | undefined {
+  let min = Number.POSITIVE_INFINITY;
+  let max = Number.NEGATIVE_INFINITY;
+  for (const p of parsed) {
+    const micros = p.ok ? parseInstantMicros(p.message.timestamp) : undefined;
+    if (micros !== undefined) {
+      min = Math.min(min, micros);
+      max = Math.max(max, micros);
+    }
+  }
+  if (min > max) {
+    return undefined;
+  }
+  // Whole milliseconds around the exact instants: the window only narrows the query.
+  return {
+    from: new Date(Math.floor(min / 1000)).toISOString(),
+    to: new Date(Math.ceil(max / 1000)).toISOString(),
+  };
+}
+
 /**
  * The logical mapper: consumes physical messages in batches, stores each in
  * physical_timeseries (idempotently, by msg_key), moves logical devices' last_seen and last_msg,
- * and republishes mapped messages with l_uid to the logical exchange. Per batch: one registry
- * query, one insert, one update, one transaction, one confirmed publish round and one ack.
+ * and republishes each message to the logical device whose mapping holds its timestamp, with
+ * l_uid, to the logical exchange; the others are held (route.ts). Per batch: one registry query,
+ * one insert, one update, one transaction, one confirmed publish round and one ack.
  */
 export function createMapper(deps: Dependencies): Component {
   const { config, database, amqp } = deps;
   const logger = deps.logger.child({ component: "mapper" });
   const db = database.db;
+  const settings = mapperSettings(config);
   const lts = new ConfirmedPublisher({
     connection: amqp,
     exchange: config.amqp.ltsExchange,
@@ -55,9 +82,16 @@ export function createMapper(deps: Dependencies): Component {
         uids.add(p.message.p_uid);
       }
     }
-    const routes = await loadRoutes(db, [...uids]);
+    const routes = await loadRoutes(db, [...uids], timeWindow(parsed));
     const now = Date.now();
-    const options = { now, futureToleranceMs: config.futureToleranceSeconds * 1000 };
+    const options = {
+      now,
+      futureToleranceMs: config.futureToleranceSeconds * 1000,
+      pastToleranceMs:
+        settings.pastToleranceSeconds === undefined
+          ? undefined
+          : settings.pastToleranceSeconds * 1000,
+    };
     const decisions: (RouteDecision | PermanentError)[] = parsed.map((p) =>
       p.ok ? decideRoute(p.message, routes.get(p.message.p_uid), options) : p.error,
     );
@@ -74,10 +108,11 @@ export function createMapper(deps: Dependencies): Component {
       const json = JSON.stringify(d.stored);
       rows.push({
         physicalUid: d.stored.p_uid,
-        logicalUid: d.kind === "store" ? null : (d.stored.l_uid ?? null),
+        logicalUid: d.kind === "forward" ? d.logicalUid : null,
         ts: d.stored.timestamp,
         json,
         msgKey: p.key,
+        holdReason: d.kind === "hold" ? d.reason : null,
       });
       if (d.kind === "forward") {
         forwards.push(d);
@@ -103,10 +138,11 @@ export function createMapper(deps: Dependencies): Component {
       if (d instanceof PermanentError) {
         return { action: "dead-letter", reason: d.reason, error: d.message };
       }
-      if (d.kind === "reject" || d.kind === "hold") {
+      if (d.kind === "reject") {
         const correlationId = p.ok ? p.message.broker_correlation_id : undefined;
         return { action: "dead-letter", reason: d.reason, error: d.error, correlationId };
       }
+      // A held message is stored (with its reason) and waits for a release: it is done here.
       return { action: "ack" };
     });
   }

@@ -1,39 +1,71 @@
 import type { NormalisedMessage } from "../core/message.js";
-import { parseInstant } from "../core/time.js";
+import { parseInstantMicros } from "../core/time.js";
 
 /**
- * The logical mapper's routing decision: IoTa's decision table with its losses fixed. Pure: it
- * sees the message and what the registry says about its physical device, nothing else.
+ * The logical mapper's routing decision. Pure: it sees the message, the registry's mappings of its
+ * physical device and the clock, nothing else. A message goes to the logical device whose mapping
+ * period [start_time, end_time) holds the message's `timestamp` (not simply to the current
+ * mapping), so a late message reaches the series it belongs to even when the mapping changed
+ * while it travelled. The rows are tried top to bottom; the first that matches decides:
  *
- * | device / mapping            | stored in physical_timeseries | forwarded | outcome         |
- * |-----------------------------|-------------------------------|-----------|-----------------|
- * | unknown physical device     | no                            | no        | dead letter     |
- * | no current mapping          | yes, logical_uid NULL         | no        | ack             |
- * | current mapping, paused     | yes, logical_uid NULL         | no        | ack             |
- * | mapped, active, far future  | yes, with l_uid               | no        | dead letter     |
- * | mapped, active              | yes, with l_uid               | yes       | ack             |
+ * | # | case                                               | physical_timeseries             | forwarded | outcome      |
+ * |---|----------------------------------------------------|---------------------------------|-----------|--------------|
+ * | 1 | unknown physical device                            | not stored                      | no        | dead letter `unknown_device` |
+ * | 2 | timestamp more than FUTURE_TOLERANCE_SECONDS ahead | held: l_uid NULL, `future_timestamp` | no   | ack          |
+ * | 3 | timestamp more than PAST_TOLERANCE_SECONDS behind  | held: l_uid NULL, `past_timestamp`   | no   | ack          |
+ * | 4 | no mapping of the device holds the timestamp       | held: l_uid NULL, `no_mapping`  | no        | ack          |
+ * | 5 | the mapping that holds it is paused (is_active false) | held: l_uid NULL, `paused`   | no        | ack          |
+ * | 6 | the mapping that holds it is active                | stored with its l_uid           | yes, to that l_uid | ack |
+ *
+ * Held messages keep a stray upstream `l_uid` out of the stored copy and wait for
+ * `broker map release` (src/mapper/release.ts), which applies rows 4-6 again at release time.
+ * IoTa forwarded by the current mapping whatever the timestamp, stored paused and unmapped
+ * messages for good, and stored far-future ones with l_uid and dropped them (doc/compatibility.md).
  */
+
+/** IoTa's routing key for logical messages (ignored by the fanout exchange, kept for bindings). */
+export const LTS_ROUTING_KEY = "logical_timeseries";
+
+/** Why a message is held instead of forwarded (stored in physical_timeseries.hold_reason). */
+export type HoldReason = "no_mapping" | "paused" | "future_timestamp" | "past_timestamp";
+
+export const HOLD_REASONS: readonly HoldReason[] = [
+  "no_mapping",
+  "paused",
+  "future_timestamp",
+  "past_timestamp",
+];
+
+/** One mapping of a physical device, as the mapper needs it. */
+export interface MappingPeriod {
+  readonly logicalUid: number;
+  /** First instant the mapping covers, epoch microseconds. */
+  readonly startMicros: number;
+  /** First instant it no longer covers, epoch microseconds; undefined while it is current. */
+  readonly endMicros: number | undefined;
+  readonly isActive: boolean;
+}
 
 /** What the registry knows about one physical device, as the mapper needs it. */
 export interface DeviceRoute {
   readonly physicalUid: number;
   readonly sourceName: string;
-  /** The current mapping (end_time IS NULL), if any. */
-  readonly mapping: { readonly logicalUid: number; readonly isActive: boolean } | undefined;
+  /**
+   * The device's mappings (at least those that could hold the batch's timestamps). The database
+   * keeps them from overlapping (migration 014).
+   */
+  readonly mappings: readonly MappingPeriod[];
 }
 
 export type RouteDecision =
   | { readonly kind: "reject"; readonly reason: string; readonly error: string }
   | {
-      readonly kind: "store";
+      readonly kind: "hold";
       /** The message as stored: any l_uid an upstream producer set is removed. */
       readonly stored: NormalisedMessage;
-    }
-  | {
-      readonly kind: "hold";
-      readonly stored: NormalisedMessage;
-      readonly reason: string;
-      readonly error: string;
+      readonly reason: HoldReason;
+      /** One line for logs and for the operator. */
+      readonly detail: string;
     }
   | {
       readonly kind: "forward";
@@ -50,6 +82,11 @@ export interface RouteOptions {
   readonly now: number;
   /** How far ahead of now a timestamp may be and still be forwarded, in ms. IoTa: one hour. */
   readonly futureToleranceMs: number;
+  /**
+   * How far behind now a timestamp may be and still be forwarded, in ms; undefined: no limit.
+   * Catches device clocks reset to 1970 or 2000.
+   */
+  readonly pastToleranceMs: number | undefined;
 }
 
 function withoutLogicalUid(message: NormalisedMessage): NormalisedMessage {
@@ -58,6 +95,26 @@ function withoutLogicalUid(message: NormalisedMessage): NormalisedMessage {
   }
   const { l_uid: _dropped, ...rest } = message;
   return rest as NormalisedMessage;
+}
+
+/** The mapping whose [start, end) holds `micros`; the latest-starting one if several would. */
+export function coveringMapping(
+  mappings: readonly MappingPeriod[],
+  micros: number,
+): MappingPeriod | undefined {
+  let found: MappingPeriod | undefined;
+  for (const m of mappings) {
+    if (m.startMicros <= micros && (m.endMicros === undefined || micros < m.endMicros)) {
+      if (!found || m.startMicros > found.startMicros) {
+        found = m;
+      }
+    }
+  }
+  return found;
+}
+
+function hold(message: NormalisedMessage, reason: HoldReason, detail: string): RouteDecision {
+  return { kind: "hold", stored: withoutLogicalUid(message), reason, detail };
 }
 
 export function decideRoute(
@@ -72,14 +129,8 @@ export function decideRoute(
       error: `physical device ${message.p_uid} does not exist`,
     };
   }
-  const mapping = route.mapping;
-  if (!mapping || !mapping.isActive) {
-    return { kind: "store", stored: withoutLogicalUid(message) };
-  }
-  // Spread keeps the producer's key order; l_uid lands last, or in place if one was there.
-  const stored = { ...message, l_uid: mapping.logicalUid };
-  const instant = parseInstant(message.timestamp);
-  if (instant === undefined) {
+  const micros = parseInstantMicros(message.timestamp);
+  if (micros === undefined) {
     // The validation gate makes this unreachable; kept so a gap there can never route garbage.
     return {
       kind: "reject",
@@ -87,14 +138,38 @@ export function decideRoute(
       error: `bad timestamp ${message.timestamp}`,
     };
   }
+  const instant = Math.floor(micros / 1000);
   if (instant > options.now + options.futureToleranceMs) {
-    return {
-      kind: "hold",
-      stored,
-      reason: "future_timestamp",
-      error: `timestamp ${message.timestamp} is more than ${options.futureToleranceMs / 1000} s in the future`,
-    };
+    return hold(
+      message,
+      "future_timestamp",
+      `timestamp ${message.timestamp} is more than ${options.futureToleranceMs / 1000} s in the future`,
+    );
   }
+  if (options.pastToleranceMs !== undefined && instant < options.now - options.pastToleranceMs) {
+    return hold(
+      message,
+      "past_timestamp",
+      `timestamp ${message.timestamp} is more than ${options.pastToleranceMs / 1000} s in the past`,
+    );
+  }
+  const mapping = coveringMapping(route.mappings, micros);
+  if (!mapping) {
+    return hold(
+      message,
+      "no_mapping",
+      `no mapping of physical device ${message.p_uid} holds ${message.timestamp}`,
+    );
+  }
+  if (!mapping.isActive) {
+    return hold(
+      message,
+      "paused",
+      `the mapping of physical device ${message.p_uid} to logical device ${mapping.logicalUid} is paused`,
+    );
+  }
+  // Spread keeps the producer's key order; l_uid lands last, or in place if one was there.
+  const stored = { ...message, l_uid: mapping.logicalUid };
   const capped = instant > options.now;
   const lastSeen = capped ? new Date(options.now).toISOString() : message.timestamp;
   const lastSeenMs = capped ? options.now : instant;

@@ -83,7 +83,8 @@ afterAll(async () => {
 
 describe("end to end: TTN webhook → mapper → FRRED directory", () => {
   it("delivers a recorded uplink as a DataBolt file once its device is mapped with the CLI", async () => {
-    // First uplink: the device appears, unmapped, so nothing reaches the writer.
+    // First uplink: the device appears, unmapped, so its message is held and nothing reaches
+    // the writer.
     expect(await deliver(netvoxText)).toBe(204);
     const [pd] = await sql<{ uid: number }>("select uid from physical_devices");
     await waitFor(
@@ -92,22 +93,51 @@ describe("end to end: TTN webhook → mapper → FRRED directory", () => {
       "stored unmapped",
     );
     expect(await readdir(dir)).toEqual([]);
+    const [held] = await sql<{ cid: string }>(
+      "select json_msg->>'broker_correlation_id' as cid from physical_timeseries",
+    );
 
     const ld = (await cli("ld", "create", "--json", '{"name": "Orange orchard block 4"}')) as {
       uid: number;
     };
-    const mapping = (await cli(
-      "map",
-      "start",
-      "--puid",
-      String(pd!.uid),
-      "--luid",
-      String(ld.uid),
-    )) as {
-      pd: { uid: number };
-      ld: { uid: number };
-    };
+    // Mapped from when the device was installed, releasing what it sent before: messages go to
+    // the mapping that holds their timestamp, and a mapping from now would hold them all.
+    const started = await runBroker(
+      [
+        "map",
+        "start",
+        "--puid",
+        String(pd!.uid),
+        "--luid",
+        String(ld.uid),
+        "--from",
+        "2020-01-01T00:00:00Z",
+        "--release",
+      ],
+      {
+        database: db.name,
+        env: {
+          AMQP_URL: amqpConfig.url,
+          PTS_EXCHANGE: amqpConfig.ptsExchange,
+          LTS_EXCHANGE: amqpConfig.ltsExchange,
+          EVENTS_EXCHANGE: amqpConfig.eventsExchange,
+          DEAD_LETTER_EXCHANGE: amqpConfig.deadLetterExchange,
+        },
+      },
+    );
+    expect(started.code).toBe(0);
+    expect(started.stderr).toContain(
+      `held messages of physical device ${pd!.uid} within this mapping: 1 (no_mapping 1)`,
+    );
+    expect(started.stderr).toMatch(/released 1 held messages .*; 0 still held/);
+    const mapping = JSON.parse(started.stdout) as { pd: { uid: number }; start_time: string };
     expect(mapping.pd.uid).toBe(pd!.uid);
+    expect(mapping.start_time).toBe("2020-01-01T00:00:00+00:00");
+    await waitFor(
+      async () => (await filesByCorrelationId()).has(held!.cid),
+      10_000,
+      "the released uplink's DataBolt file",
+    );
 
     const next = uplink("00137A100000BBD2", 5);
     expect(await deliver(next)).toBe(204);
@@ -144,10 +174,11 @@ describe("end to end: TTN webhook → mapper → FRRED directory", () => {
         "insert into logical_devices (name) values ($1) returning uid",
         [pd.eui],
       );
-      await sql("insert into physical_logical_map (physical_uid, logical_uid) values ($1, $2)", [
-        pd.uid,
-        ld!.uid,
-      ]);
+      // From before the uplinks' timestamps: messages are routed by the mapping of their time.
+      await sql(
+        "insert into physical_logical_map (physical_uid, logical_uid, start_time) values ($1, $2, '2020-01-01T00:00:00Z')",
+        [pd.uid, ld!.uid],
+      );
     }
 
     const total = 2000;

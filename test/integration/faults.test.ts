@@ -55,8 +55,8 @@ async function mapDevices(prefix: string, count: number): Promise<string[]> {
   await sql(
     `with pd as (select uid from physical_devices where source_ids->>'dev_eui' like $1),
           ld as (insert into logical_devices (name) select 'ld ' || uid from pd returning uid, name)
-     insert into physical_logical_map (physical_uid, logical_uid)
-     select pd.uid, ld.uid from pd join ld on ld.name = 'ld ' || pd.uid`,
+     insert into physical_logical_map (physical_uid, logical_uid, start_time)
+     select pd.uid, ld.uid, '2020-01-01T00:00:00Z' from pd join ld on ld.name = 'ld ' || pd.uid`,
     [`${prefix}%`],
   );
   return devices;

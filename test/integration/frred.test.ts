@@ -47,10 +47,11 @@ async function mappedDevice(source = "ttn"): Promise<{ puid: number; luid: numbe
   const [ld] = await sql<{ uid: number }>(
     "insert into logical_devices (name) values ('ld') returning uid",
   );
-  await sql("insert into physical_logical_map (physical_uid, logical_uid) values ($1, $2)", [
-    pd!.uid,
-    ld!.uid,
-  ]);
+  // From before the messages' timestamps: messages are routed by the mapping of their time.
+  await sql(
+    "insert into physical_logical_map (physical_uid, logical_uid, start_time) values ($1, $2, '2020-01-01T00:00:00Z')",
+    [pd!.uid, ld!.uid],
+  );
   return { puid: pd!.uid, luid: ld!.uid };
 }
 

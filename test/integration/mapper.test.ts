@@ -32,14 +32,21 @@ async function physicalDevice(): Promise<number> {
   return row!.uid;
 }
 
-async function mappedPair(active = true): Promise<{ puid: number; luid: number }> {
+/**
+ * A device mapped since 2020: messages are routed by the mapping that holds their timestamp, so
+ * a mapping started now would hold these tests' 2023 readings (see "routes by time" below).
+ */
+async function mappedPair(
+  active = true,
+  startTime = "2020-01-01T00:00:00Z",
+): Promise<{ puid: number; luid: number }> {
   const puid = await physicalDevice();
   const [ld] = await sql<{ uid: number }>(
     "insert into logical_devices (name) values ('ld') returning uid",
   );
   await sql(
-    "insert into physical_logical_map (physical_uid, logical_uid, is_active) values ($1, $2, $3)",
-    [puid, ld!.uid, active],
+    "insert into physical_logical_map (physical_uid, logical_uid, is_active, start_time) values ($1, $2, $3, $4)",
+    [puid, ld!.uid, active, startTime],
   );
   return { puid, luid: ld!.uid };
 }
@@ -76,8 +83,9 @@ async function rowsFor(puid: number) {
     json_msg: Record<string, unknown>;
     ts_delta: unknown;
     msg_key: string;
+    hold_reason: string | null;
   }>(
-    "select logical_uid, json_msg, ts_delta, msg_key from physical_timeseries where physical_uid = $1 order by uid",
+    "select logical_uid, json_msg, ts_delta, msg_key, hold_reason from physical_timeseries where physical_uid = $1 order by uid",
     [puid],
   );
 }
@@ -159,7 +167,7 @@ describe("logical mapper against RabbitMQ and PostgreSQL", () => {
     });
   });
 
-  it("stores unmapped and paused devices' messages without l_uid and forwards nothing", async () => {
+  it("holds unmapped and paused devices' messages without l_uid, with the reason, and forwards nothing", async () => {
     const unmapped = await physicalDevice();
     const { puid: paused } = await mappedPair(false);
     const a = msg(unmapped, "2023-01-30T06:21:56Z", { l_uid: 12345 });
@@ -174,7 +182,9 @@ describe("logical mapper against RabbitMQ and PostgreSQL", () => {
     const [rb] = await rowsFor(paused);
     expect(ra!.logical_uid).toBeNull();
     expect(ra!.json_msg).not.toHaveProperty("l_uid");
+    expect(ra!.hold_reason).toBe("no_mapping");
     expect(rb!.logical_uid).toBeNull();
+    expect(rb!.hold_reason).toBe("paused");
     expect(
       lts.some(
         (x) =>
@@ -184,7 +194,7 @@ describe("logical mapper against RabbitMQ and PostgreSQL", () => {
     ).toBe(false);
   });
 
-  it("dead-letters unknown devices, invalid messages and far-future ones, each with its reason", async () => {
+  it("dead-letters unknown devices and invalid messages with their reason, and holds far-future ones", async () => {
     const { puid } = await mappedPair();
     const future = new Date(Date.now() + 3 * 3600_000).toISOString();
     const unknown = msg(999_999);
@@ -194,27 +204,23 @@ describe("logical mapper against RabbitMQ and PostgreSQL", () => {
     await waitFor(
       async () => {
         dead = dead.concat(await deadLetters());
-        return dead.length >= 4;
+        return dead.length >= 3 && (await rowsFor(puid)).length === 1;
       },
       15_000,
-      "four dead letters",
+      "three dead letters and the held row",
     );
     const reasons = dead.map((d) => d.properties.headers?.["x-broker-reason"]).sort();
-    expect(reasons).toEqual([
-      "future_timestamp",
-      "invalid_json",
-      "invalid_message",
-      "unknown_device",
-    ]);
+    expect(reasons).toEqual(["invalid_json", "invalid_message", "unknown_device"]);
     const naive = dead.find(
       (d) => d.properties.headers?.["x-broker-reason"] === "invalid_message",
     )!;
     expect(String(naive.properties.headers?.["x-broker-error"])).toContain("offset");
-    // The far-future message is kept in physical_timeseries (as IoTa does) but not forwarded.
+    // The far-future message is held: stored without l_uid, with its reason, not forwarded (IoTa
+    // stored it with l_uid and dropped it; we dead-lettered it before holding existed).
     const rows = await rowsFor(puid);
-    expect(rows.map((r) => r.json_msg.broker_correlation_id)).toContain(
-      futureMsg.broker_correlation_id,
-    );
+    expect(
+      rows.map((r) => [r.json_msg.broker_correlation_id, r.logical_uid, r.hold_reason]),
+    ).toEqual([[futureMsg.broker_correlation_id, null, "future_timestamp"]]);
     expect(lts.some((x) => x.broker_correlation_id === futureMsg.broker_correlation_id)).toBe(
       false,
     );
@@ -249,19 +255,51 @@ describe("logical mapper against RabbitMQ and PostgreSQL", () => {
     expect(ld!.properties.last_msg.broker_correlation_id).toBe(newer.broker_correlation_id);
   });
 
-  it("applies a mapping change to the next message", async () => {
-    const { puid } = await mappedPair();
-    await publish(msg(puid));
-    await waitFor(async () => (await rowsFor(puid)).length === 1, 10_000, "mapped row");
+  it("routes by the mapping that holds the timestamp, not the current one", async () => {
+    const { puid, luid } = await mappedPair(true, "2023-01-01T00:00:00Z");
     await sql(
-      "update physical_logical_map set end_time = now() where physical_uid = $1 and end_time is null",
+      "update physical_logical_map set end_time = '2023-02-01T00:00:00Z' where physical_uid = $1",
       [puid],
     );
-    await publish(msg(puid, "2023-01-30T06:30:00Z"));
-    await waitFor(async () => (await rowsFor(puid)).length === 2, 10_000, "unmapped row");
+    const [other] = await sql<{ uid: number }>(
+      "insert into logical_devices (name) values ('ld 2') returning uid",
+    );
+    await sql(
+      "insert into physical_logical_map (physical_uid, logical_uid, start_time) values ($1, $2, '2023-03-01T00:00:00Z')",
+      [puid, other!.uid],
+    );
+    // Sent newest first: a late message still reaches the series of its own time.
+    const inSecond = msg(puid, "2023-03-05T00:00:00Z");
+    const between = msg(puid, "2023-02-15T00:00:00Z");
+    const inFirst = msg(puid, "2023-01-30T06:30:00Z");
+    const beforeAll = msg(puid, "2022-12-31T23:59:59.999999Z");
+    await publish(inSecond, between, inFirst, beforeAll);
+    await waitFor(async () => (await rowsFor(puid)).length === 4, 10_000, "four rows");
     const rows = await rowsFor(puid);
-    expect(rows[0]!.logical_uid).not.toBeNull();
-    expect(rows[1]!.logical_uid).toBeNull();
+    expect(rows.map((r) => [r.logical_uid, r.hold_reason])).toEqual([
+      [other!.uid, null],
+      [null, "no_mapping"],
+      [luid, null],
+      [null, "no_mapping"],
+    ]);
+    await waitFor(
+      () => lts.some((x) => x.broker_correlation_id === inFirst.broker_correlation_id),
+      10_000,
+      "the late message",
+    );
+    expect(lts.find((x) => x.broker_correlation_id === inFirst.broker_correlation_id)!.l_uid).toBe(
+      luid,
+    );
+  });
+
+  it("holds a reading stamped before a mapping made now (IoTa sent it to the new device)", async () => {
+    const { puid } = await mappedPair(true, new Date().toISOString());
+    await publish(msg(puid, "2023-01-30T06:21:56Z"));
+    await waitFor(async () => (await rowsFor(puid)).length === 1, 10_000, "held row");
+    expect((await rowsFor(puid))[0]).toMatchObject({
+      logical_uid: null,
+      hold_reason: "no_mapping",
+    });
   });
 
   it("reports readiness and metrics", async () => {

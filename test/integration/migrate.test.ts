@@ -206,4 +206,69 @@ describe("broker migrate", () => {
     await migrate(handle.pool);
     expect((await schemaStatus(handle.pool)).pending).toEqual([]);
   });
+
+  it("ends IoTa's overlapping mappings where the next one starts, then refuses overlaps", async () => {
+    const { handle } = await emptyDatabase();
+    const pool = handle.pool;
+    await pool.query(
+      await readFile(new URL("../fixtures/iota-v2-schema.sql", import.meta.url), "utf8"),
+    );
+    await pool.query(`
+      insert into physical_devices (source_name, name) values ('ttn', 'a'), ('ttn', 'b');
+      insert into logical_devices (name) values ('x'), ('y');
+      insert into physical_logical_map (physical_uid, logical_uid, start_time, end_time) values
+        (1, 1, '2023-01-01T00:00:00Z', '2023-09-01T00:00:00Z'),
+        (1, 2, '2023-06-01T00:00:00Z', null),
+        (2, 1, '2023-08-01T00:00:00Z', '2023-10-01T00:00:00Z');`);
+    await migrate(pool);
+    expect(
+      await rows(
+        pool,
+        "select physical_uid, logical_uid, start_time, end_time from physical_logical_map order by 1, 3",
+      ),
+    ).toEqual([
+      // Cut at physical device 1's next start (June), which is before logical 1's (August).
+      {
+        physical_uid: 1,
+        logical_uid: 1,
+        start_time: "2023-01-01T00:00:00+00:00",
+        end_time: "2023-06-01T00:00:00+00:00",
+      },
+      { physical_uid: 1, logical_uid: 2, start_time: "2023-06-01T00:00:00+00:00", end_time: null },
+      {
+        physical_uid: 2,
+        logical_uid: 1,
+        start_time: "2023-08-01T00:00:00+00:00",
+        end_time: "2023-10-01T00:00:00+00:00",
+      },
+    ]);
+    await expect(
+      pool.query(
+        "insert into physical_logical_map (physical_uid, logical_uid, start_time, end_time) values (2, 2, '2023-05-01', '2023-07-01')",
+      ),
+    ).rejects.toMatchObject({ code: "23P01" });
+  });
+
+  it("stops, naming them, at two mappings of one device starting at the same instant", async () => {
+    const { handle } = await emptyDatabase();
+    const pool = handle.pool;
+    await pool.query(
+      await readFile(new URL("../fixtures/iota-v2-schema.sql", import.meta.url), "utf8"),
+    );
+    await pool.query(`
+      insert into physical_devices (source_name, name) values ('ttn', 'a');
+      insert into logical_devices (name) values ('x'), ('y');
+      insert into physical_logical_map (physical_uid, logical_uid, start_time, end_time) values
+        (1, 1, '2023-01-01T00:00:00Z', '2023-02-01T00:00:00Z'),
+        (1, 2, '2023-01-01T00:00:00Z', null);`);
+    await expect(migrate(pool)).rejects.toThrow(
+      /mappings 1 → 1 and 1 → 2 both start at 2023-01-01 00:00:00\+00: delete one of them/,
+    );
+    expect(
+      await rows(
+        pool,
+        "select count(*)::int as n from physical_logical_map where end_time is null",
+      ),
+    ).toEqual([{ n: 1 }]);
+  });
 });

@@ -371,9 +371,12 @@ describe("mappings", () => {
       [pd1.uid],
     );
 
-    // A start before the logical device's current mapping began would overlap it.
-    expect(await registryCode(startMapping(db, pd1.uid, ld1.uid, "2000-01-01T00:00:00Z"))).toBe(
-      "invalid",
+    // A start before the logical device's current mapping began would overlap it: refused,
+    // naming the mapping in the way (it was "invalid", from the database's end > start check).
+    const overlap = startMapping(db, pd1.uid, ld1.uid, "2000-01-01T00:00:00Z");
+    await expect(overlap).rejects.toMatchObject({ code: "conflict" });
+    await expect(overlap).rejects.toThrow(
+      `it would overlap the mapping of physical device ${pd1.uid} (map pd1) to logical device ${ld1.uid} (map ld1) from ${m1.start_time} to ${m2.start_time}`,
     );
 
     expect(await endMapping(db, { puid: pd2.uid })).toMatchObject({

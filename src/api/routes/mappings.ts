@@ -1,5 +1,8 @@
 import { z } from "zod";
 
+import { TransientError } from "../../core/errors.js";
+import type { Db } from "../../db/database.js";
+import { countHeld, listHeld } from "../../db/repositories/held-messages.js";
 import {
   endMapping,
   getCurrentMapping,
@@ -10,11 +13,27 @@ import {
   startMapping,
   type DeviceSelector,
 } from "../../db/repositories/mappings.js";
+import { getPhysicalDevice } from "../../db/repositories/physical-devices.js";
 import { RegistryError } from "../../db/repositories/registry-error.js";
+import { withActor } from "../../events/actor.js";
+import {
+  releaseHeld,
+  type ReleasePublisher,
+  type ReleaseRequest,
+  type ReleaseSummary,
+} from "../../mapper/release.js";
 import { ApiError, badRequest, notFound } from "../errors.js";
 import { NO_CONTENT, ok, route, type Route } from "../route.js";
 import { failure, json, noContentResponse, nullBody } from "../schemas/common.js";
-import { mappingInput, mappingOutput, mappingUidsOutput } from "../schemas/mappings.js";
+import {
+  heldOutput,
+  mappingCreatedOutput,
+  mappingInput,
+  mappingOutput,
+  mappingUidsOutput,
+  releaseInput,
+  releaseOutput,
+} from "../schemas/mappings.js";
 import {
   boolParam,
   intParam,
@@ -105,8 +124,45 @@ function sideRoutes(kind: Kind): Route[] {
   ];
 }
 
-/** IoTa's mapping endpoints (tag "device mapping"). */
-export function mappingRoutes(): Route[] {
+/** What releasing held messages needs beyond a request's own database handle. */
+export interface ReleaseDependencies {
+  /**
+   * The pool, not a request's transaction: a release commits as it goes, and must see a mapping
+   * the same request has just created.
+   */
+  readonly db: Db;
+  /** Confirmed publisher to the logical exchange. */
+  readonly publisher: ReleasePublisher;
+}
+
+/** Header of POST /mappings/: held messages stamped within the new mapping. */
+export const HELD_COVERED_HEADER = "X-Held-Covered";
+
+/** A release, with RabbitMQ's or PostgreSQL's failures answered 503 "run it again". */
+async function release(
+  deps: ReleaseDependencies,
+  request: ReleaseRequest,
+): Promise<ReleaseSummary> {
+  try {
+    return await releaseHeld(deps.db, deps.publisher, request);
+  } catch (err) {
+    if (err instanceof TransientError) {
+      throw new ApiError(
+        503,
+        `the release stopped: ${err.message}; run it again to continue where it stopped`,
+        { "Retry-After": "5" },
+      );
+    }
+    throw err;
+  }
+}
+
+function sum(counts: Record<string, number>): number {
+  return Object.values(counts).reduce((a, b) => a + b, 0);
+}
+
+/** IoTa's mapping endpoints (tag "device mapping"), and holding and releasing (extensions). */
+export function mappingRoutes(releases: ReleaseDependencies): Route[] {
   return [
     route({
       method: "post",
@@ -114,20 +170,38 @@ export function mappingRoutes(): Route[] {
       summary: "Map a physical device to a logical device",
       description:
         "Ends the logical device's current mapping where the new one starts. A physical device " +
-        "that is already mapped must be ended first (400). Answers 201 with `null`, as IoTa.",
+        "that is already mapped must be ended first (400), and the new mapping may not overlap " +
+        "another of either device (400 naming it). Answers 201 with `null`, as IoTa, and the " +
+        `number of held messages stamped within the new mapping in \`${HELD_COVERED_HEADER}\`. ` +
+        "With `release=true` (extension) those messages are released and the body says how many.",
       tags,
       access: "admin",
+      query: z.object({
+        release: optionalBoolParam.meta({
+          description:
+            "Release the held messages the new mapping covers (extension; see POST /mappings/release/).",
+        }),
+      }),
       body: mappingInput,
       responses: {
-        "201": json("Created.", nullBody),
+        "201": json(
+          "Created: `null`, or with `release=true` what was released.",
+          z.union([nullBody, mappingCreatedOutput]),
+        ),
         "400": failure(
-          "The physical device is already mapped, or a mapping of the logical device starts at that time.",
+          "The physical device is already mapped, or the mapping would overlap another of either device.",
         ),
         "404": failure("A device does not exist."),
+        "503": failure("The release stopped (RabbitMQ or PostgreSQL unavailable); run it again."),
       },
-      handler: async ({ db, body }) => {
+      handler: async ({ db, body, query, user }) => {
+        const create = (trx: Db) => startMapping(trx, body.pd, body.ld, body.start_time);
+        let mapping;
         try {
-          await startMapping(db, body.pd, body.ld, body.start_time);
+          // To release, the mapping must be committed first: the release runs on the pool.
+          mapping = query.release
+            ? await withActor(releases.db, `api:${user!.username}`, create)
+            : await create(db);
         } catch (err) {
           // IoTa answered every refused mapping with 400.
           if (err instanceof RegistryError && err.code !== "not_found") {
@@ -135,7 +209,63 @@ export function mappingRoutes(): Route[] {
           }
           throw err;
         }
-        return { status: 201, body: null };
+        const covered = sum(await countHeld(db, { puid: body.pd, from: mapping.start_time }));
+        const headers = { [HELD_COVERED_HEADER]: String(covered) };
+        if (!query.release) {
+          return { status: 201, body: null, headers };
+        }
+        const summary = await release(releases, { puid: body.pd, from: mapping.start_time });
+        return { status: 201, body: { held_covered: covered, release: summary }, headers };
+      },
+    }),
+    route({
+      method: "get",
+      path: "/mappings/held/",
+      summary: "Held messages per physical device (extension)",
+      description:
+        "Messages stored but not sent to any logical device: no mapping held their timestamp, " +
+        "their mapping was paused, or their timestamp was too far from now. Only devices that " +
+        "hold any, uid ascending.",
+      tags,
+      access: "read",
+      query: z.object({
+        puid: intParam.optional().meta({ description: "Only this physical device." }),
+      }),
+      responses: { "200": json("Held messages per device (`[]` when none).", z.array(heldOutput)) },
+      handler: async ({ db, query }) =>
+        ok(await listHeld(db, query.puid === undefined ? {} : { puid: query.puid })),
+    }),
+    route({
+      method: "post",
+      path: "/mappings/release/",
+      summary: "Release a physical device's held messages (extension)",
+      description:
+        "Sends each selected held message to the logical device of the mapping whose period " +
+        "holds its timestamp, in timestamp order, on the logical exchange with the headers " +
+        "`x-broker-release` (this release's id) and `x-broker-hold-reason`. Messages no mapping " +
+        "holds, or whose current mapping is paused, stay held. Each message is released once, " +
+        "also when two releases run at once; a release that stopped part-way is completed by the " +
+        "next (doc/architecture.md, Hold and release).",
+      tags,
+      access: "admin",
+      body: releaseInput,
+      responses: {
+        "200": json("What was released.", releaseOutput),
+        "404": failure("The physical device does not exist."),
+        "503": failure("The release stopped (RabbitMQ or PostgreSQL unavailable); run it again."),
+      },
+      handler: async ({ db, body }) => {
+        if (!(await getPhysicalDevice(db, body.puid))) {
+          throw notFound(`physical device ${body.puid} not found`);
+        }
+        return ok(
+          await release(releases, {
+            puid: body.puid,
+            ...(body.from !== undefined ? { from: body.from } : {}),
+            ...(body.to !== undefined ? { to: body.to } : {}),
+            ...(body.reasons !== undefined ? { reasons: body.reasons } : {}),
+          }),
+        );
       },
     }),
     route({

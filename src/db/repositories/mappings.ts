@@ -1,7 +1,7 @@
 import { sql, type Kysely, type RawBuilder } from "kysely";
 
 import type { LogicalDevice, Mapping, PhysicalDevice } from "../../core/devices.js";
-import { parseInstant } from "../../core/time.js";
+import { parseInstant, parseInstantMicros } from "../../core/time.js";
 import type { Database } from "../tables.js";
 import { deviceColumns, logicalDeviceFromRow, type Row } from "./logical-devices.js";
 import { physicalDeviceColumns, physicalDeviceFromRow } from "./physical-devices.js";
@@ -57,6 +57,8 @@ function mappingFromRow(row: Row): Mapping {
 }
 
 const MAP = sql`physical_logical_map`;
+/** SQLSTATE of an exclusion constraint's refusal (migration 014: mappings never overlap). */
+const EXCLUSION_VIOLATION = "23P01";
 const NEWEST_FIRST = sql`order by m.start_time desc`;
 
 /** Translates the database's refusals of a mapping change into RegistryErrors. */
@@ -66,6 +68,12 @@ function mappingError(err: unknown, what: string): never {
       throw new RegistryError(
         "conflict",
         `${what}: a device already has a current mapping, or one starting at that time`,
+        { cause: err },
+      );
+    case EXCLUSION_VIOLATION:
+      throw new RegistryError(
+        "conflict",
+        `${what}: it would overlap another mapping of one of the devices`,
         { cause: err },
       );
     case CHECK_VIOLATION:
@@ -142,11 +150,32 @@ export async function queryCurrentMappings(
   return rows.map(mappingFromRow);
 }
 
+/** A mapping as the overlap checks see it. */
+interface MappingSpan {
+  physical_uid: number;
+  logical_uid: number;
+  pd_name: string;
+  ld_name: string;
+  start_time: string;
+  end_time: string | null;
+}
+
+function describeSpan(m: MappingSpan): string {
+  const period =
+    m.end_time === null
+      ? `from ${m.start_time} (current)`
+      : `from ${m.start_time} to ${m.end_time}`;
+  return `the mapping of physical device ${m.physical_uid} (${m.pd_name}) to logical device ${m.logical_uid} (${m.ld_name}) ${period}`;
+}
+
 /**
- * Maps `puid` to `luid` from `startTime` (default: now), as IoTa's insert_mapping: a physical
- * device that is already mapped is a `conflict` (end it first); a logical device that is already
- * mapped has that mapping ended where the new one starts. Unknown devices are `not_found`. Runs
- * in `db` if it is a transaction, else in a transaction of its own. Returns the new mapping.
+ * Maps `puid` to `luid` from `startTime` (default: now; earlier or later instants are allowed), as
+ * IoTa's insert_mapping: a physical device that is already mapped is a `conflict` (end it first);
+ * a logical device that is already mapped has that mapping ended where the new one starts.
+ * Mappings of one physical device never overlap in time, nor those of one logical device (the
+ * database enforces it since migration 014): a start that would make them overlap is a
+ * `conflict` naming the mapping in the way. Unknown devices are `not_found`. Runs in `db` if it
+ * is a transaction, else in a transaction of its own. Returns the new mapping.
  */
 export async function startMapping(
   db: Kysely<Database>,
@@ -163,29 +192,53 @@ export async function startMapping(
       `start time ${JSON.stringify(startTime)} is not ISO-8601 with an offset`,
     );
   }
-  const { rows } = await sql<{ pd: string | null; ld: string | null }>`
+  const { rows } = await sql<{ pd: string | null; ld: string | null; start: string }>`
     select (select name from physical_devices where uid = ${puid}) as pd,
-           (select name from logical_devices where uid = ${luid}) as ld`.execute(db);
+           (select name from logical_devices where uid = ${luid}) as ld,
+           coalesce(${startTime ?? null}::timestamptz, now()) as start`.execute(db);
   if (rows[0]?.pd == null) {
     throw new RegistryError("not_found", `physical device ${puid} not found`);
   }
   if (rows[0].ld == null) {
     throw new RegistryError("not_found", `logical device ${luid} not found`);
   }
-  const current = await getCurrentMapping(db, { puid });
+  const start = rows[0].start;
+  const what = `cannot map physical device ${puid} to logical device ${luid}`;
+  // Every mapping of either device that reaches past the new start, oldest first.
+  const { rows: spans } = await sql<MappingSpan>`
+    select m.physical_uid, m.logical_uid, pd.name as pd_name, ld.name as ld_name,
+           m.start_time, m.end_time
+    from ${MAP} m
+    join physical_devices pd on pd.uid = m.physical_uid
+    join logical_devices ld on ld.uid = m.logical_uid
+    where (m.physical_uid = ${puid} or m.logical_uid = ${luid})
+      and (m.end_time is null or m.end_time > ${start}::timestamptz)
+    order by m.start_time`.execute(db);
+  const current = spans.find((m) => m.physical_uid === puid && m.end_time === null);
   if (current) {
     throw new RegistryError(
       "conflict",
-      `physical device ${puid} (${current.pd.name}) is already mapped to logical device ${current.ld.uid} (${current.ld.name}); end that mapping first`,
+      `physical device ${puid} (${current.pd_name}) is already mapped to logical device ${current.logical_uid} (${current.ld_name}); end that mapping first`,
     );
   }
-  const start = startTime === undefined ? sql`now()` : sql`${startTime}::timestamptz`;
-  const what = `cannot map physical device ${puid} to logical device ${luid}`;
+  for (const m of spans) {
+    // The logical device's current mapping is ended where the new one starts, if it began before.
+    const endsHere =
+      m.physical_uid !== puid &&
+      m.end_time === null &&
+      (parseInstantMicros(m.start_time) ?? 0) < (parseInstantMicros(start) ?? 0);
+    if (!endsHere) {
+      throw new RegistryError(
+        "conflict",
+        `${what} from ${start}: it would overlap ${describeSpan(m)}`,
+      );
+    }
+  }
   try {
-    await sql`update physical_logical_map set end_time = ${start} where logical_uid = ${luid} and end_time is null`.execute(
+    await sql`update physical_logical_map set end_time = ${start}::timestamptz where logical_uid = ${luid} and end_time is null`.execute(
       db,
     );
-    await sql`insert into physical_logical_map (physical_uid, logical_uid, start_time) values (${puid}, ${luid}, ${start})`.execute(
+    await sql`insert into physical_logical_map (physical_uid, logical_uid, start_time) values (${puid}, ${luid}, ${start}::timestamptz)`.execute(
       db,
     );
   } catch (err) {

@@ -1,41 +1,69 @@
 import { sql } from "kysely";
 
-import type { DeviceRoute } from "../../mapper/route.js";
+import { parseInstantMicros } from "../../core/time.js";
+import type { DeviceRoute, MappingPeriod } from "../../mapper/route.js";
 import type { Db } from "../database.js";
 
 /**
  * The mapper's view of the registry for a batch: each existing physical device among `uids`
- * with its current mapping. One query per batch; mapping changes apply to the next batch.
+ * with those of its mappings that overlap `window` (ISO-8601 instants, inclusive; undefined: all
+ * of them). One query per batch; mapping changes apply to the next batch.
  */
 export async function loadRoutes(
   db: Db,
   uids: readonly number[],
+  window?: { readonly from: string; readonly to: string },
 ): Promise<Map<number, DeviceRoute>> {
   const routes = new Map<number, DeviceRoute>();
   if (uids.length === 0) {
     return routes;
   }
+  const overlaps = window
+    ? sql`and m.start_time <= ${window.to}::timestamptz
+          and (m.end_time is null or m.end_time > ${window.from}::timestamptz)`
+    : sql``;
   const result = await sql<{
     uid: number;
     source_name: string;
     logical_uid: number | null;
+    start_time: string | null;
+    end_time: string | null;
     is_active: boolean | null;
   }>`
-    select pd.uid, pd.source_name, m.logical_uid, m.is_active
+    select pd.uid, pd.source_name, m.logical_uid, m.start_time, m.end_time, m.is_active
     from physical_devices pd
-    left join physical_logical_map m on m.physical_uid = pd.uid and m.end_time is null
+    left join physical_logical_map m on m.physical_uid = pd.uid ${overlaps}
     where pd.uid = any(${[...uids]}::int[])`.execute(db);
+  const periods = new Map<number, MappingPeriod[]>();
   for (const row of result.rows) {
-    routes.set(row.uid, {
-      physicalUid: row.uid,
-      sourceName: row.source_name,
-      mapping:
-        row.logical_uid === null
-          ? undefined
-          : { logicalUid: row.logical_uid, isActive: row.is_active === true },
-    });
+    let list = periods.get(row.uid);
+    if (!list) {
+      list = [];
+      periods.set(row.uid, list);
+      routes.set(row.uid, { physicalUid: row.uid, sourceName: row.source_name, mappings: list });
+    }
+    if (row.logical_uid !== null && row.start_time !== null) {
+      list.push({
+        logicalUid: row.logical_uid,
+        startMicros: instantMicros(row.start_time),
+        endMicros: row.end_time === null ? undefined : instantMicros(row.end_time),
+        isActive: row.is_active === true,
+      });
+    }
   }
   return routes;
+}
+
+/** A timestamptz as read (ISO text); PostgreSQL's `infinity` and `-infinity` compare as such. */
+function instantMicros(text: string): number {
+  if (text === "infinity" || text === "-infinity") {
+    return text === "infinity" ? Number.POSITIVE_INFINITY : Number.NEGATIVE_INFINITY;
+  }
+  const micros = parseInstantMicros(text);
+  if (micros === undefined) {
+    throw new Error(`unreadable timestamptz from PostgreSQL: ${text}`);
+  }
+  return micros;
 }
 
 /**
