@@ -3,7 +3,7 @@ import pg from "pg";
 
 import type { Config } from "../core/config.js";
 import type { Logger } from "../core/logger.js";
-import { pgTimestampToIso } from "../core/time.js";
+import { pgTimestampToIso } from "../core/datetime-format.js";
 import type { Database } from "./tables.js";
 
 export type Db = Kysely<Database>;
@@ -31,8 +31,9 @@ export interface DatabaseHandle {
 }
 
 /**
- * Builds the process's one pg pool and kysely instance. Sessions run in UTC so every timestamp
- * read back carries `+00:00`. Pool errors (a server restart drops idle clients) are logged, never
+ * Builds the process's one pg pool and kysely instance. Sessions run in `config.timeZone`
+ * (DISPLAY_TZ, default UTC), so every timestamp read back carries that zone's offset; nothing
+ * depends on the zone but how times are written out (they are compared as instants). Pool errors (a server restart drops idle clients) are logged, never
  * fatal; the pool opens fresh connections on the next query.
  */
 export function createDatabase(config: Config["pg"], logger: Logger): DatabaseHandle {
@@ -45,7 +46,8 @@ export function createDatabase(config: Config["pg"], logger: Logger): DatabaseHa
     max: config.poolSize,
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
-    options: "-c TimeZone=UTC",
+    // Validated by loadConfig as a plain zone name, so it needs no quoting here.
+    options: `-c TimeZone=${config.timeZone ?? "UTC"}`,
     types: typeParsers(),
   });
   pool.on("error", (err) => logger.warn({ err }, "idle PostgreSQL client failed"));
