@@ -5,7 +5,8 @@
  * commit. Components run as their own `broker run` processes from dist/, as in production.
  *
  * BENCH_MESSAGES (default 20000) sets the mapper and yardstick runs; BENCH_UPLINKS (default
- * 5000) the whole-path run; BENCH_DEVICES (default 1000) the number of mapped devices.
+ * 5000) the whole-path run; BENCH_DEVICES (default 1000) the number of mapped devices;
+ * BENCH_CLI_RUNS (default 20) the CLI start-up runs (bench/cli-startup.ts).
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
@@ -28,6 +29,7 @@ import {
   stopBroker,
   waitReady,
 } from "./harness.js";
+import { cliStartup, printStartup, type StartupFigures } from "./cli-startup.js";
 import { figures, formatRow, type Figures } from "./stats.js";
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
@@ -284,9 +286,12 @@ async function main(): Promise<void> {
     LOG_LEVEL: "warn",
   };
   const results: Figures[] = [];
+  let startup: StartupFigures[] = [];
   try {
     await migrate(pool);
     await setupDevices(pool);
+    // First, while nothing else of the bench runs.
+    startup = await cliStartup(env);
     const setup = await conn.createChannel();
     await setup.assertExchange(names.PTS_EXCHANGE, "fanout", { durable: true });
     await setup.assertExchange(names.LTS_EXCHANGE, "fanout", { durable: true });
@@ -351,6 +356,7 @@ async function main(): Promise<void> {
   console.log(
     `Mapper / bus-only relay ratio: ${(mapped.perSecond / relayed.perSecond).toFixed(2)}`,
   );
+  printStartup(startup);
 }
 
 await main();

@@ -7,11 +7,9 @@ import { loadConfig } from "../core/config.js";
 import type { JsonObject } from "../core/devices.js";
 import { createLogger } from "../core/logger.js";
 import { createDatabase, type DatabaseHandle, type Db } from "../db/database.js";
+import { InputError, UsageError } from "./errors.js";
 
-/** A mistake in how the command was used; main.ts prints its message alone. */
-export class UsageError extends Error {
-  override readonly name = "UsageError";
-}
+export { InputError, UsageError } from "./errors.js";
 
 /**
  * Runs `fn` with a database built from the environment and always closes it, so a command's
@@ -43,21 +41,17 @@ export function parseUid(value: string): number {
   return Number(value);
 }
 
-/** Writes `value` as IoTa's CLI does: JSON indented by two spaces. */
+/** Writes `value` as IoTa's CLI does: JSON indented by two spaces (`null` for nothing). */
 export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify(value ?? null, null, 2)}\n`);
 }
 
-/** A copy of `device` without `properties` unless they were asked for (IoTa's `--properties`). */
-export function withoutProperties<T extends { properties: unknown }>(
-  device: T,
-  includeProperties: boolean | undefined,
-): T | Omit<T, "properties"> {
-  if (includeProperties) {
-    return device;
-  }
-  const { properties: _omitted, ...rest } = device;
-  return rest;
+/**
+ * Where IoTa printed `null`, `[]` or nothing and exited 0 for a device or user that does not
+ * exist, scripts test for exactly that: we print the same, and say why on stderr.
+ */
+export function notFoundNote(what: string): void {
+  process.stderr.write(`note: ${what} not found\n`);
 }
 
 async function readStdin(): Promise<string> {
@@ -113,21 +107,7 @@ export function validate<T>(schema: z.ZodType<T>, value: unknown, what: string):
     const problems = result.error.issues
       .map((i) => `${i.path.length ? i.path.join(".") : "(object)"}: ${i.message}`)
       .join("; ");
-    throw new UsageError(`invalid ${what}: ${problems}`);
+    throw new InputError(`invalid ${what}: ${problems}`);
   }
   return result.data;
-}
-
-/** What to print for a failed command: one line, no stack trace. */
-export function describeError(err: unknown): string {
-  let message: string;
-  if (err instanceof AggregateError && !err.message && err.errors.length > 0) {
-    // pg reports an unreachable server as an AggregateError with an empty message.
-    message = describeError(err.errors[0]);
-  } else if (err instanceof Error) {
-    message = err.message || err.name;
-  } else {
-    message = String(err);
-  }
-  return message.replace(/\s*\n\s*/g, " ").trim();
 }

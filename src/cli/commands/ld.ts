@@ -12,13 +12,14 @@ import { deleteMappings, startMapping } from "../../db/repositories/mappings.js"
 import { getPhysicalDevice } from "../../db/repositories/physical-devices.js";
 import { RegistryError } from "../../db/repositories/registry-error.js";
 import { cliActor, withActor } from "../../events/actor.js";
+import { logicalDeviceJson, mappingJson } from "../../core/device-json.js";
 import {
+  notFoundNote,
   parseUid,
   printJson,
   readJsonObject,
   validate,
   withDatabase,
-  withoutProperties,
 } from "../context.js";
 import { plainDevice } from "./pd.js";
 
@@ -44,7 +45,7 @@ export function registerLdCommands(program: Command): void {
         devices.forEach((d) => process.stdout.write(`${plainDevice(d)}\n`));
         return;
       }
-      printJson(devices.map((d) => withoutProperties(d, opts.properties)));
+      printJson(devices.map((d) => logicalDeviceJson(d, opts.properties ? "all" : "omit")));
     });
 
   ld.command("create")
@@ -53,11 +54,10 @@ export function registerLdCommands(program: Command): void {
     .addOption(fileOption())
     .action(async (opts: JsonInput) => {
       const input = validate(newLogicalDeviceSchema, await readJsonObject(opts), "logical device");
-      printJson(
-        await withDatabase((db) =>
-          withActor(db, cliActor(), (trx) => createLogicalDevice(trx, input)),
-        ),
+      const device = await withDatabase((db) =>
+        withActor(db, cliActor(), (trx) => createLogicalDevice(trx, input)),
       );
+      printJson(logicalDeviceJson(device));
     });
 
   ld.command("get")
@@ -67,9 +67,9 @@ export function registerLdCommands(program: Command): void {
     .action(async (opts: { luid: number; properties?: boolean }) => {
       const device = await withDatabase((db) => getLogicalDevice(db, opts.luid));
       if (!device) {
-        throw new RegistryError("not_found", `logical device ${opts.luid} not found`);
+        notFoundNote(`logical device ${opts.luid}`);
       }
-      printJson(withoutProperties(device, opts.properties));
+      printJson(device && logicalDeviceJson(device, opts.properties ? "all" : "omit"));
     });
 
   ld.command("up")
@@ -87,9 +87,10 @@ export function registerLdCommands(program: Command): void {
         withActor(db, cliActor(), (trx) => updateLogicalDevice(trx, opts.luid, patch)),
       );
       if (!device) {
+        // IoTa failed here too: an error, not IoTa's traceback.
         throw new RegistryError("not_found", `logical device ${opts.luid} not found`);
       }
-      printJson(device);
+      printJson(logicalDeviceJson(device));
     });
 
   ld.command("rm")
@@ -103,9 +104,9 @@ export function registerLdCommands(program: Command): void {
         }),
       );
       if (!device) {
-        throw new RegistryError("not_found", `logical device ${opts.luid} not found`);
+        notFoundNote(`logical device ${opts.luid}`);
       }
-      printJson(device);
+      printJson(device && logicalDeviceJson(device));
     });
 
   ld.command("cpd")
@@ -122,9 +123,12 @@ export function registerLdCommands(program: Command): void {
           }
           const { name, location, last_seen } = pd;
           const created = await createLogicalDevice(trx, { name, location, last_seen });
-          return opts.map ? startMapping(trx, pd.uid, created.uid) : created;
+          return opts.map ? startMapping(trx, pd.uid, created.uid) : undefined;
         }),
       );
-      printJson(result);
+      // IoTa printed the new mapping with --map, and nothing without it.
+      if (result) {
+        printJson(mappingJson(result));
+      }
     });
 }

@@ -12,7 +12,8 @@ import { getLogicalDevice } from "../../db/repositories/logical-devices.js";
 import { getPhysicalDevice } from "../../db/repositories/physical-devices.js";
 import { RegistryError } from "../../db/repositories/registry-error.js";
 import { cliActor, withActor } from "../../events/actor.js";
-import { parseUid, printJson, UsageError, withDatabase } from "../context.js";
+import { mappingJson } from "../../core/device-json.js";
+import { notFoundNote, parseUid, printJson, UsageError, withDatabase } from "../context.js";
 
 interface SelectorOptions {
   puid?: number;
@@ -37,15 +38,19 @@ function describe(sel: DeviceSelector): string {
   return sel.puid !== undefined ? `physical device ${sel.puid}` : `logical device ${sel.luid}`;
 }
 
-/** Fails with one line when the selected device does not exist (IoTa said nothing). */
-async function requireDevice(db: Db, sel: DeviceSelector): Promise<void> {
+/**
+ * Whether the selected device exists. When it does not, IoTa did nothing and exited 0 (scripts
+ * rely on that), so we say so on stderr only.
+ */
+async function deviceExists(db: Db, sel: DeviceSelector): Promise<boolean> {
   const device =
     sel.puid !== undefined
       ? await getPhysicalDevice(db, sel.puid)
       : await getLogicalDevice(db, sel.luid!);
   if (!device) {
-    throw new RegistryError("not_found", `${describe(sel)} not found`);
+    notFoundNote(describe(sel));
   }
+  return device !== undefined;
 }
 
 /** `broker map …`: mapping commands with IoTa broker-cli's flags. */
@@ -58,11 +63,10 @@ export function registerMapCommands(program: Command): void {
     .requiredOption("--puid <uid>", "physical device uid", parseUid)
     .requiredOption("--luid <uid>", "logical device uid", parseUid)
     .action(async (opts: { puid: number; luid: number }) => {
-      printJson(
-        await withDatabase((db) =>
-          withActor(db, cliActor(), (trx) => startMapping(trx, opts.puid, opts.luid)),
-        ),
+      const mapping = await withDatabase((db) =>
+        withActor(db, cliActor(), (trx) => startMapping(trx, opts.puid, opts.luid)),
       );
+      printJson(mappingJson(mapping));
     });
 
   map
@@ -74,8 +78,9 @@ export function registerMapCommands(program: Command): void {
       const sel = selector(opts);
       await withDatabase((db) =>
         withActor(db, cliActor(), async (trx) => {
-          await requireDevice(trx, sel);
-          await endMapping(trx, sel);
+          if (await deviceExists(trx, sel)) {
+            await endMapping(trx, sel);
+          }
         }),
       );
     });
@@ -87,12 +92,10 @@ export function registerMapCommands(program: Command): void {
     .addOption(luidOption())
     .action(async (opts: SelectorOptions) => {
       const sel = selector(opts);
-      printJson(
-        await withDatabase(async (db) => {
-          await requireDevice(db, sel);
-          return listMappings(db, sel);
-        }),
+      const mappings = await withDatabase(async (db) =>
+        (await deviceExists(db, sel)) ? listMappings(db, sel) : [],
       );
+      printJson(mappings.map(mappingJson));
     });
 
   map

@@ -20,13 +20,14 @@ import {
 } from "../../db/repositories/physical-devices.js";
 import { RegistryError } from "../../db/repositories/registry-error.js";
 import { cliActor, withActor } from "../../events/actor.js";
+import { physicalDeviceJson } from "../../core/device-json.js";
 import {
+  notFoundNote,
   parseUid,
   printJson,
   readJsonObject,
   validate,
   withDatabase,
-  withoutProperties,
 } from "../context.js";
 
 /** IoTa's plain last-seen column: ISO-8601 to the minute with offset, or `Never` padded alike. */
@@ -78,9 +79,9 @@ export function registerPdCommands(program: Command): void {
     .action(async (opts: { puid: number; properties?: boolean }) => {
       const device = await withDatabase((db) => getPhysicalDevice(db, opts.puid));
       if (!device) {
-        throw new RegistryError("not_found", `physical device ${opts.puid} not found`);
+        notFoundNote(`physical device ${opts.puid}`);
       }
-      printJson(withoutProperties(device, opts.properties));
+      printJson(device && physicalDeviceJson(device, opts.properties ? "all" : "omit"));
     });
 
   pd.command("ls")
@@ -99,7 +100,7 @@ export function registerPdCommands(program: Command): void {
         return;
       }
       const devices = await withDatabase((db) => listPhysicalDevices(db, { source: opts.source }));
-      printJson(devices.map((d) => withoutProperties(d, opts.properties)));
+      printJson(devices.map((d) => physicalDeviceJson(d, opts.properties ? "all" : "omit")));
     });
 
   pd.command("lum")
@@ -115,7 +116,7 @@ export function registerPdCommands(program: Command): void {
         devices.forEach((d) => process.stdout.write(`${plainDevice(d)}\n`));
         return;
       }
-      printJson(devices.map((d) => withoutProperties(d, opts.properties)));
+      printJson(devices.map((d) => physicalDeviceJson(d, opts.properties ? "all" : "omit")));
     });
 
   pd.command("create")
@@ -128,11 +129,10 @@ export function registerPdCommands(program: Command): void {
         await readJsonObject(opts),
         "physical device",
       );
-      printJson(
-        await withDatabase((db) =>
-          withActor(db, cliActor(), (trx) => createPhysicalDevice(trx, input)),
-        ),
+      const device = await withDatabase((db) =>
+        withActor(db, cliActor(), (trx) => createPhysicalDevice(trx, input)),
       );
+      printJson(physicalDeviceJson(device));
     });
 
   pd.command("up")
@@ -150,9 +150,10 @@ export function registerPdCommands(program: Command): void {
         withActor(db, cliActor(), (trx) => updatePhysicalDevice(trx, opts.puid, patch)),
       );
       if (!device) {
+        // IoTa failed here too: an error, not IoTa's traceback.
         throw new RegistryError("not_found", `physical device ${opts.puid} not found`);
       }
-      printJson(device);
+      printJson(physicalDeviceJson(device));
     });
 
   pd.command("rm")
@@ -166,8 +167,8 @@ export function registerPdCommands(program: Command): void {
         }),
       );
       if (!device) {
-        throw new RegistryError("not_found", `physical device ${opts.puid} not found`);
+        notFoundNote(`physical device ${opts.puid}`);
       }
-      printJson(device);
+      printJson(device && physicalDeviceJson(device));
     });
 }
