@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { runBroker, type CliRun } from "../helpers/cli.js";
+import { runBroker, spawnBroker, type CliRun } from "../helpers/cli.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { PG } from "../helpers/env.js";
 import { datetimeStrings, python310FromIsoformatAccepts } from "../helpers/python-iso.js";
 
 /**
@@ -256,6 +257,36 @@ describe("IoTa's broker-cli invocations", { timeout: CLI_TIMEOUT }, () => {
       expectFailure(run, 2);
     }
     expect(ambiguous.stderr).toMatch(/ambiguous option: --p could match --plain, --properties/);
+  });
+
+  it("ends quietly when its reader goes away (pd ls --plain | head -1)", async () => {
+    await testDb.handle.pool.query(
+      `insert into physical_devices (source_name, name)
+       select 'ttn', 'pipe ' || g from generate_series(1, 5000) g`,
+    );
+    const child = spawnBroker(["pd", "ls", "--plain"], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: {
+        ...process.env,
+        PGHOST: PG.host,
+        PGPORT: String(PG.port),
+        PGUSER: PG.user,
+        PGPASSWORD: PG.password,
+        PGDATABASE: testDb.name,
+      },
+    });
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    const firstLine = await new Promise<string>((resolve) => {
+      child.stdout!.once("data", (d: Buffer) => {
+        // As head does: take the first line, then close the pipe.
+        child.stdout!.destroy();
+        resolve(d.toString().split("\n")[0]!);
+      });
+    });
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    expect(firstLine).toMatch(/^\s+\d+ {3}/);
+    expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
   });
 
   it("wrote every datetime in a form Python 3.10's fromisoformat reads", () => {
