@@ -1,6 +1,5 @@
 import { readFile } from "node:fs/promises";
 
-import { InvalidArgumentError } from "commander";
 import type { z } from "zod";
 
 import { loadConfig } from "../core/config.js";
@@ -10,6 +9,7 @@ import { createDatabase, type DatabaseHandle, type Db } from "../db/database.js"
 import { InputError, UsageError } from "./errors.js";
 
 export { InputError, UsageError } from "./errors.js";
+export { notFoundNote, parseUid, printJson } from "./output.js";
 
 /**
  * Runs `fn` with a database built from the environment and always closes it, so a command's
@@ -31,27 +31,6 @@ export async function withDatabase<T>(
       await handle.pool.end();
     }
   }
-}
-
-/** commander argument parser for a device uid: a positive integer, nothing else. */
-export function parseUid(value: string): number {
-  if (!/^\d+$/.test(value.trim()) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) {
-    throw new InvalidArgumentError("must be a positive integer.");
-  }
-  return Number(value);
-}
-
-/** Writes `value` as IoTa's CLI does: JSON indented by two spaces (`null` for nothing). */
-export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value ?? null, null, 2)}\n`);
-}
-
-/**
- * Where IoTa printed `null`, `[]` or nothing and exited 0 for a device or user that does not
- * exist, scripts test for exactly that: we print the same, and say why on stderr.
- */
-export function notFoundNote(what: string): void {
-  process.stderr.write(`note: ${what} not found\n`);
 }
 
 async function readStdin(): Promise<string> {

@@ -9,7 +9,7 @@ import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { runBroker, type CliRun } from "../helpers/cli.js";
 
 // Each run starts Node and compiles TypeScript (about a second); a busy machine needs more room.
-const CLI_TIMEOUT = 120_000;
+const CLI_TIMEOUT = 300_000;
 
 let testDb: TestDatabase;
 const extraDbs: TestDatabase[] = [];

@@ -1,27 +1,11 @@
 import { Option, type Command } from "commander";
 
-import { logicalDevicePatchSchema, newLogicalDeviceSchema } from "../../core/devices.js";
-import {
-  createLogicalDevice,
-  deleteLogicalDevice,
-  getLogicalDevice,
-  listLogicalDevices,
-  updateLogicalDevice,
-} from "../../db/repositories/logical-devices.js";
-import { deleteMappings, startMapping } from "../../db/repositories/mappings.js";
-import { getPhysicalDevice } from "../../db/repositories/physical-devices.js";
-import { RegistryError } from "../../db/repositories/registry-error.js";
-import { cliActor, withActor } from "../../events/actor.js";
 import { logicalDeviceJson, mappingJson } from "../../core/device-json.js";
-import {
-  notFoundNote,
-  parseUid,
-  printJson,
-  readJsonObject,
-  validate,
-  withDatabase,
-} from "../context.js";
+import { notFoundNote, parseUid, printJson, withPool } from "../output.js";
 import { plainDevice } from "./pd.js";
+
+/** What the commands that change or list devices use, loaded by them only (as in pd.ts). */
+const heavy = () => import("./ld-heavy.js");
 
 interface JsonInput {
   json?: string;
@@ -40,6 +24,7 @@ export function registerLdCommands(program: Command): void {
     .option("--plain", "plain output, not JSON")
     .option("--properties", "include the properties field in the output")
     .action(async (opts: { plain?: boolean; properties?: boolean }) => {
+      const { withDatabase, listLogicalDevices } = await heavy();
       const devices = await withDatabase((db) => listLogicalDevices(db));
       if (opts.plain) {
         devices.forEach((d) => process.stdout.write(`${plainDevice(d)}\n`));
@@ -53,6 +38,15 @@ export function registerLdCommands(program: Command): void {
     .addOption(jsonOption())
     .addOption(fileOption())
     .action(async (opts: JsonInput) => {
+      const {
+        validate,
+        newLogicalDeviceSchema,
+        readJsonObject,
+        withDatabase,
+        withActor,
+        cliActor,
+        createLogicalDevice,
+      } = await heavy();
       const input = validate(newLogicalDeviceSchema, await readJsonObject(opts), "logical device");
       const device = await withDatabase((db) =>
         withActor(db, cliActor(), (trx) => createLogicalDevice(trx, input)),
@@ -65,7 +59,8 @@ export function registerLdCommands(program: Command): void {
     .requiredOption("--luid <uid>", "logical device uid", parseUid)
     .option("--properties", "include the properties field in the output")
     .action(async (opts: { luid: number; properties?: boolean }) => {
-      const device = await withDatabase((db) => getLogicalDevice(db, opts.luid));
+      const { readLogicalDevice } = await import("../../db/repositories/device-reads.js");
+      const device = await withPool((pool) => readLogicalDevice(pool, opts.luid));
       if (!device) {
         notFoundNote(`logical device ${opts.luid}`);
       }
@@ -78,6 +73,16 @@ export function registerLdCommands(program: Command): void {
     .addOption(jsonOption())
     .addOption(fileOption())
     .action(async (opts: JsonInput & { luid: number }) => {
+      const {
+        validate,
+        logicalDevicePatchSchema,
+        readJsonObject,
+        withDatabase,
+        withActor,
+        cliActor,
+        updateLogicalDevice,
+        RegistryError,
+      } = await heavy();
       const patch = validate(
         logicalDevicePatchSchema,
         await readJsonObject(opts),
@@ -97,6 +102,8 @@ export function registerLdCommands(program: Command): void {
     .description("delete a logical device and its mapping history")
     .requiredOption("--luid <uid>", "logical device uid", parseUid)
     .action(async (opts: { luid: number }) => {
+      const { withDatabase, withActor, cliActor, deleteMappings, deleteLogicalDevice } =
+        await heavy();
       const device = await withDatabase((db) =>
         withActor(db, cliActor(), async (trx) => {
           await deleteMappings(trx, { luid: opts.luid });
@@ -114,6 +121,15 @@ export function registerLdCommands(program: Command): void {
     .requiredOption("--puid <uid>", "physical device uid", parseUid)
     .option("--map", "also map the physical device to the new logical device")
     .action(async (opts: { puid: number; map?: boolean }) => {
+      const {
+        withDatabase,
+        withActor,
+        cliActor,
+        getPhysicalDevice,
+        RegistryError,
+        createLogicalDevice,
+        startMapping,
+      } = await heavy();
       const result = await withDatabase((db) =>
         // One transaction: with --map, either both the device and the mapping exist or neither.
         withActor(db, cliActor(), async (trx) => {

@@ -1,34 +1,14 @@
 import { Option, type Command } from "commander";
 
-import {
-  newPhysicalDeviceSchema,
-  physicalDevicePatchSchema,
-  type LogicalDevice,
-  type PhysicalDevice,
-} from "../../core/devices.js";
-import {
-  deleteMappings,
-  listPhysicalDevicesWithCurrentLogical,
-} from "../../db/repositories/mappings.js";
-import {
-  createPhysicalDevice,
-  deletePhysicalDevice,
-  getPhysicalDevice,
-  listPhysicalDevices,
-  listUnmappedPhysicalDevices,
-  updatePhysicalDevice,
-} from "../../db/repositories/physical-devices.js";
-import { RegistryError } from "../../db/repositories/registry-error.js";
-import { cliActor, withActor } from "../../events/actor.js";
 import { physicalDeviceJson } from "../../core/device-json.js";
-import {
-  notFoundNote,
-  parseUid,
-  printJson,
-  readJsonObject,
-  validate,
-  withDatabase,
-} from "../context.js";
+import type { LogicalDevice, PhysicalDevice } from "../../core/devices.js";
+import { notFoundNote, parseUid, printJson, withPool } from "../output.js";
+
+/**
+ * What the commands that change or list devices use (kysely, zod schemas, pino), loaded by
+ * them only: `pd get`, run in loops by operators, needs none of it.
+ */
+const heavy = () => import("./pd-heavy.js");
 
 /** IoTa's plain last-seen column: ISO-8601 to the minute with offset, or `Never` padded alike. */
 function lastSeenMinutes(lastSeen: string | null): string {
@@ -77,7 +57,8 @@ export function registerPdCommands(program: Command): void {
     .requiredOption("--puid <uid>", "physical device uid", parseUid)
     .option("--properties", "include the properties field in the output")
     .action(async (opts: { puid: number; properties?: boolean }) => {
-      const device = await withDatabase((db) => getPhysicalDevice(db, opts.puid));
+      const { readPhysicalDevice } = await import("../../db/repositories/device-reads.js");
+      const device = await withPool((pool) => readPhysicalDevice(pool, opts.puid));
       if (!device) {
         notFoundNote(`physical device ${opts.puid}`);
       }
@@ -90,6 +71,8 @@ export function registerPdCommands(program: Command): void {
     .option("--plain", "plain output, not JSON")
     .option("--properties", "include the properties field in the output")
     .action(async (opts: ListOptions) => {
+      const { withDatabase, listPhysicalDevicesWithCurrentLogical, listPhysicalDevices } =
+        await heavy();
       if (opts.plain) {
         const rows = await withDatabase((db) =>
           listPhysicalDevicesWithCurrentLogical(db, { source: opts.source }),
@@ -109,6 +92,7 @@ export function registerPdCommands(program: Command): void {
     .option("--plain", "plain output, not JSON")
     .option("--properties", "include the properties field in the output")
     .action(async (opts: ListOptions) => {
+      const { withDatabase, listUnmappedPhysicalDevices } = await heavy();
       const devices = await withDatabase((db) =>
         listUnmappedPhysicalDevices(db, { source: opts.source }),
       );
@@ -124,6 +108,15 @@ export function registerPdCommands(program: Command): void {
     .addOption(jsonOption())
     .addOption(fileOption())
     .action(async (opts: JsonInput) => {
+      const {
+        validate,
+        newPhysicalDeviceSchema,
+        readJsonObject,
+        withDatabase,
+        withActor,
+        cliActor,
+        createPhysicalDevice,
+      } = await heavy();
       const input = validate(
         newPhysicalDeviceSchema,
         await readJsonObject(opts),
@@ -141,6 +134,16 @@ export function registerPdCommands(program: Command): void {
     .addOption(jsonOption())
     .addOption(fileOption())
     .action(async (opts: JsonInput & { puid: number }) => {
+      const {
+        validate,
+        physicalDevicePatchSchema,
+        readJsonObject,
+        withDatabase,
+        withActor,
+        cliActor,
+        updatePhysicalDevice,
+        RegistryError,
+      } = await heavy();
       const patch = validate(
         physicalDevicePatchSchema,
         await readJsonObject(opts),
@@ -160,6 +163,8 @@ export function registerPdCommands(program: Command): void {
     .description("delete a physical device and its mapping history")
     .requiredOption("--puid <uid>", "physical device uid", parseUid)
     .action(async (opts: { puid: number }) => {
+      const { withDatabase, withActor, cliActor, deleteMappings, deletePhysicalDevice } =
+        await heavy();
       const device = await withDatabase((db) =>
         withActor(db, cliActor(), async (trx) => {
           await deleteMappings(trx, { puid: opts.puid });
