@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 
+import { loadConfig } from "../../src/core/config.js";
 import { pgTimestampToIso } from "../../src/core/datetime-format.js";
 import { python310FromIsoformatAccepts } from "../helpers/python-iso.js";
 
@@ -57,5 +58,15 @@ describe("pgTimestampToIso writes Python's isoformat", () => {
     expect(pgTimestampToIso("infinity")).toBe("infinity");
     expect(pgTimestampToIso("-infinity")).toBe("-infinity");
     expect(pgTimestampToIso("0044-03-15 12:00:00+00 BC")).toBe("0044-03-15 12:00:00+00 BC");
+  });
+});
+
+describe("DISPLAY_TZ", () => {
+  it("defaults to UTC and takes an IANA zone name; anything else is refused at start-up", () => {
+    expect(loadConfig({}).pg.timeZone).toBe("UTC");
+    expect(loadConfig({ DISPLAY_TZ: "Australia/Sydney" }).pg.timeZone).toBe("Australia/Sydney");
+    for (const bad of ["Mars/Olympus", "UTC'; drop table x", "-c x"]) {
+      expect(() => loadConfig({ DISPLAY_TZ: bad }), bad).toThrow(/DISPLAY_TZ/);
+    }
   });
 });
