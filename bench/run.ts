@@ -7,7 +7,8 @@
  * BENCH_MESSAGES (default 20000) sets the mapper and yardstick runs; BENCH_UPLINKS (default
  * 5000) each whole-path run (TTN's decoded_payload, then local decoding); BENCH_DEVICES
  * (default 1000) the number of mapped devices; BENCH_DECODES (default 20000) each decoder run;
- * BENCH_HELD (default 100000) the held messages released (bench/release.ts).
+ * BENCH_HELD (default 100000) the held messages released (bench/release.ts);
+ * BENCH_CLI_RUNS (default 20) the CLI start-up runs (bench/cli-startup.ts).
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
@@ -36,6 +37,7 @@ import {
   stopBroker,
   waitReady,
 } from "./harness.js";
+import { cliStartup, printStartup, type StartupFigures } from "./cli-startup.js";
 import { releaseRun } from "./release.js";
 import { figures, formatRow, type Figures } from "./stats.js";
 
@@ -321,9 +323,12 @@ async function main(): Promise<void> {
     LOG_LEVEL: "warn",
   };
   const results: Figures[] = [];
+  let startup: StartupFigures[] = [];
   try {
     await migrate(pool);
     await setupDevices(pool);
+    // First, while nothing else of the bench runs.
+    startup = await cliStartup(env);
     const setup = await conn.createChannel();
     await setup.assertExchange(names.PTS_EXCHANGE, "fanout", { durable: true });
     await setup.assertExchange(names.LTS_EXCHANGE, "fanout", { durable: true });
@@ -398,6 +403,7 @@ async function main(): Promise<void> {
   console.log(
     `Mapper / bus-only relay ratio: ${(mapped.perSecond / relayed.perSecond).toFixed(2)}`,
   );
+  printStartup(startup);
 }
 
 await main();

@@ -1,17 +1,15 @@
 import { readFile } from "node:fs/promises";
 
-import { InvalidArgumentError } from "commander";
 import type { z } from "zod";
 
 import { loadConfig } from "../core/config.js";
 import type { JsonObject } from "../core/devices.js";
 import { createLogger } from "../core/logger.js";
 import { createDatabase, type DatabaseHandle, type Db } from "../db/database.js";
+import { InputError, UsageError } from "./errors.js";
 
-/** A mistake in how the command was used; main.ts prints its message alone. */
-export class UsageError extends Error {
-  override readonly name = "UsageError";
-}
+export { InputError, UsageError } from "./errors.js";
+export { notFoundNote, parseUid, printJson } from "./output.js";
 
 /**
  * Runs `fn` with a database built from the environment and always closes it, so a command's
@@ -33,31 +31,6 @@ export async function withDatabase<T>(
       await handle.pool.end();
     }
   }
-}
-
-/** commander argument parser for a device uid: a positive integer, nothing else. */
-export function parseUid(value: string): number {
-  if (!/^\d+$/.test(value.trim()) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) {
-    throw new InvalidArgumentError("must be a positive integer.");
-  }
-  return Number(value);
-}
-
-/** Writes `value` as IoTa's CLI does: JSON indented by two spaces. */
-export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-}
-
-/** A copy of `device` without `properties` unless they were asked for (IoTa's `--properties`). */
-export function withoutProperties<T extends { properties: unknown }>(
-  device: T,
-  includeProperties: boolean | undefined,
-): T | Omit<T, "properties"> {
-  if (includeProperties) {
-    return device;
-  }
-  const { properties: _omitted, ...rest } = device;
-  return rest;
 }
 
 async function readStdin(): Promise<string> {
@@ -113,21 +86,7 @@ export function validate<T>(schema: z.ZodType<T>, value: unknown, what: string):
     const problems = result.error.issues
       .map((i) => `${i.path.length ? i.path.join(".") : "(object)"}: ${i.message}`)
       .join("; ");
-    throw new UsageError(`invalid ${what}: ${problems}`);
+    throw new InputError(`invalid ${what}: ${problems}`);
   }
   return result.data;
-}
-
-/** What to print for a failed command: one line, no stack trace. */
-export function describeError(err: unknown): string {
-  let message: string;
-  if (err instanceof AggregateError && !err.message && err.errors.length > 0) {
-    // pg reports an unreachable server as an AggregateError with an empty message.
-    message = describeError(err.errors[0]);
-  } else if (err instanceof Error) {
-    message = err.message || err.name;
-  } else {
-    message = String(err);
-  }
-  return message.replace(/\s*\n\s*/g, " ").trim();
 }

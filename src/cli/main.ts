@@ -1,38 +1,36 @@
 #!/usr/bin/env node
-import { Command } from "commander";
+import { CommanderError } from "commander";
 
-import { registerDlqCommands } from "./commands/dlq.js";
-import { registerEventsCommands } from "./commands/events.js";
-import { registerLdCommands } from "./commands/ld.js";
-import { registerMapCommands } from "./commands/map.js";
-import { registerMigrateCommand } from "./commands/migrate.js";
-import { registerPdCommands } from "./commands/pd.js";
-import { registerRunCommand } from "./commands/run.js";
-import { registerUsersCommands } from "./commands/users.js";
-import { describeError } from "./context.js";
 import { loadDotEnv } from "./dotenv.js";
+import { buildProgram, commanderExitCode, expandOptionPrefixes, USAGE_EXIT } from "./program.js";
+import { describeError, UsageError } from "./errors.js";
 
 /**
- * The `broker` executable. Usage mistakes are reported by commander itself ("error: …", exit 1);
- * a failing command prints one line on stderr and exits 1, never a stack trace.
+ * The `broker` executable. As IoTa's CLI (argparse): a usage mistake exits 2, any other failure
+ * 1, each reported in one line on stderr, never a stack trace. Only commander is loaded before
+ * the command is known (program.ts).
  */
-const program = new Command("broker")
-  .description("IoTa-compatible IoT telemetry router")
-  .showSuggestionAfterError();
 
-registerMigrateCommand(program);
-registerPdCommands(program);
-registerLdCommands(program);
-registerMapCommands(program);
-registerUsersCommands(program);
-registerEventsCommands(program);
-registerDlqCommands(program);
-registerRunCommand(program);
+// A reader that goes away (`broker pd ls --plain | head -1`) ends the command quietly.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") {
+    process.exit(typeof process.exitCode === "number" ? process.exitCode : 0);
+  }
+  process.stderr.write(`error: ${describeError(err)}\n`);
+  process.exit(1);
+});
 
+const args = process.argv.slice(2);
 try {
   loadDotEnv();
-  await program.parseAsync(process.argv);
+  const program = await buildProgram(args);
+  await program.parseAsync(expandOptionPrefixes(program, args), { from: "user" });
 } catch (err) {
-  process.stderr.write(`error: ${describeError(err)}\n`);
-  process.exitCode = 1;
+  if (err instanceof CommanderError) {
+    // commander has printed its message already.
+    process.exitCode = commanderExitCode(err);
+  } else {
+    process.stderr.write(`error: ${describeError(err)}\n`);
+    process.exitCode = err instanceof UsageError ? USAGE_EXIT : 1;
+  }
 }

@@ -14,6 +14,19 @@ const list = z.string().transform((v) =>
     .filter((s) => s.length > 0),
 );
 
+/** True for an IANA zone name both Node and PostgreSQL know (letters, digits, `/_+-`). */
+function isTimeZone(name: string): boolean {
+  if (!/^[A-Za-z][A-Za-z0-9_/+-]*$/.test(name)) {
+    return false;
+  }
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const envSchema = z.object({
   BROKER_ENV: z.enum(["development", "production"]).default("development"),
 
@@ -23,6 +36,10 @@ const envSchema = z.object({
   PGPASSWORD: z.string().default(""),
   PGDATABASE: z.string().default("broker"),
   PG_POOL_SIZE: positiveInt.default(10),
+  DISPLAY_TZ: z
+    .string()
+    .default("UTC")
+    .refine(isTimeZone, "must be an IANA time zone name such as UTC or Australia/Sydney"),
 
   RABBITMQ_HOST: z.string().default("localhost"),
   RABBITMQ_PORT: port.default(5672),
@@ -69,6 +86,11 @@ export interface Config {
     readonly database: string;
     /** Maximum connections in this process's pool. Default 10. */
     readonly poolSize: number;
+    /**
+     * The sessions' time zone (DISPLAY_TZ, an IANA name): the offset every datetime read from
+     * the database is written in. Default UTC. IoTa showed the database server's zone (its TZ).
+     */
+    readonly timeZone?: string;
   };
   readonly amqp: {
     /** Full AMQP URL, credentials URL-escaped. */
@@ -149,6 +171,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       password: env.PGPASSWORD,
       database: env.PGDATABASE,
       poolSize: env.PG_POOL_SIZE,
+      timeZone: env.DISPLAY_TZ,
     }),
     amqp: Object.freeze({
       url: amqpUrl(env),

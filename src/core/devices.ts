@@ -1,7 +1,7 @@
 import { z } from "zod";
 
 import { jsonObjectInput, text } from "./storable.js";
-import { parseInstant } from "./time.js";
+import { readDateTimeInput } from "./datetime-input.js";
 
 /**
  * The registry's domain objects, with IoTa's JSON field names in IoTa's order (clients compare
@@ -76,14 +76,37 @@ export const locationInput = z
       : null,
   );
 
-const instant = z
-  .string()
-  .refine((v) => parseInstant(v) !== undefined, "must be an ISO-8601 date-time with an offset");
+/**
+ * A datetime given by a user (`last_seen`): ISO-8601 with an offset, without one (the server's
+ * zone), or a Unix time in seconds or milliseconds, as IoTa's pydantic read it. The result is
+ * ISO-8601 with an offset.
+ */
+export const dateTimeInput = z
+  .union([z.string(), z.number()])
+  .transform((v, ctx) => {
+    const iso = readDateTimeInput(v);
+    if (iso === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: "must be an ISO-8601 date-time or a Unix time in seconds or milliseconds",
+      });
+      return z.NEVER;
+    }
+    return iso;
+  })
+  .meta({
+    override: {
+      anyOf: [
+        { type: "string", format: "date-time" },
+        { type: "number", description: "Unix time: seconds, or milliseconds above 2e10" },
+      ],
+    },
+  });
 
 const logicalFields = {
   name: text.min(1, "must not be empty"),
   location: locationInput.optional(),
-  last_seen: instant.nullable().optional(),
+  last_seen: dateTimeInput.nullable().optional(),
   properties: jsonObjectInput.optional(),
 };
 

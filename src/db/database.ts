@@ -1,26 +1,12 @@
 import { Kysely, PostgresDialect, sql } from "kysely";
-import pg from "pg";
+import type pg from "pg";
 
 import type { Config } from "../core/config.js";
 import type { Logger } from "../core/logger.js";
-import { pgTimestampToIso } from "../core/time.js";
+import { createPool } from "./pool.js";
 import type { Database } from "./tables.js";
 
 export type Db = Kysely<Database>;
-
-const TIMESTAMPTZ_OID = 1184;
-
-/** A pg type parser set that keeps timestamptz at microsecond precision as ISO-8601 text. */
-function typeParsers(): pg.CustomTypesConfig {
-  return {
-    getTypeParser: ((oid: number, format?: "text" | "binary") => {
-      if (oid === TIMESTAMPTZ_OID && format !== "binary") {
-        return (value: string) => pgTimestampToIso(value);
-      }
-      return pg.types.getTypeParser(oid, format);
-    }) as pg.CustomTypesConfig["getTypeParser"],
-  };
-}
 
 export interface DatabaseHandle {
   readonly db: Db;
@@ -31,9 +17,8 @@ export interface DatabaseHandle {
 }
 
 /**
- * Builds the process's one pg pool and kysely instance. Sessions run in UTC so every timestamp
- * read back carries `+00:00`. Pool errors (a server restart drops idle clients) are logged, never
- * fatal; the pool opens fresh connections on the next query.
+ * Builds the process's one pg pool (pool.ts: session zone DISPLAY_TZ, timestamptz as Python's
+ * isoformat text) and kysely instance.
  */
 export function createDatabase(
   config: Config["pg"],
@@ -43,28 +28,7 @@ export function createDatabase(
     applicationName?: string;
   } = {},
 ): DatabaseHandle {
-  const pool = new pg.Pool({
-    ...(options.applicationName === undefined
-      ? {}
-      : { application_name: options.applicationName.slice(0, 63) }),
-    host: config.host,
-    port: config.port,
-    user: config.user,
-    password: config.password,
-    database: config.database,
-    max: config.poolSize,
-    connectionTimeoutMillis: 5_000,
-    idleTimeoutMillis: 30_000,
-    options: "-c TimeZone=UTC",
-    types: typeParsers(),
-  });
-  pool.on("error", (err) => logger.warn({ err }, "idle PostgreSQL client failed"));
-  // A client checked out of the pool (inside a transaction, between two queries) reports a lost
-  // connection as an 'error' event that nobody else listens to; unhandled, it would crash the
-  // process. The query in progress fails on its own and the pool discards the client.
-  pool.on("connect", (client) => {
-    client.on("error", (err) => logger.warn({ err }, "PostgreSQL connection lost"));
-  });
+  const pool = createPool(config, logger, options.applicationName);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   let closed: Promise<void> | undefined;
   return {

@@ -93,7 +93,7 @@ describe("physical devices", () => {
         body: { location: { lat: null, long: null } },
       }),
     );
-    expect(cleared.location).toBeNull();
+    expect(cleared.location).toEqual({ lat: null, long: null });
     const missing = await api.call("PATCH", "/physical/devices/999999", { ...admin, body: {} });
     expect(missing.status).toBe(404);
     const badSource = await api.call("PATCH", `/physical/devices/${uid}`, {
@@ -151,7 +151,7 @@ describe("notes", () => {
       api.call("GET", `/physical/devices/notes/${uid}?limit=1`, admin),
     );
     expect(after).toEqual([
-      { uid: notes[1]!.uid, ts: "2020-01-01T00:00:00.5+00:00", note: "second, moved" },
+      { uid: notes[1]!.uid, ts: "2020-01-01T00:00:00.500000+00:00", note: "second, moved" },
     ]);
     const unknown = await api.call("PATCH", "/physical/devices/notes/", {
       ...admin,
@@ -176,7 +176,7 @@ describe("logical devices", () => {
     expect(patched).toEqual({
       uid: a.uid,
       name: "Site A2",
-      location: null,
+      location: { lat: null, long: null },
       last_seen: null,
       properties: { kind: "soil" },
     });

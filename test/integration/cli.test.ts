@@ -9,7 +9,7 @@ import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { runBroker, type CliRun } from "../helpers/cli.js";
 
 // Each run starts Node and compiles TypeScript (about a second); a busy machine needs more room.
-const CLI_TIMEOUT = 120_000;
+const CLI_TIMEOUT = 300_000;
 
 let testDb: TestDatabase;
 const extraDbs: TestDatabase[] = [];
@@ -17,14 +17,22 @@ let tmp: string;
 
 type Run = CliRun;
 
+/** What IoTa printed for an unknown device (exit 0), with our note on stderr. */
+function expectNotFound(run: Run, stdout: string, what: string): void {
+  expect(run).toEqual({ code: 0, stdout, stderr: `note: ${what} not found\n` });
+}
+
 /** Runs `broker …` against `database` (the file's test database by default). */
 function broker(args: string[], options: { stdin?: string; database?: string } = {}): Promise<Run> {
   return runBroker(args, { database: options.database ?? testDb.name, stdin: options.stdin });
 }
 
-/** A failed run: exit 1, nothing on stdout, exactly one line on stderr matching `pattern`. */
-function expectOneLineError(run: Run, pattern: RegExp): void {
-  expect(run.code).toBe(1);
+/**
+ * A failed run: exit `code` (1, or 2 for a usage error as argparse), nothing on stdout, exactly
+ * one line on stderr matching `pattern`.
+ */
+function expectOneLineError(run: Run, pattern: RegExp, code = 1): void {
+  expect(run.code).toBe(code);
   expect(run.stdout).toBe("");
   expect(run.stderr.trimEnd().split("\n")).toHaveLength(1);
   expect(run.stderr.trimEnd()).toMatch(pattern);
@@ -99,7 +107,10 @@ describe("broker ld", { timeout: CLI_TIMEOUT }, () => {
       properties: { k: "v" },
     });
     expect(ld.uid).not.toBe(77);
-    expect(json(fromFile)).toMatchObject({ name: "from file", location: null });
+    expect(json(fromFile)).toMatchObject({
+      name: "from file",
+      location: { lat: null, long: null },
+    });
     expect(json(fromStdin)).toMatchObject({ name: "from stdin" });
 
     const [got, gotProps, absent, list] = await Promise.all([
@@ -115,7 +126,7 @@ describe("broker ld", { timeout: CLI_TIMEOUT }, () => {
       last_seen: null,
     });
     expect(json(gotProps)).toMatchObject({ properties: { k: "v" } });
-    expectOneLineError(absent, /^error: logical device 999999 not found$/);
+    expectNotFound(absent, "null\n", "logical device 999999");
     const all = json(list) as { uid: number }[];
     expect(all.map((d) => d.uid)).toContain(ld.uid);
     expect(all.every((d) => !("properties" in d))).toBe(true);
@@ -135,15 +146,16 @@ describe("broker ld", { timeout: CLI_TIMEOUT }, () => {
       broker(["ld", "create", "--json", '{"name": "n\\u0000"}']),
       broker(["ld", "create", "--json", '{"name": "n", "properties": {"__proto__": {}}}']),
     ]);
-    expectOneLineError(runs[0]!, /^error: --json is not valid JSON$/);
+    // How the command was called: exit 2, as argparse. What it was given: exit 1.
+    expectOneLineError(runs[0]!, /^error: --json is not valid JSON$/, 2);
     expect(runs[0]!.stderr).not.toContain("s3cret");
-    expectOneLineError(runs[1]!, /^error: --json must be a JSON object$/);
+    expectOneLineError(runs[1]!, /^error: --json must be a JSON object$/, 2);
     expectOneLineError(runs[2]!, /^error: invalid logical device: name: /);
-    expectOneLineError(runs[3]!, /^error: give exactly one of --json or --file$/);
-    expectOneLineError(runs[4]!, /cannot be used with/);
-    expectOneLineError(runs[5]!, /--luid.*must be a positive integer/);
-    expectOneLineError(runs[6]!, /required option '--luid <uid>' not specified/);
-    expectOneLineError(runs[7]!, /unknown option '--bogus'/);
+    expectOneLineError(runs[3]!, /^error: give exactly one of --json or --file$/, 2);
+    expectOneLineError(runs[4]!, /cannot be used with/, 2);
+    expectOneLineError(runs[5]!, /--luid.*must be a positive integer/, 2);
+    expectOneLineError(runs[6]!, /required option '--luid <uid>' not specified/, 2);
+    expectOneLineError(runs[7]!, /unknown option '--bogus'/, 2);
     // The same storage rules as the API: nothing is silently stored as null or truncated.
     expectOneLineError(runs[8]!, /^error: invalid logical device: properties: .*too large/);
     expectOneLineError(runs[9]!, /^error: invalid logical device: name: contains a NUL/);
@@ -176,10 +188,10 @@ describe("broker pd and map", { timeout: CLI_TIMEOUT }, () => {
       broker(["pd", "get", "--puid", "abc"]),
     ]);
     const { properties: _p, ...withoutProps } = pd;
-    expect(json(got)).toEqual(withoutProps);
-    expect(json(gotProps)).toEqual(pd);
-    expectOneLineError(absent, /^error: physical device 999999 not found$/);
-    expectOneLineError(badUid, /--puid.*'abc' is invalid/);
+    expect(json(got)).toEqual({ ...withoutProps, location: { lat: null, long: null } });
+    expect(json(gotProps)).toEqual({ ...pd, location: { lat: null, long: null } });
+    expectNotFound(absent, "null\n", "physical device 999999");
+    expectOneLineError(badUid, /--puid.*'abc' is invalid/, 2);
 
     const started = await broker([
       "map",
@@ -191,7 +203,7 @@ describe("broker pd and map", { timeout: CLI_TIMEOUT }, () => {
     ]);
     const mapping = json(started) as { start_time: string };
     expect(mapping).toMatchObject({
-      pd,
+      pd: { ...pd, location: { lat: null, long: null } },
       ld: { uid: ld.uid, name: "cli target" },
       end_time: null,
       is_active: true,
@@ -210,7 +222,9 @@ describe("broker pd and map", { timeout: CLI_TIMEOUT }, () => {
     );
     expectOneLineError(unknownLd, /^error: logical device 999999 not found$/);
     expect(json(list)).toEqual(
-      [withoutProps, { ...other, properties: undefined }].map((d) => JSON.parse(JSON.stringify(d))),
+      [withoutProps, { ...other, properties: undefined }].map((d) =>
+        JSON.parse(JSON.stringify({ ...d, location: { lat: null, long: null } })),
+      ),
     );
     expect(plain.stdout).toBe(
       `${String(pd.uid).padStart(5)}   ${"cli pd".padEnd(48)}   2024-04-14T03:52+00:00 --> ` +
@@ -229,15 +243,16 @@ describe("broker pd and map", { timeout: CLI_TIMEOUT }, () => {
       broker(["map", "ls", "--luid", "999999"]),
       broker(["map", "end", "--puid", String(pd.uid)]),
     ]);
-    expectOneLineError(endUnknown, /^error: physical device 999999 not found$/);
-    expectOneLineError(lsUnknown, /^error: logical device 999999 not found$/);
+    // IoTa did nothing (end) or listed nothing (ls) for an unknown device, and exited 0.
+    expectNotFound(endUnknown, "", "physical device 999999");
+    expectNotFound(lsUnknown, "[]\n", "logical device 999999");
     // Nothing current to end on a known device: a no-op, as IoTa.
     expect(endAgain).toEqual({ code: 0, stdout: "", stderr: "" });
     const after = json(byLd) as { end_time: string | null }[];
     expect(after).toHaveLength(1);
     expect(after[0]?.end_time).not.toBeNull();
-    expectOneLineError(both, /cannot be used with/);
-    expectOneLineError(neither, /^error: give one of --puid or --luid$/);
+    expectOneLineError(both, /cannot be used with/, 2);
+    expectOneLineError(neither, /^error: give one of --puid or --luid$/, 2);
   });
 
   it("creates, updates, copies, toggles and removes (the rest of IoTa's pd/ld/map commands)", async () => {
@@ -299,14 +314,14 @@ describe("broker pd and map", { timeout: CLI_TIMEOUT }, () => {
       broker(["pd", "rm", "--puid", puid]),
     ]);
     expect(json(removedLd)).toMatchObject({ uid: mapping.ld.uid });
-    expectOneLineError(gone, new RegExp(`^error: physical device ${puid} not found$`));
-    expectOneLineError(removedAgain, new RegExp(`^error: physical device ${puid} not found$`));
+    expectNotFound(gone, "null\n", `physical device ${puid}`);
+    expectNotFound(removedAgain, "null\n", `physical device ${puid}`);
     const [ldGone, ldRemovedAgain] = await Promise.all([
       broker(["ld", "get", "--luid", luid]),
       broker(["ld", "rm", "--luid", luid]),
     ]);
-    expectOneLineError(ldGone, new RegExp(`^error: logical device ${luid} not found$`));
-    expectOneLineError(ldRemovedAgain, new RegExp(`^error: logical device ${luid} not found$`));
+    expectNotFound(ldGone, "null\n", `logical device ${luid}`);
+    expectNotFound(ldRemovedAgain, "null\n", `logical device ${luid}`);
   });
 
   it("reports an unreachable database in one line", async () => {

@@ -1,6 +1,7 @@
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
+import { logicalDeviceJson, physicalDeviceJson } from "../../src/core/device-json.js";
 import type { JsonObject } from "../../src/core/devices.js";
 import type { Db } from "../../src/db/database.js";
 import { listEvents } from "../../src/db/repositories/events.js";
@@ -171,8 +172,13 @@ async function tables(): Promise<Record<keyof Omit<RegistryState, "lastEventId">
   const notes = await sql<JsonObject>`
     select uid, physical_uid, ts, note from device_notes order by uid`.execute(db);
   return {
-    physicalDevices: (await listPhysicalDevices(db)).map((d) => withoutNoise({ ...d })),
-    logicalDevices: (await listLogicalDevices(db)).map((d) => withoutNoise({ ...d })),
+    // Events write devices as the API does (no location = {lat: null, long: null}).
+    physicalDevices: (await listPhysicalDevices(db)).map((d) =>
+      withoutNoise({ ...physicalDeviceJson(d) }),
+    ),
+    logicalDevices: (await listLogicalDevices(db)).map((d) =>
+      withoutNoise({ ...logicalDeviceJson(d) }),
+    ),
     mappings: mappings.rows,
     notes: notes.rows,
     users: (await listUsers(db)).map((u) => ({ ...u })),

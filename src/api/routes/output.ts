@@ -1,46 +1,22 @@
-import type { LogicalDevice, Mapping, PhysicalDevice } from "../../core/devices.js";
+import type { LogicalDevice, PhysicalDevice } from "../../core/devices.js";
+import {
+  logicalDeviceJson,
+  mappingJson,
+  mappingUidsJson,
+  physicalDeviceJson,
+} from "../../core/device-json.js";
 
 /**
- * Response bodies built field by field in IoTa's order, so a response has exactly IoTa's fields
- * whatever the domain objects gain later.
+ * Response bodies: the shared output form (src/core/device-json.ts, IoTa's fields and order,
+ * `{"lat": null, "long": null}` for no location). Without properties they are `{}`, as IoTa.
  */
 
 export function logicalDeviceBody(device: LogicalDevice, includeProperties = true) {
-  return {
-    uid: device.uid,
-    name: device.name,
-    location: device.location && { lat: device.location.lat, long: device.location.long },
-    last_seen: device.last_seen,
-    properties: includeProperties ? device.properties : {},
-  };
+  return logicalDeviceJson(device, includeProperties ? "all" : "empty");
 }
 
 export function physicalDeviceBody(device: PhysicalDevice, includeProperties = true) {
-  return {
-    ...logicalDeviceBody(device, includeProperties),
-    source_name: device.source_name,
-    source_ids: device.source_ids,
-  };
+  return physicalDeviceJson(device, includeProperties ? "all" : "empty");
 }
 
-/** A mapping with full device objects (IoTa's PhysicalToLogicalMapping). */
-export function mappingBody(mapping: Mapping) {
-  return {
-    pd: physicalDeviceBody(mapping.pd),
-    ld: logicalDeviceBody(mapping.ld),
-    start_time: mapping.start_time,
-    end_time: mapping.end_time,
-    is_active: mapping.is_active,
-  };
-}
-
-/** A mapping with device uids only (`return_uids=true`). */
-export function mappingUidsBody(mapping: Mapping) {
-  return {
-    pd: mapping.pd.uid,
-    ld: mapping.ld.uid,
-    start_time: mapping.start_time,
-    end_time: mapping.end_time,
-    is_active: mapping.is_active,
-  };
-}
+export { mappingJson as mappingBody, mappingUidsJson as mappingUidsBody };

@@ -1,6 +1,6 @@
 import { z } from "zod";
 
-import { locationInput as coreLocationInput } from "../../core/devices.js";
+import { dateTimeInput, locationInput as coreLocationInput } from "../../core/devices.js";
 import { jsonObjectInput, text } from "../../core/storable.js";
 import { instantParam } from "./params.js";
 
@@ -28,7 +28,8 @@ const logicalFields = {
   uid: uidInput.nullish().meta({ description: "Ignored on create." }),
   name: text.min(1, "must not be empty"),
   location: locationInput.optional(),
-  last_seen: instantInput.nullish(),
+  // IoTa's pydantic also read a Unix time here (seconds, or milliseconds above 2e10).
+  last_seen: dateTimeInput.nullish(),
   properties: jsonObjectInput.optional(),
 };
 
@@ -55,9 +56,11 @@ export const physicalDevicePatchInput = z
   .meta({ id: "PhysicalDevicePatch" });
 
 export const locationOutput = z
-  .object({ lat: z.number(), long: z.number() })
-  .nullable()
-  .meta({ id: "Location", description: "GDA94 degrees; null when the device has none." });
+  .object({ lat: z.number().nullable(), long: z.number().nullable() })
+  .meta({
+    id: "Location",
+    description: 'GDA94 degrees; {"lat": null, "long": null} when the device has none (as IoTa).',
+  });
 
 const dateTime = z.string().meta({ format: "date-time" });
 

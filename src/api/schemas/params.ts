@@ -1,5 +1,6 @@
 import { z } from "zod";
 
+import { assumeServerZone } from "../../core/datetime-input.js";
 import { parseInstant } from "../../core/time.js";
 import { text } from "../../core/storable.js";
 
@@ -76,26 +77,6 @@ export function boolParam(defaultValue: boolean) {
     .optional()
     .transform((v) => v ?? defaultValue)
     .meta({ override: { type: "boolean", default: defaultValue } });
-}
-
-const NAIVE = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,]\d{1,9})?)?$/;
-
-/**
- * A date-time without an offset, completed with the server's UTC offset at that moment (TZ).
- * IoTa handed such values to PostgreSQL, which read them in its own time zone, the deployment's
- * TZ; anything else is returned unchanged.
- */
-export function assumeServerZone(value: string): string {
-  const m = NAIVE.exec(value);
-  if (!m) {
-    return value;
-  }
-  const [, y, mo, d, h, mi, sec] = m.map(Number) as number[];
-  const local = new Date(y!, mo! - 1, d, h, mi, Number.isNaN(sec) ? 0 : sec);
-  const minutes = -local.getTimezoneOffset();
-  const abs = Math.abs(minutes);
-  const hours = String(Math.floor(abs / 60)).padStart(2, "0");
-  return `${value}${minutes < 0 ? "-" : "+"}${hours}:${String(abs % 60).padStart(2, "0")}`;
 }
 
 /**

@@ -13,7 +13,8 @@ import {
   type DeadLetterService,
   type ProgressListener,
 } from "../../dlq/service.js";
-import { describeError, printJson, UsageError } from "../context.js";
+import { describeError } from "../errors.js";
+import { printJson, UsageError } from "../context.js";
 
 /** How long `broker dlq` waits for RabbitMQ before giving up, in ms. */
 const CONNECT_WAIT_MS = 5_000;

@@ -1,26 +1,11 @@
 import { Option, type Command } from "commander";
 
-import { logicalDevicePatchSchema, newLogicalDeviceSchema } from "../../core/devices.js";
-import {
-  createLogicalDevice,
-  deleteLogicalDevice,
-  getLogicalDevice,
-  listLogicalDevices,
-  updateLogicalDevice,
-} from "../../db/repositories/logical-devices.js";
-import { deleteMappings, startMapping } from "../../db/repositories/mappings.js";
-import { getPhysicalDevice } from "../../db/repositories/physical-devices.js";
-import { RegistryError } from "../../db/repositories/registry-error.js";
-import { cliActor, withActor } from "../../events/actor.js";
-import {
-  parseUid,
-  printJson,
-  readJsonObject,
-  validate,
-  withDatabase,
-  withoutProperties,
-} from "../context.js";
+import { logicalDeviceJson, mappingJson } from "../../core/device-json.js";
+import { notFoundNote, parseUid, printJson, withPool } from "../output.js";
 import { plainDevice } from "./pd.js";
+
+/** What the commands that change or list devices use, loaded by them only (as in pd.ts). */
+const heavy = () => import("./ld-heavy.js");
 
 interface JsonInput {
   json?: string;
@@ -39,12 +24,13 @@ export function registerLdCommands(program: Command): void {
     .option("--plain", "plain output, not JSON")
     .option("--properties", "include the properties field in the output")
     .action(async (opts: { plain?: boolean; properties?: boolean }) => {
+      const { withDatabase, listLogicalDevices } = await heavy();
       const devices = await withDatabase((db) => listLogicalDevices(db));
       if (opts.plain) {
         devices.forEach((d) => process.stdout.write(`${plainDevice(d)}\n`));
         return;
       }
-      printJson(devices.map((d) => withoutProperties(d, opts.properties)));
+      printJson(devices.map((d) => logicalDeviceJson(d, opts.properties ? "all" : "omit")));
     });
 
   ld.command("create")
@@ -52,12 +38,20 @@ export function registerLdCommands(program: Command): void {
     .addOption(jsonOption())
     .addOption(fileOption())
     .action(async (opts: JsonInput) => {
+      const {
+        validate,
+        newLogicalDeviceSchema,
+        readJsonObject,
+        withDatabase,
+        withActor,
+        cliActor,
+        createLogicalDevice,
+      } = await heavy();
       const input = validate(newLogicalDeviceSchema, await readJsonObject(opts), "logical device");
-      printJson(
-        await withDatabase((db) =>
-          withActor(db, cliActor(), (trx) => createLogicalDevice(trx, input)),
-        ),
+      const device = await withDatabase((db) =>
+        withActor(db, cliActor(), (trx) => createLogicalDevice(trx, input)),
       );
+      printJson(logicalDeviceJson(device));
     });
 
   ld.command("get")
@@ -65,11 +59,12 @@ export function registerLdCommands(program: Command): void {
     .requiredOption("--luid <uid>", "logical device uid", parseUid)
     .option("--properties", "include the properties field in the output")
     .action(async (opts: { luid: number; properties?: boolean }) => {
-      const device = await withDatabase((db) => getLogicalDevice(db, opts.luid));
+      const { readLogicalDevice } = await import("../../db/repositories/device-reads.js");
+      const device = await withPool((pool) => readLogicalDevice(pool, opts.luid));
       if (!device) {
-        throw new RegistryError("not_found", `logical device ${opts.luid} not found`);
+        notFoundNote(`logical device ${opts.luid}`);
       }
-      printJson(withoutProperties(device, opts.properties));
+      printJson(device && logicalDeviceJson(device, opts.properties ? "all" : "omit"));
     });
 
   ld.command("up")
@@ -78,6 +73,16 @@ export function registerLdCommands(program: Command): void {
     .addOption(jsonOption())
     .addOption(fileOption())
     .action(async (opts: JsonInput & { luid: number }) => {
+      const {
+        validate,
+        logicalDevicePatchSchema,
+        readJsonObject,
+        withDatabase,
+        withActor,
+        cliActor,
+        updateLogicalDevice,
+        RegistryError,
+      } = await heavy();
       const patch = validate(
         logicalDevicePatchSchema,
         await readJsonObject(opts),
@@ -87,15 +92,18 @@ export function registerLdCommands(program: Command): void {
         withActor(db, cliActor(), (trx) => updateLogicalDevice(trx, opts.luid, patch)),
       );
       if (!device) {
+        // IoTa failed here too: an error, not IoTa's traceback.
         throw new RegistryError("not_found", `logical device ${opts.luid} not found`);
       }
-      printJson(device);
+      printJson(logicalDeviceJson(device));
     });
 
   ld.command("rm")
     .description("delete a logical device and its mapping history")
     .requiredOption("--luid <uid>", "logical device uid", parseUid)
     .action(async (opts: { luid: number }) => {
+      const { withDatabase, withActor, cliActor, deleteMappings, deleteLogicalDevice } =
+        await heavy();
       const device = await withDatabase((db) =>
         withActor(db, cliActor(), async (trx) => {
           await deleteMappings(trx, { luid: opts.luid });
@@ -103,9 +111,9 @@ export function registerLdCommands(program: Command): void {
         }),
       );
       if (!device) {
-        throw new RegistryError("not_found", `logical device ${opts.luid} not found`);
+        notFoundNote(`logical device ${opts.luid}`);
       }
-      printJson(device);
+      printJson(device && logicalDeviceJson(device));
     });
 
   ld.command("cpd")
@@ -113,6 +121,15 @@ export function registerLdCommands(program: Command): void {
     .requiredOption("--puid <uid>", "physical device uid", parseUid)
     .option("--map", "also map the physical device to the new logical device")
     .action(async (opts: { puid: number; map?: boolean }) => {
+      const {
+        withDatabase,
+        withActor,
+        cliActor,
+        getPhysicalDevice,
+        RegistryError,
+        createLogicalDevice,
+        startMapping,
+      } = await heavy();
       const result = await withDatabase((db) =>
         // One transaction: with --map, either both the device and the mapping exist or neither.
         withActor(db, cliActor(), async (trx) => {
@@ -122,9 +139,12 @@ export function registerLdCommands(program: Command): void {
           }
           const { name, location, last_seen } = pd;
           const created = await createLogicalDevice(trx, { name, location, last_seen });
-          return opts.map ? startMapping(trx, pd.uid, created.uid) : created;
+          return opts.map ? startMapping(trx, pd.uid, created.uid) : undefined;
         }),
       );
-      printJson(result);
+      // IoTa printed the new mapping with --map, and nothing without it.
+      if (result) {
+        printJson(mappingJson(result));
+      }
     });
 }

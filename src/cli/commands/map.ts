@@ -14,6 +14,7 @@ import { getLogicalDevice } from "../../db/repositories/logical-devices.js";
 import { getPhysicalDevice } from "../../db/repositories/physical-devices.js";
 import { RegistryError } from "../../db/repositories/registry-error.js";
 import { cliActor, withActor } from "../../events/actor.js";
+import { mappingJson } from "../../core/device-json.js";
 import {
   DEFAULT_RELEASE_REASONS,
   releaseHeld,
@@ -22,7 +23,7 @@ import {
 } from "../../mapper/release.js";
 import { HOLD_REASONS } from "../../mapper/route.js";
 import { withLogicalPublisher } from "../bus.js";
-import { parseUid, printJson, UsageError, withDatabase } from "../context.js";
+import { notFoundNote, parseUid, printJson, UsageError, withDatabase } from "../context.js";
 
 interface SelectorOptions {
   puid?: number;
@@ -47,7 +48,7 @@ function describe(sel: DeviceSelector): string {
   return sel.puid !== undefined ? `physical device ${sel.puid}` : `logical device ${sel.luid}`;
 }
 
-/** Fails with one line when the selected device does not exist (IoTa said nothing). */
+/** The selected device must exist (our own commands, which IoTa did not have: one-line error). */
 async function requireDevice(db: Db, sel: DeviceSelector): Promise<void> {
   const device =
     sel.puid !== undefined
@@ -56,6 +57,21 @@ async function requireDevice(db: Db, sel: DeviceSelector): Promise<void> {
   if (!device) {
     throw new RegistryError("not_found", `${describe(sel)} not found`);
   }
+}
+
+/**
+ * Whether the selected device exists. When it does not, IoTa did nothing and exited 0 (scripts
+ * rely on that), so we say so on stderr only.
+ */
+async function deviceExists(db: Db, sel: DeviceSelector): Promise<boolean> {
+  const device =
+    sel.puid !== undefined
+      ? await getPhysicalDevice(db, sel.puid)
+      : await getLogicalDevice(db, sel.luid!);
+  if (!device) {
+    notFoundNote(describe(sel));
+  }
+  return device !== undefined;
 }
 
 /** commander argument parser for an instant: ISO-8601 with an offset, nothing else. */
@@ -146,7 +162,7 @@ export function registerMapCommands(program: Command): void {
         const mapping = await withActor(db, cliActor(), (trx) =>
           startMapping(trx, opts.puid, opts.luid, opts.from),
         );
-        printJson(mapping);
+        printJson(mappingJson(mapping));
         const covered = await countHeld(db, { puid: opts.puid, from: mapping.start_time });
         // Said only when there is something to say: IoTa's `map start` printed the mapping alone.
         if (Object.keys(covered).length > 0) {
@@ -177,8 +193,9 @@ export function registerMapCommands(program: Command): void {
       const sel = selector(opts);
       await withDatabase((db) =>
         withActor(db, cliActor(), async (trx) => {
-          await requireDevice(trx, sel);
-          await endMapping(trx, sel);
+          if (await deviceExists(trx, sel)) {
+            await endMapping(trx, sel);
+          }
         }),
       );
     });
@@ -190,12 +207,10 @@ export function registerMapCommands(program: Command): void {
     .addOption(luidOption())
     .action(async (opts: SelectorOptions) => {
       const sel = selector(opts);
-      printJson(
-        await withDatabase(async (db) => {
-          await requireDevice(db, sel);
-          return listMappings(db, sel);
-        }),
+      const mappings = await withDatabase(async (db) =>
+        (await deviceExists(db, sel)) ? listMappings(db, sel) : [],
       );
+      printJson(mappings.map(mappingJson));
     });
 
   map

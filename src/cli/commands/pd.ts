@@ -1,33 +1,14 @@
 import { Option, type Command } from "commander";
 
-import {
-  newPhysicalDeviceSchema,
-  physicalDevicePatchSchema,
-  type LogicalDevice,
-  type PhysicalDevice,
-} from "../../core/devices.js";
-import {
-  deleteMappings,
-  listPhysicalDevicesWithCurrentLogical,
-} from "../../db/repositories/mappings.js";
-import {
-  createPhysicalDevice,
-  deletePhysicalDevice,
-  getPhysicalDevice,
-  listPhysicalDevices,
-  listUnmappedPhysicalDevices,
-  updatePhysicalDevice,
-} from "../../db/repositories/physical-devices.js";
-import { RegistryError } from "../../db/repositories/registry-error.js";
-import { cliActor, withActor } from "../../events/actor.js";
-import {
-  parseUid,
-  printJson,
-  readJsonObject,
-  validate,
-  withDatabase,
-  withoutProperties,
-} from "../context.js";
+import { physicalDeviceJson } from "../../core/device-json.js";
+import type { LogicalDevice, PhysicalDevice } from "../../core/devices.js";
+import { notFoundNote, parseUid, printJson, withPool } from "../output.js";
+
+/**
+ * What the commands that change or list devices use (kysely, zod schemas, pino), loaded by
+ * them only: `pd get`, run in loops by operators, needs none of it.
+ */
+const heavy = () => import("./pd-heavy.js");
 
 /** IoTa's plain last-seen column: ISO-8601 to the minute with offset, or `Never` padded alike. */
 function lastSeenMinutes(lastSeen: string | null): string {
@@ -76,11 +57,12 @@ export function registerPdCommands(program: Command): void {
     .requiredOption("--puid <uid>", "physical device uid", parseUid)
     .option("--properties", "include the properties field in the output")
     .action(async (opts: { puid: number; properties?: boolean }) => {
-      const device = await withDatabase((db) => getPhysicalDevice(db, opts.puid));
+      const { readPhysicalDevice } = await import("../../db/repositories/device-reads.js");
+      const device = await withPool((pool) => readPhysicalDevice(pool, opts.puid));
       if (!device) {
-        throw new RegistryError("not_found", `physical device ${opts.puid} not found`);
+        notFoundNote(`physical device ${opts.puid}`);
       }
-      printJson(withoutProperties(device, opts.properties));
+      printJson(device && physicalDeviceJson(device, opts.properties ? "all" : "omit"));
     });
 
   pd.command("ls")
@@ -89,6 +71,8 @@ export function registerPdCommands(program: Command): void {
     .option("--plain", "plain output, not JSON")
     .option("--properties", "include the properties field in the output")
     .action(async (opts: ListOptions) => {
+      const { withDatabase, listPhysicalDevicesWithCurrentLogical, listPhysicalDevices } =
+        await heavy();
       if (opts.plain) {
         const rows = await withDatabase((db) =>
           listPhysicalDevicesWithCurrentLogical(db, { source: opts.source }),
@@ -99,7 +83,7 @@ export function registerPdCommands(program: Command): void {
         return;
       }
       const devices = await withDatabase((db) => listPhysicalDevices(db, { source: opts.source }));
-      printJson(devices.map((d) => withoutProperties(d, opts.properties)));
+      printJson(devices.map((d) => physicalDeviceJson(d, opts.properties ? "all" : "omit")));
     });
 
   pd.command("lum")
@@ -108,6 +92,7 @@ export function registerPdCommands(program: Command): void {
     .option("--plain", "plain output, not JSON")
     .option("--properties", "include the properties field in the output")
     .action(async (opts: ListOptions) => {
+      const { withDatabase, listUnmappedPhysicalDevices } = await heavy();
       const devices = await withDatabase((db) =>
         listUnmappedPhysicalDevices(db, { source: opts.source }),
       );
@@ -115,7 +100,7 @@ export function registerPdCommands(program: Command): void {
         devices.forEach((d) => process.stdout.write(`${plainDevice(d)}\n`));
         return;
       }
-      printJson(devices.map((d) => withoutProperties(d, opts.properties)));
+      printJson(devices.map((d) => physicalDeviceJson(d, opts.properties ? "all" : "omit")));
     });
 
   pd.command("create")
@@ -123,16 +108,24 @@ export function registerPdCommands(program: Command): void {
     .addOption(jsonOption())
     .addOption(fileOption())
     .action(async (opts: JsonInput) => {
+      const {
+        validate,
+        newPhysicalDeviceSchema,
+        readJsonObject,
+        withDatabase,
+        withActor,
+        cliActor,
+        createPhysicalDevice,
+      } = await heavy();
       const input = validate(
         newPhysicalDeviceSchema,
         await readJsonObject(opts),
         "physical device",
       );
-      printJson(
-        await withDatabase((db) =>
-          withActor(db, cliActor(), (trx) => createPhysicalDevice(trx, input)),
-        ),
+      const device = await withDatabase((db) =>
+        withActor(db, cliActor(), (trx) => createPhysicalDevice(trx, input)),
       );
+      printJson(physicalDeviceJson(device));
     });
 
   pd.command("up")
@@ -141,6 +134,16 @@ export function registerPdCommands(program: Command): void {
     .addOption(jsonOption())
     .addOption(fileOption())
     .action(async (opts: JsonInput & { puid: number }) => {
+      const {
+        validate,
+        physicalDevicePatchSchema,
+        readJsonObject,
+        withDatabase,
+        withActor,
+        cliActor,
+        updatePhysicalDevice,
+        RegistryError,
+      } = await heavy();
       const patch = validate(
         physicalDevicePatchSchema,
         await readJsonObject(opts),
@@ -150,15 +153,18 @@ export function registerPdCommands(program: Command): void {
         withActor(db, cliActor(), (trx) => updatePhysicalDevice(trx, opts.puid, patch)),
       );
       if (!device) {
+        // IoTa failed here too: an error, not IoTa's traceback.
         throw new RegistryError("not_found", `physical device ${opts.puid} not found`);
       }
-      printJson(device);
+      printJson(physicalDeviceJson(device));
     });
 
   pd.command("rm")
     .description("delete a physical device and its mapping history")
     .requiredOption("--puid <uid>", "physical device uid", parseUid)
     .action(async (opts: { puid: number }) => {
+      const { withDatabase, withActor, cliActor, deleteMappings, deletePhysicalDevice } =
+        await heavy();
       const device = await withDatabase((db) =>
         withActor(db, cliActor(), async (trx) => {
           await deleteMappings(trx, { puid: opts.puid });
@@ -166,8 +172,8 @@ export function registerPdCommands(program: Command): void {
         }),
       );
       if (!device) {
-        throw new RegistryError("not_found", `physical device ${opts.puid} not found`);
+        notFoundNote(`physical device ${opts.puid}`);
       }
-      printJson(device);
+      printJson(device && physicalDeviceJson(device));
     });
 }

@@ -13,7 +13,7 @@ import {
   type User,
 } from "../../db/repositories/users.js";
 import { cliActor, withActor } from "../../events/actor.js";
-import { printJson, UsageError, withDatabase } from "../context.js";
+import { InputError, notFoundNote, printJson, UsageError, withDatabase } from "../context.js";
 
 /**
  * `broker users …`: IoTa broker-cli's user commands and flags. Tokens are stored only as hashes,
@@ -35,7 +35,7 @@ function tokenTtl(): number | undefined {
 
 function requirePassword(password: string | undefined): string {
   if (password === undefined || password === "") {
-    throw new UsageError("give the new password with -p/--password");
+    throw new InputError("give the new password with -p/--password");
   }
   return password;
 }
@@ -77,7 +77,8 @@ export function registerUsersCommands(program: Command): void {
         withActor(db, cliActor(), (trx) => deleteUser(trx, opts.username)),
       );
       if (!removed) {
-        throw new RegistryError("not_found", `user ${JSON.stringify(opts.username)} not found`);
+        // IoTa said nothing and exited 0.
+        notFoundNote(`user ${JSON.stringify(opts.username)}`);
       }
     });
 
@@ -143,7 +144,13 @@ export function registerUsersCommands(program: Command): void {
       const password = requirePassword(opts.password);
       await withDatabase((db) =>
         withActor(db, cliActor(), async (trx) => {
-          await changePassword(trx, await existing(trx, opts.username), password);
+          const user = await getUser(trx, opts.username);
+          if (!user) {
+            // IoTa said nothing and exited 0.
+            notFoundNote(`user ${JSON.stringify(opts.username)}`);
+            return;
+          }
+          await changePassword(trx, user, password);
         }),
       );
     });

@@ -1,7 +1,6 @@
 import { sql, type Kysely, type RawBuilder } from "kysely";
 
 import type {
-  JsonObject,
   Location,
   LogicalDevice,
   LogicalDevicePatch,
@@ -9,6 +8,7 @@ import type {
 } from "../../core/devices.js";
 import { toJson } from "../database.js";
 import type { Database } from "../tables.js";
+import { deviceColumnsText, logicalDeviceFromRow, type Row } from "./device-rows.js";
 import { FOREIGN_KEY_VIOLATION, RegistryError, sqlState } from "./registry-error.js";
 
 /**
@@ -16,7 +16,8 @@ import { FOREIGN_KEY_VIOLATION, RegistryError, sqlState } from "./registry-error
  * is a logical device's columns plus `source_name` and `source_ids`).
  */
 
-export type Row = Record<string, unknown>;
+export type { Row };
+export { logicalDeviceFromRow };
 
 /** GDA94 (SRID 4283) point for a location, as IoTa stores it; NULL for none. */
 export function locationSql(location: Location | null): RawBuilder<unknown> {
@@ -32,30 +33,7 @@ export function locationSql(location: Location | null): RawBuilder<unknown> {
  * constants in this code, never input.
  */
 export function deviceColumns(alias: string, prefix = ""): RawBuilder<unknown> {
-  const col = (name: string) => sql.ref(`${alias}.${name}`);
-  const as = (name: string) => sql.id(`${prefix}${name}`);
-  return sql.join([
-    sql`${col("uid")} as ${as("uid")}`,
-    sql`${col("name")} as ${as("name")}`,
-    sql`ST_Y(${col("location")}) as ${as("lat")}`,
-    sql`ST_X(${col("location")}) as ${as("long")}`,
-    sql`${col("last_seen")} as ${as("last_seen")}`,
-    sql`${col("properties")} as ${as("properties")}`,
-  ]);
-}
-
-/** A logical device from a row selected with {@link deviceColumns}. */
-export function logicalDeviceFromRow(row: Row, prefix = ""): LogicalDevice {
-  const lat = row[`${prefix}lat`];
-  const long = row[`${prefix}long`];
-  return {
-    uid: row[`${prefix}uid`] as number,
-    name: row[`${prefix}name`] as string,
-    // A missing location is null, not IoTa's {"lat": null, "long": null}.
-    location: typeof lat === "number" && typeof long === "number" ? { lat, long } : null,
-    last_seen: (row[`${prefix}last_seen`] as string | null | undefined) ?? null,
-    properties: (row[`${prefix}properties`] as JsonObject | null | undefined) ?? {},
-  };
+  return sql.raw(deviceColumnsText(alias, prefix));
 }
 
 /** SET clauses for the fields of `patch` that are present (shared with physical devices). */

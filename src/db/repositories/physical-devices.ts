@@ -10,34 +10,21 @@ import { parseInstant } from "../../core/time.js";
 import { toJson } from "../database.js";
 import type { Database } from "../tables.js";
 import {
-  deviceColumns,
   deviceListConditions,
   deviceSetClauses,
   locationSql,
-  logicalDeviceFromRow,
   type DeviceListQuery,
   type Row,
 } from "./logical-devices.js";
+import { physicalDeviceColumnsText, physicalDeviceFromRow } from "./device-rows.js";
 import { FOREIGN_KEY_VIOLATION, RegistryError, sqlState } from "./registry-error.js";
 
 /** Columns of a physical device read through `alias`, named `${prefix}column`. */
 export function physicalDeviceColumns(alias: string, prefix = ""): RawBuilder<unknown> {
-  return sql.join([
-    deviceColumns(alias, prefix),
-    sql`${sql.ref(`${alias}.source_name`)} as ${sql.id(`${prefix}source_name`)}`,
-    sql`${sql.ref(`${alias}.source_ids`)} as ${sql.id(`${prefix}source_ids`)}`,
-  ]);
+  return sql.raw(physicalDeviceColumnsText(alias, prefix));
 }
 
-/** A physical device from a row selected with {@link physicalDeviceColumns}. */
-export function physicalDeviceFromRow(row: Row, prefix = ""): PhysicalDevice {
-  return {
-    ...logicalDeviceFromRow(row, prefix),
-    source_name: row[`${prefix}source_name`] as string,
-    // IoTa's column is nullable but its model defaults to {}: callers always get an object.
-    source_ids: (row[`${prefix}source_ids`] as JsonObject | null | undefined) ?? {},
-  };
-}
+export { physicalDeviceFromRow };
 
 const PD_COLUMNS = physicalDeviceColumns("pd");
 
