@@ -121,7 +121,10 @@ function parse(text: string): Parsed {
   }
   const local = daysFromCivil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
   const epochSeconds = local - (offsetMinutes ?? 0) * 60;
-  if (epochSeconds < FIRST_SECOND || epochSeconds >= END_SECOND) {
+  // PostgreSQL rounds a fraction finer than a microsecond: 9999-12-31T23:59:59.9999999Z becomes
+  // year 10000 there, which it refuses, so the bound applies to the rounded instant.
+  const carry = roundedMicros(frac ?? "") === 1_000_000 ? 1 : 0;
+  if (epochSeconds < FIRST_SECOND || epochSeconds + carry >= END_SECOND) {
     // 0001-01-01T05:00+10:00 is in year 0 in UTC: written back as UTC it would be refused.
     return { reason: "invalid_timestamp", problem: "is outside the years 0001-9999 in UTC" };
   }
@@ -194,11 +197,18 @@ export function parseInstantMicros(value: string): number | undefined {
   if ("reason" in p || p.offsetMinutes === undefined) {
     return undefined;
   }
-  const digits = p.fraction.padEnd(9, "0");
+  return p.epochSeconds * 1_000_000 + roundedMicros(p.fraction);
+}
+
+/**
+ * A fraction of a second (its digits as written) in whole microseconds, rounded half to even as
+ * PostgreSQL stores it; 1,000,000 when it rounds up to the next second.
+ */
+function roundedMicros(fraction: string): number {
+  const digits = fraction.padEnd(9, "0");
   const down = Number(digits.slice(0, 6));
-  const rest = Number(digits.slice(6));
-  const rounded = rest > 500 || (rest === 500 && down % 2 === 1) ? down + 1 : down;
-  return p.epochSeconds * 1_000_000 + rounded;
+  const rest = Number(digits.slice(6, 9));
+  return rest > 500 || (rest === 500 && down % 2 === 1) ? down + 1 : down;
 }
 
 /** Epoch milliseconds of a timestamp read by {@link readTimestamp} (sub-millisecond truncated). */

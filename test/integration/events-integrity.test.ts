@@ -77,7 +77,8 @@ describe("registry events", () => {
       "user.update database",
       "user.delete database",
     ]);
-    expect(events[1]!.data.changed).toEqual(["password", "salt"]);
+    // A new password also revokes the user's tokens (token_generation moves on): named, not shown.
+    expect(events[1]!.data.changed).toEqual(["password", "salt", "token_generation"]);
     expect(events[1]!.data.before).toEqual(events[1]!.data.after);
     expect(events[2]!.data.changed).toEqual(["read_only"]);
     expect(events[3]!.data.changed).toEqual(["token_generation"]);

@@ -129,7 +129,8 @@ describe("back-dated mappings", { timeout: CLI_TIMEOUT }, () => {
         `(paddock) from 2024-06-01T00:00:00+00:00 to 2024-07-01T00:00:00+00:00`,
     );
     const naive = await mapStart(pd2, ld2, "2024-07-02T00:00:00");
-    expect(naive.code).toBe(1);
+    // A value its option refuses is a usage error: exit 2, as argparse.
+    expect(naive.code).toBe(2);
     expect(naive.stderr).toMatch(/--from.*must be an ISO-8601 date-time with an offset/);
 
     // Not an overlap: starting where the last one ended.
@@ -246,7 +247,7 @@ describe("held messages", { timeout: CLI_TIMEOUT }, () => {
     expect(JSON.parse(cli.stdout)).toMatchObject({ puid, released: 1, resumed: 0, still_held: 0 });
     await waitForCaptured((c) => c.some((x) => x.body.broker_correlation_id === reset[0]));
     const badReason = await broker(["map", "release", "--puid", String(puid), "--reason", "bogus"]);
-    expect(badReason.code).toBe(1);
+    expect(badReason.code).toBe(2);
     expect(badReason.stderr).toMatch(/unknown reason bogus/);
   });
 });
