@@ -131,4 +131,48 @@ describe("web app session", () => {
     expect(await page.textContent("#login-error")).toBe("Incorrect username or password");
     await page.close();
   });
+
+  it("passes the client's address to the API, so login limits count the real client", async () => {
+    // The web app trusts a proxy on loopback (WEB_TRUST_PROXY), as the API trusts the web app.
+    const answer = await fetch(`${h.base}/session`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-forwarded-for": "203.0.113.9" },
+      body: JSON.stringify({ username: "nobody-here", password: "wrong" }),
+    });
+    expect(answer.status).toBe(401);
+    const clients = await h.api.sql<{ client: string }>(
+      "select client from api_login_attempts where username = 'nobody-here' and client <> ''",
+    );
+    expect(clients).toEqual([{ client: "203.0.113.9" }]);
+  });
+
+  it("changes the password, keeping the session signed in with a new token", async () => {
+    const page = await signIn(READER);
+    await page.goto(`${h.base}/#/account`);
+    await page.fill("#new-password", "short");
+    await page.fill("#confirm-password", "short");
+    await page.click("#change-password");
+    await page.waitForSelector("#flash.error");
+    await page.fill("#new-password", "a-new-reader-password");
+    await page.fill("#confirm-password", "a-new-reader-password");
+    await page.click("#change-password");
+    await page.waitForSelector("#flash.ok");
+    // Still signed in (the cookie holds the new token), and the new password works.
+    await page.goto(`${h.base}/#/logical-devices`);
+    await page.waitForSelector("#logical-devices");
+    await page.close();
+    const again = await signIn({ username: READER.username, password: "a-new-reader-password" });
+    expect(await again.textContent("#who")).toBe("reader (read-only)");
+    await again.close();
+  });
+
+  it("marks the cookie Secure behind a TLS proxy", async () => {
+    const answer = await fetch(`${h.base}/session`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-forwarded-proto": "https" },
+      body: JSON.stringify(ADMIN),
+    });
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get("set-cookie")).toMatch(/; HttpOnly; SameSite=Strict; Secure$/);
+  });
 });
