@@ -236,6 +236,11 @@ export function createWeb(deps: Dependencies): Component {
       return;
     }
     const path = req.path.slice("/api".length);
+    // Dot segments (plain or escaped) would be resolved by the URL parser into another path.
+    if (/(^|\/)(\.|%2e){1,2}(\/|$)|%2f|%5c|\\/i.test(path)) {
+      refuse(res, 404, "Not Found");
+      return;
+    }
     if (/^\/(token|change-password)\/?$/.test(path)) {
       refuse(res, 404, "Not Found");
       return;

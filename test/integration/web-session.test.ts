@@ -1,3 +1,5 @@
+import { request } from "node:http";
+
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { ADMIN, READER } from "../helpers/api.js";
@@ -15,6 +17,22 @@ afterAll(async () => {
   await browser?.close();
   await h?.close();
 });
+
+/** A request whose path is sent exactly as written (no dot-segment resolution). */
+function rawRequest(method: string, url: string, headers: Record<string, string>): Promise<number> {
+  const { port, pathname } = new URL(url.replace(/%2e/gi, "_DOT_"));
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: "127.0.0.1", port, method, path: pathname.replaceAll("_DOT_", "%2e"), headers },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on("error", reject);
+    req.end(JSON.stringify({ password: "taken-over-now" }));
+  });
+}
 
 async function signIn(user: { username: string; password: string }) {
   await browser.context.clearCookies();
@@ -92,6 +110,16 @@ describe("web app session", () => {
       body: JSON.stringify({ name: "fine" }),
     });
     expect(withCsrf.status).toBe(201);
+    // The session endpoints are not reachable through the API path, not even by dot segments
+    // (sent raw: fetch would resolve them before sending).
+    for (const path of ["change-password", "x/%2e%2e/change-password", "x/%2E./token"]) {
+      const status = await rawRequest("POST", `${h.base}/api/${path}`, {
+        ...headers,
+        "x-csrf-token": session.csrf,
+        "content-type": "application/json",
+      });
+      expect(status, path).toBe(404);
+    }
     expect(await h.api.sql("select name from logical_devices")).toEqual([{ name: "fine" }]);
     await page.close();
   });
