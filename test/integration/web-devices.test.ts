@@ -101,9 +101,7 @@ async function signedIn(context = browser.context): Promise<Page> {
 }
 
 async function flashText(page: Page, expected: RegExp): Promise<void> {
-  await page.waitForFunction(
-    `new RegExp(${JSON.stringify(expected.source)}).test(document.getElementById("flash")?.textContent ?? "")`,
-  );
+  await page.locator("#flash", { hasText: expected }).waitFor();
 }
 
 const currentMappings = () =>
@@ -197,6 +195,16 @@ describe("web app devices", () => {
       uid["never-ld"],
     );
     expect(await page.locator("#mapping-history tbody tr").count()).toBe(2);
+
+    // From a logical device's page, taking a physical device that is mapped elsewhere moves it.
+    await page.goto(`${h.base}/#/logical-device/${uid["late-ld"]}`);
+    await page.waitForSelector("#map-target");
+    await page.selectOption("#map-target", String(pd));
+    await page.click("#create-mapping");
+    await flashText(page, /Mapped/);
+    expect((await currentMappings()).find((m) => m.physical_uid === pd)?.logical_uid).toBe(
+      uid["late-ld"],
+    );
     await page.close();
   });
 

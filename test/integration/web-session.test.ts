@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { ADMIN, READER } from "../helpers/api.js";
 import { launchBrowser, startWeb, type WebHarness } from "../helpers/browser.js";
+import { cleanupAmqp, isolatedAmqpConfig } from "../helpers/bus.js";
+import { startTestSystem, testConfig } from "../helpers/system.js";
 
 let h: WebHarness;
 let browser: Awaited<ReturnType<typeof launchBrowser>>;
@@ -40,6 +42,7 @@ async function signIn(user: { username: string; password: string }) {
   page.on("pageerror", (err) => console.error("page error:", err.message));
   await page.goto(`${h.base}/`);
   await page.waitForURL(/\/iota\/login$/);
+  await page.screenshot({ path: "test-results/web-login.png" });
   await page.fill("#username", user.username);
   await page.fill("#password", user.password);
   await page.click("#sign-in");
@@ -185,6 +188,7 @@ describe("web app session", () => {
     await page.fill("#confirm-password", "a-new-reader-password");
     await page.click("#change-password");
     await page.waitForSelector("#flash.ok");
+    await page.screenshot({ path: "test-results/web-account.png" });
     // Still signed in (the cookie holds the new token), and the new password works.
     await page.goto(`${h.base}/#/logical-devices`);
     await page.waitForSelector("#logical-devices");
@@ -202,5 +206,26 @@ describe("web app session", () => {
     });
     expect(answer.status).toBe(200);
     expect(answer.headers.get("set-cookie")).toMatch(/; HttpOnly; SameSite=Strict; Secure$/);
+  });
+
+  it("answers 502 with a clear message when the API does not answer", async () => {
+    const amqp = isolatedAmqpConfig();
+    const lonely = await startTestSystem(
+      ["web"],
+      testConfig(h.api.db, amqp, { WEB_PORT: "0", WEB_API_URL: "http://127.0.0.1:1" }),
+    );
+    try {
+      const base = `http://127.0.0.1:${lonely.components[0]!.port!()}/iota`;
+      const answer = await fetch(`${base}/session`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(ADMIN),
+      });
+      expect(answer.status).toBe(502);
+      expect(await answer.json()).toEqual({ detail: "The REST API did not answer" });
+    } finally {
+      await lonely.stop();
+      await cleanupAmqp(amqp, []);
+    }
   });
 });

@@ -1,6 +1,6 @@
 // A physical or logical device: edit, mapping (create / update / end / pause-resume, history),
 // notes (physical), TTN console link (physical), CSV export and chart (logical).
-import { api, getOrNone, session } from "../api.js";
+import { api, ApiError, getOrNone, session } from "../api.js";
 import { csvFileName, messagesCsv } from "../csv.js";
 import { formatLocation, formatTime, h, parseLocation } from "../dom.js";
 import { attempt, canChange, flash, reload } from "../ui.js";
@@ -124,6 +124,14 @@ async function mappingSection(kind, device, editable) {
             ...(device.location ? { location: device.location } : {}),
           });
           target = ld.uid;
+        }
+        if (kind === "logical") {
+          // IoTa's update: the chosen physical device leaves its old logical device first.
+          await api.patch(`/mappings/physical/end/${Number(target)}`).catch((err) => {
+            if (!(err instanceof ApiError && err.status === 404)) {
+              throw err;
+            }
+          });
         }
         const pair =
           kind === "physical"
