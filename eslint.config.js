@@ -1,4 +1,5 @@
 import js from "@eslint/js";
+import globals from "globals";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
@@ -33,4 +34,6 @@ export default tseslint.config(
   { files: ["src/bus/**/*.ts"], rules: { "no-restricted-imports": "off" } },
   { files: ["src/mqtt/**/*.ts"], rules: { "no-restricted-imports": "off" } },
   { files: ["test/**/*.ts", "bench/**/*.ts"], rules: { "no-restricted-imports": "off" } },
+  // The web app's own browser modules (served as they are, no build step).
+  { files: ["web/static/**/*.js"], languageOptions: { globals: globals.browser } },
 );

@@ -25,7 +25,7 @@ Usage: ./run.sh [mode]
 
   local [component...]  (default) install what is missing, build, create and migrate the
                         database, then run the system as local processes in the foreground:
-                        `broker run all` (ttn-webhook, mapper, frred, event-relay, api), or only
+                        `broker run all` (ttn-webhook, mapper, frred, event-relay, api, web), or only
                         the components named (also ydoc, wombat, dragino, ict-mqtt, greenbrain,
                         eagleio, axistech; `all wombat` adds one to the default set).
                         Stop with Ctrl-C (SIGINT) or SIGTERM.

@@ -4,6 +4,7 @@
 #   2. PostgreSQL (with PostGIS), RabbitMQ and an MQTT broker, installed and answering
 #   3. node_modules (npm ci when package-lock.json changed), then `npm run build`
 #   4. the $PGDATABASE database, created if missing and migrated (skipped when SETUP_SKIP_DB=1)
+#   5. Debian's chromium, which the web app's browser tests drive (skipped when SETUP_SKIP_BROWSER=1)
 #
 # Idempotent and quick when everything is already in place: services that already answer are
 # reused as they are, and apt-get runs only when something is missing. Written for Debian 12
@@ -12,6 +13,7 @@
 # Environment: the broker's own variables (PG*, RABBITMQ_*, AMQP_URL, MQTT_URL; see .env.example)
 # decide which servers are checked. A server on another host is only checked, never installed.
 #   SETUP_SKIP_DB=1   skip creating and migrating the database (the tests make their own)
+#   SETUP_SKIP_BROWSER=1  skip installing chromium (a machine that only runs the broker)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -306,6 +308,17 @@ else
   fi
   step "broker migrate"
   node dist/src/cli/main.js migrate
+fi
+
+# --- 5. Browser for the web app's tests --------------------------------------------------------
+# playwright-core drives the system's chromium; its own browser download is never used.
+if [[ ${SETUP_SKIP_BROWSER:-0} == 1 ]]; then
+  step "SETUP_SKIP_BROWSER=1: not checking for chromium"
+elif [[ -x ${CHROMIUM_PATH:-/usr/bin/chromium} ]]; then
+  step "chromium present (${CHROMIUM_PATH:-/usr/bin/chromium})"
+else
+  apt_install chromium
+  [[ -x /usr/bin/chromium ]] || fail "chromium did not install to /usr/bin/chromium"
 fi
 
 step "done"

@@ -10,6 +10,7 @@ import { createIctMqttSource } from "../sources/ict-mqtt/source.js";
 import { createTtnWebhook } from "../sources/ttn/webhook.js";
 import { createWombatSource } from "../sources/wombat/source.js";
 import { createYdocSource } from "../sources/ydoc/source.js";
+import { createWeb } from "../web/web.js";
 import type { Component, Dependencies } from "./component.js";
 
 /** Every component `broker run` knows, by the name used on the command line. */
@@ -26,6 +27,7 @@ export const COMPONENT_FACTORIES = {
   dragino: createDraginoSource,
   "ict-mqtt": createIctMqttSource,
   api: createApi,
+  web: createWeb,
 } satisfies Record<string, (deps: Dependencies) => Component>;
 
 export type ComponentName = keyof typeof COMPONENT_FACTORIES;

@@ -21,6 +21,7 @@ function isolatedSettings(db: TestDatabase, amqp: Config["amqp"]): Record<string
     METRICS_PORT: "0",
     TTN_WEBHOOK_PORT: "0",
     API_PORT: "0",
+    WEB_PORT: "0",
   };
 }
 

@@ -210,3 +210,14 @@ export async function findTokenCandidates(
     where t.prefix = ${prefix} and (t.expires_at is null or t.expires_at > now())`.execute(db);
   return rows.map((r) => ({ tokenHash: r.token_hash as string, user: userFromRow(r) }));
 }
+
+/** Forgets one token (a web sign-out); the user's other tokens stay valid. False when unknown. */
+export async function deleteToken(
+  db: Kysely<Database>,
+  token: { prefix: string; tokenHash: string },
+): Promise<boolean> {
+  const result = await sql`
+    delete from api_tokens
+    where prefix = ${token.prefix} and token_hash = ${token.tokenHash}`.execute(db);
+  return Number(result.numAffectedRows ?? 0) > 0;
+}
