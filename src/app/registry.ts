@@ -11,12 +11,13 @@ import { createTtnWebhook } from "../sources/ttn/webhook.js";
 import { createWombatSource } from "../sources/wombat/source.js";
 import { createYdocSource } from "../sources/ydoc/source.js";
 import type { Component, Dependencies } from "./component.js";
+import { domainDeps } from "./queue-consumer.js";
 
 /** Every component `broker run` knows, by the name used on the command line. */
 export const COMPONENT_FACTORIES = {
   "ttn-webhook": createTtnWebhook,
-  mapper: createMapper,
-  frred: createFrredWriter,
+  mapper: (deps: Dependencies) => createMapper(domainDeps(deps)),
+  frred: (deps: Dependencies) => createFrredWriter(domainDeps(deps)),
   "event-relay": createEventRelay,
   greenbrain: createGreenBrainPoller,
   eagleio: createEagleIoPoller,
