@@ -49,6 +49,8 @@ export class DestinationRefusedError extends TransientError {}
 
 /** Counts what a destination does, for the writer's metrics. */
 export interface DeliveryReport {
+  /** Aborts when the writer stops: long waits (rate limits) should end early. */
+  readonly signal: AbortSignal;
   /** One request sent; `status` is the HTTP code or an error kind (`timeout`, `network`). */
   request(status: string, seconds: number): void;
   /** Values that could not be sent, e.g. not numeric. */
@@ -261,6 +263,7 @@ export function createWriter(deps: WriterDeps, options: WriterOptions): WriterCo
   });
 
   const report = {
+    signal: abort.signal,
     request(status: string, seconds: number): void {
       metrics.requests.inc({ component: name, status });
       metrics.latency.observe(label, seconds);
