@@ -16,6 +16,8 @@ import amqp from "amqplib";
 import pg from "pg";
 
 import { deadLetterQueueName, QUEUE_NAMES } from "../src/bus/topology.js";
+import { INFLUXDB_QUEUE } from "../src/delivery/influxdb/influxdb-writer.js";
+import { UBIDOTS_QUEUE } from "../src/delivery/ubidots/ubidots-writer.js";
 import { migrate } from "../src/db/migrate.js";
 import { ttnCorrelationId } from "../src/sources/ttn/normalise.js";
 import { TTN_DEAD_LETTER_QUEUE } from "../src/sources/ttn/webhook.js";
@@ -29,6 +31,7 @@ import {
   waitReady,
 } from "./harness.js";
 import { figures, formatRow, type Figures } from "./stats.js";
+import { influxFigures, ubidotsFigures, type WriterFigure } from "./writers.js";
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const UPLINKS = Number(process.env.BENCH_UPLINKS ?? 5_000);
@@ -284,6 +287,7 @@ async function main(): Promise<void> {
     LOG_LEVEL: "warn",
   };
   const results: Figures[] = [];
+  const writers: WriterFigure[] = [];
   try {
     await migrate(pool);
     await setupDevices(pool);
@@ -311,9 +315,13 @@ async function main(): Promise<void> {
     }
     const path = await wholePath(conn, pool, env, dir);
     results.push(path.http, path.endToEnd);
+    if (process.env.BENCH_WRITERS !== "0") {
+      writers.push(...(await ubidotsFigures(conn, pool, env)));
+      writers.push(await influxFigures(conn, pool, env, MESSAGES));
+    }
   } finally {
     const ch = await conn.createChannel();
-    for (const q of [QUEUE_NAMES.mapper, QUEUE_NAMES.frred]) {
+    for (const q of [QUEUE_NAMES.mapper, QUEUE_NAMES.frred, UBIDOTS_QUEUE, INFLUXDB_QUEUE]) {
       await ch.deleteQueue(queue(q)).catch(() => undefined);
       await ch.deleteQueue(deadLetterQueueName(queue(q))).catch(() => undefined);
     }
@@ -351,6 +359,15 @@ async function main(): Promise<void> {
   console.log(
     `Mapper / bus-only relay ratio: ${(mapped.perSecond / relayed.perSecond).toFixed(2)}`,
   );
+  if (writers.length > 0) {
+    console.log("\n| writer run | messages | seconds | msg/s | notes |");
+    console.log("|---|---|---|---|---|");
+    for (const w of writers) {
+      console.log(
+        `| ${w.name} | ${w.messages} | ${w.seconds.toFixed(1)} | ${w.perSecond.toFixed(1)} | ${w.note} |`,
+      );
+    }
+  }
 }
 
 await main();
