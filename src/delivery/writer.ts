@@ -588,12 +588,16 @@ export function createWriter(deps: WriterDeps, options: WriterOptions): WriterCo
     stop() {
       stopped ??= (async () => {
         await started?.catch(() => undefined);
-        await queue.stop();
+        // Loops stop now (waits and destination requests end through the signal); their
+        // messages go back to delivery_queue. Bounded, so `broker run` exits within 10 s.
         running = false;
         clearInterval(timer);
         abort.abort();
         const waited = new AbortController();
-        await Promise.race([Promise.allSettled(loops), sleep(8_000, waited.signal)]);
+        await Promise.all([
+          queue.stop(),
+          Promise.race([Promise.allSettled(loops), sleep(5_000, waited.signal)]),
+        ]);
         waited.abort();
         await deadLetters?.close();
         await options.onStop?.();

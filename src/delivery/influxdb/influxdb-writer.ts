@@ -138,7 +138,7 @@ export function createInfluxWriter(deps: WriterDeps): WriterComponent {
         method: "POST",
         headers: { ...settings.headers, "Content-Type": "text/plain; charset=utf-8" },
         body,
-        signal: AbortSignal.timeout(settings.timeoutMs),
+        signal: AbortSignal.any([AbortSignal.timeout(settings.timeoutMs), report.signal]),
       });
       text = await res.text();
     } catch (err) {

@@ -81,7 +81,7 @@ export class UbidotsClient {
           ...(body === undefined ? {} : { "Content-Type": "application/json" }),
         },
         body,
-        signal: AbortSignal.timeout(this.#o.timeoutMs),
+        signal: AbortSignal.any([AbortSignal.timeout(this.#o.timeoutMs), report.signal]),
       });
       const text = await res.text();
       report.request(String(res.status), seconds());
