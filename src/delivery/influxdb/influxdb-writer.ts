@@ -1,6 +1,7 @@
 import { z } from "zod";
 
 import { ConfigError, parseSection, type Config } from "../../core/config.js";
+import { deadline } from "../../core/backoff.js";
 import { PermanentError, TransientError } from "../../core/errors.js";
 import { parseInstant } from "../../core/time.js";
 import type { WriterComponent, WriterDeps } from "../ports.js";
@@ -133,18 +134,22 @@ export function createInfluxWriter(deps: WriterDeps): WriterComponent {
     const started = performance.now();
     let res: Response;
     let text: string;
+    const limit = deadline(settings.timeoutMs, report.signal);
     try {
       res = await fetch(`${settings.baseUrl}${settings.path}`, {
         method: "POST",
         headers: { ...settings.headers, "Content-Type": "text/plain; charset=utf-8" },
         body,
-        signal: AbortSignal.any([AbortSignal.timeout(settings.timeoutMs), report.signal]),
+        signal: limit.signal,
       });
       text = await res.text();
     } catch (err) {
-      const timeout = (err as Error).name === "TimeoutError";
+      const timeout =
+        limit.signal.reason instanceof DOMException && limit.signal.reason.name === "TimeoutError";
       report.request(timeout ? "timeout" : "network", (performance.now() - started) / 1000);
       throw new TransientError(`InfluxDB write failed: ${(err as Error).message}`, { cause: err });
+    } finally {
+      limit.done();
     }
     report.request(String(res.status), (performance.now() - started) / 1000);
     if (res.ok) {

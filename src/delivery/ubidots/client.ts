@@ -1,3 +1,4 @@
+import { deadline } from "../../core/backoff.js";
 import { retryAfterMs } from "../../sources/pollers/http.js";
 import type { DeliveryReport } from "../writer.js";
 
@@ -73,6 +74,7 @@ export class UbidotsClient {
   ): Promise<UbidotsAnswer> {
     const started = performance.now();
     const seconds = (): number => (performance.now() - started) / 1000;
+    const limit = deadline(this.#o.timeoutMs, report.signal);
     try {
       const res = await fetch(`${this.#o.baseUrl}${path}`, {
         method,
@@ -81,7 +83,7 @@ export class UbidotsClient {
           ...(body === undefined ? {} : { "Content-Type": "application/json" }),
         },
         body,
-        signal: AbortSignal.any([AbortSignal.timeout(this.#o.timeoutMs), report.signal]),
+        signal: limit.signal,
       });
       const text = await res.text();
       report.request(String(res.status), seconds());
@@ -93,7 +95,7 @@ export class UbidotsClient {
       };
     } catch (err) {
       const timeout =
-        (err as Error).name === "TimeoutError" || (err as Error).name === "AbortError";
+        limit.signal.reason instanceof DOMException && limit.signal.reason.name === "TimeoutError";
       report.request(timeout ? "timeout" : "network", seconds());
       const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
       const detail = typeof cause?.code === "string" ? ` (${cause.code})` : "";
@@ -102,6 +104,8 @@ export class UbidotsClient {
         reason: timeout ? "timeout" : "network",
         error: `${method} ${path}: ${(err as Error).message}${detail}`,
       };
+    } finally {
+      limit.done();
     }
   }
 }
