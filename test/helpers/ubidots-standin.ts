@@ -83,7 +83,9 @@ export class UbidotsStandIn {
   }
 
   async stop(): Promise<void> {
-    for (const s of this.#sockets) {s.destroy();}
+    for (const s of this.#sockets) {
+      s.destroy();
+    }
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
@@ -95,7 +97,9 @@ export class UbidotsStandIn {
   totalDots(): number {
     let n = 0;
     for (const d of this.devices.values()) {
-      for (const v of d.variables.values()) {n += v.size;}
+      for (const v of d.variables.values()) {
+        n += v.size;
+      }
     }
     return n;
   }
@@ -116,7 +120,9 @@ export class UbidotsStandIn {
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
-    for await (const chunk of req) {chunks.push(chunk as Buffer);}
+    for await (const chunk of req) {
+      chunks.push(chunk as Buffer);
+    }
     const body = Buffer.concat(chunks);
     const path = (req.url ?? "").split("?")[0]!;
     this.requests++;
