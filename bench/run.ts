@@ -19,6 +19,8 @@ import amqp from "amqplib";
 import pg from "pg";
 
 import { deadLetterQueueName, QUEUE_NAMES } from "../src/bus/topology.js";
+import { INFLUXDB_QUEUE } from "../src/delivery/influxdb/influxdb-writer.js";
+import { UBIDOTS_QUEUE } from "../src/delivery/ubidots/ubidots-writer.js";
 import { migrate } from "../src/db/migrate.js";
 import { ttnCorrelationId } from "../src/sources/ttn/normalise.js";
 import { TTN_DEAD_LETTER_QUEUE } from "../src/sources/ttn/webhook.js";
@@ -40,6 +42,7 @@ import {
 import { cliStartup, printStartup, type StartupFigures } from "./cli-startup.js";
 import { releaseRun } from "./release.js";
 import { figures, formatRow, type Figures } from "./stats.js";
+import { influxFigures, ubidotsFigures, type WriterFigure } from "./writers.js";
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const UPLINKS = Number(process.env.BENCH_UPLINKS ?? 5_000);
@@ -324,6 +327,7 @@ async function main(): Promise<void> {
   };
   const results: Figures[] = [];
   let startup: StartupFigures[] = [];
+  const writers: WriterFigure[] = [];
   try {
     await migrate(pool);
     await setupDevices(pool);
@@ -363,9 +367,13 @@ async function main(): Promise<void> {
     results.push(decoded.http, decoded.endToEnd);
     results.push(...(await decoderThroughput(decodersDir, DECODES)));
     results.push(await releaseRun(conn, pool, env, queue("lts_capture_release")));
+    if (process.env.BENCH_WRITERS !== "0") {
+      writers.push(...(await ubidotsFigures(conn, pool, env)));
+      writers.push(await influxFigures(conn, pool, env, MESSAGES));
+    }
   } finally {
     const ch = await conn.createChannel();
-    for (const q of [QUEUE_NAMES.mapper, QUEUE_NAMES.frred]) {
+    for (const q of [QUEUE_NAMES.mapper, QUEUE_NAMES.frred, UBIDOTS_QUEUE, INFLUXDB_QUEUE]) {
       await ch.deleteQueue(queue(q)).catch(() => undefined);
       await ch.deleteQueue(deadLetterQueueName(queue(q))).catch(() => undefined);
     }
@@ -404,6 +412,15 @@ async function main(): Promise<void> {
     `Mapper / bus-only relay ratio: ${(mapped.perSecond / relayed.perSecond).toFixed(2)}`,
   );
   printStartup(startup);
+  if (writers.length > 0) {
+    console.log("\n| writer run | messages | seconds | msg/s | notes |");
+    console.log("|---|---|---|---|---|");
+    for (const w of writers) {
+      console.log(
+        `| ${w.name} | ${w.messages} | ${w.seconds.toFixed(1)} | ${w.perSecond.toFixed(1)} | ${w.note} |`,
+      );
+    }
+  }
 }
 
 await main();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings this machine to the point where the broker can run and its tests can pass:
 #   1. Node.js 20 or newer
-#   2. PostgreSQL (with PostGIS), RabbitMQ and an MQTT broker, installed and answering
+#   2. PostgreSQL (with PostGIS), RabbitMQ and an MQTT broker, installed and answering; influxd
+#      installed (the InfluxDB writer's tests run their own)
 #   3. node_modules (npm ci when package-lock.json changed), then `npm run build`
 #   4. the $PGDATABASE database, created if missing and migrated (skipped when SETUP_SKIP_DB=1)
 #   5. Debian's chromium, which the web app's browser tests drive (skipped when SETUP_SKIP_BROWSER=1)
@@ -136,6 +137,11 @@ if ! tcp_open "$MQ_HOST" "$MQ_PORT" && is_local "$MQ_HOST" && ! have rabbitmq-se
 fi
 if ! tcp_open "$MQTT_HOST" "$MQTT_PORT" && is_local "$MQTT_HOST" && ! have mosquitto; then
   missing+=(mosquitto)
+fi
+# InfluxDB 1.x: the influxdb writer's tests start their own influxd (own config, port and data
+# directory under /tmp); the packaged service itself is not needed and not started here.
+if ! have influxd; then
+  missing+=(influxdb)
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
   [[ " ${missing[*]} " == *" postgresql "* ]] && PG_INSTALLED_NOW=1

@@ -1,7 +1,15 @@
 import { BatchConsumer, type BatchHandler } from "../bus/consumer.js";
+import type {
+  OpenPublisherOptions,
+  OpenQueueOptions,
+  Publisher,
+  QueueIntake,
+} from "../bus/ports.js";
 import { ConfirmedPublisher } from "../bus/publisher.js";
 import { topologyOptions } from "../bus/topology.js";
 import type { Logger } from "../core/logger.js";
+import type { WriterDeps } from "../delivery/ports.js";
+import type { MapperDeps } from "../mapper/mapper.js";
 import type { Dependencies } from "./component.js";
 
 export interface QueueConsumerOptions {
@@ -59,5 +67,35 @@ export function createQueueConsumer(
       stopped ??= consumer.stop().then(() => deadLetters.close());
       return stopped;
     },
+  };
+}
+
+/** `deps.openQueue`: a queue consumer wired from the process's config. */
+function openQueue(deps: Dependencies, options: OpenQueueOptions): QueueIntake {
+  const queue = createQueueConsumer(deps, options);
+  return {
+    start: () => queue.start(),
+    stop: () => queue.stop(),
+    get isConsuming() {
+      return queue.consumer.isConsuming;
+    },
+  };
+}
+
+/** `deps.openPublisher`: a confirmed publisher on the process's AMQP connection. */
+function openPublisher(deps: Dependencies, options: OpenPublisherOptions): Publisher {
+  return new ConfirmedPublisher({ connection: deps.amqp, ...options });
+}
+
+/** The messaging and database adapters the domain components (mapper, writers) declare. */
+export function domainDeps(deps: Dependencies): WriterDeps & MapperDeps {
+  return {
+    config: deps.config,
+    logger: deps.logger,
+    metrics: deps.metrics,
+    db: deps.database.db,
+    isHealthy: deps.isHealthy,
+    openQueue: (options) => openQueue(deps, options),
+    openPublisher: (options) => openPublisher(deps, options),
   };
 }

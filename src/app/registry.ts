@@ -1,5 +1,7 @@
 import { createApi } from "../api/api.js";
 import { createFrredWriter } from "../delivery/frred/frred-writer.js";
+import { createInfluxWriter } from "../delivery/influxdb/influxdb-writer.js";
+import { createUbidotsWriter } from "../delivery/ubidots/ubidots-writer.js";
 import { createEventRelay } from "../events/relay.js";
 import { createMapper } from "../mapper/mapper.js";
 import { createAxisTechPoller } from "../sources/axistech/poller.js";
@@ -12,12 +14,15 @@ import { createWombatSource } from "../sources/wombat/source.js";
 import { createYdocSource } from "../sources/ydoc/source.js";
 import { createWeb } from "../web/web.js";
 import type { Component, Dependencies } from "./component.js";
+import { domainDeps } from "./queue-consumer.js";
 
 /** Every component `broker run` knows, by the name used on the command line. */
 export const COMPONENT_FACTORIES = {
   "ttn-webhook": createTtnWebhook,
-  mapper: createMapper,
-  frred: createFrredWriter,
+  mapper: (deps: Dependencies) => createMapper(domainDeps(deps)),
+  frred: (deps: Dependencies) => createFrredWriter(domainDeps(deps)),
+  ubidots: (deps: Dependencies) => createUbidotsWriter(domainDeps(deps)),
+  influxdb: (deps: Dependencies) => createInfluxWriter(domainDeps(deps)),
   "event-relay": createEventRelay,
   greenbrain: createGreenBrainPoller,
   eagleio: createEagleIoPoller,
@@ -40,6 +45,8 @@ export const COMPONENT_NAMES = Object.keys(COMPONENT_FACTORIES) as ComponentName
  * they run only when named (`broker run all greenbrain wombat`).
  */
 const NAMED_ONLY: readonly string[] = [
+  "ubidots",
+  "influxdb",
   "greenbrain",
   "eagleio",
   "axistech",

@@ -37,3 +37,28 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener("abort", done, { once: true });
   });
 }
+
+/**
+ * A signal that aborts after `ms` or when `parent` aborts; call `done()` when the work ended.
+ * (Not `AbortSignal.any([AbortSignal.timeout(ms), parent])`: on Node 20 the timeout signal in
+ * it can be collected and never fire, leaving a request without a timeout.)
+ */
+export function deadline(ms: number, parent?: AbortSignal): { signal: AbortSignal; done(): void } {
+  const controller = new AbortController();
+  const onAbort = (): void => controller.abort(parent?.reason);
+  const timer = setTimeout(
+    () => controller.abort(new DOMException("The operation timed out", "TimeoutError")),
+    ms,
+  );
+  parent?.addEventListener("abort", onAbort, { once: true });
+  if (parent?.aborted) {
+    onAbort();
+  }
+  return {
+    signal: controller.signal,
+    done() {
+      clearTimeout(timer);
+      parent?.removeEventListener("abort", onAbort);
+    },
+  };
+}

@@ -1,9 +1,26 @@
-import type { Component, Dependencies } from "../app/component.js";
-import { createQueueConsumer } from "../app/queue-consumer.js";
+import { z } from "zod";
+
 import type { Delivery, Outcome } from "../bus/consumer.js";
-import { PermanentError } from "../core/errors.js";
+import { deadLetterQueueName } from "../bus/topology.js";
+import { backoffDelay, sleep } from "../core/backoff.js";
+import { parseSection } from "../core/config.js";
+import { classifyError, PermanentError, TransientError } from "../core/errors.js";
 import type { Logger } from "../core/logger.js";
 import { decodeMessage, messageKey, type LogicalMessage } from "../core/message.js";
+import {
+  claimDeliveries,
+  enqueueDeliveries,
+  markDelivered,
+  oldestPendingAgeSeconds,
+  pruneDelivered,
+  removeDeliveries,
+  rescheduleDeliveries,
+  type ClaimedRow,
+  type Reschedule,
+} from "../db/repositories/delivery-queue.js";
+import type { Publisher } from "../bus/ports.js";
+import type { WriterComponent, WriterDeps } from "./ports.js";
+import { writerMetrics, type WriterMetrics } from "./writer-metrics.js";
 
 /** One valid logical message handed to a destination. */
 export interface WriterMessage {
@@ -11,49 +28,110 @@ export interface WriterMessage {
   readonly message: LogicalMessage;
   /** Its idempotency key, {@link messageKey}: the same for a redelivery or a replay. */
   readonly key: string;
+  /** Failed attempts so far (0 on the first try). */
+  readonly attempts: number;
+}
+
+/** What became of one message at the destination. */
+export type DeliveryResult =
+  | { readonly status: "delivered" }
+  /** Try again later (after at least `retryAfterMs` when the destination said so). */
+  | { readonly status: "retry"; readonly error: string; readonly retryAfterMs?: number }
+  /** The destination will never take it: dead-letter with a reason. */
+  | { readonly status: "dead-letter"; readonly reason: string; readonly error: string };
+
+/**
+ * The destination refused the writer's credentials or account (Ubidots 401, 402, 403, 423). The
+ * writer stops sending, reports it (log, `broker_writer_suspended`, /readyz), keeps every
+ * message, and tries again after `WRITER_SUSPEND_MS`.
+ */
+export class DestinationRefusedError extends TransientError {}
+
+/** Counts what a destination does, for the writer's metrics. */
+export interface DeliveryReport {
+  /** Aborts when the writer stops: long waits (rate limits) should end early. */
+  readonly signal: AbortSignal;
+  /** One request sent; `status` is the HTTP code or an error kind (`timeout`, `network`). */
+  request(status: string, seconds: number): void;
+  /** Values that could not be sent, e.g. not numeric. */
+  skipped(reason: string, count: number): void;
 }
 
 /**
- * Delivers a batch to the destination and returns one outcome per message, in order.
- *
- * Throw {@link TransientError} when the destination is unavailable: the whole batch stays
- * unacknowledged and is retried with capped backoff. Throw {@link PermanentError} only for a
- * failure caused by content; the batch is then retried one message at a time so that only the
- * bad ones are dead-lettered. For a known-bad message, prefer returning a dead-letter outcome.
- * Deliveries must be idempotent by `key`: a batch may be handed over again after a retry, a
- * redelivery or a replay.
+ * Delivers a batch and returns one result per message, in order. Throwing means the whole batch
+ * failed: a {@link TransientError} (or any error while PostgreSQL/RabbitMQ are down) puts the
+ * batch back with backoff and pauses the writer; {@link DestinationRefusedError} suspends it; a
+ * {@link PermanentError} makes the writer try each message alone, so only the bad ones are
+ * dead-lettered. Deliveries must be idempotent by `key`: a message may be handed over again
+ * after a crash or a lost answer.
  */
-export type DeliverFunction = (messages: readonly WriterMessage[]) => Promise<Outcome[]>;
+export type DeliverFunction = (
+  messages: readonly WriterMessage[],
+  report: DeliveryReport,
+) => Promise<DeliveryResult[]>;
 
 export interface WriterOptions {
-  /** Component name: used for `broker run`, logs (`component`) and metrics labels. */
+  /** Component name: `broker run`, logs (`component`), metrics label, `delivery_queue.writer`. */
   name: string;
   /**
-   * Queue name without `QUEUE_PREFIX` (e.g. `QUEUE_NAMES.frred`). The queue is durable, bound to
-   * the logical timeseries exchange, and dead-letters to `<queue>.dead`.
+   * Queue name without `QUEUE_PREFIX` (IoTa's `<name>_logical_msg_queue`). The queue is durable,
+   * bound to the logical timeseries exchange, and dead-letters to `<queue>.dead`.
    */
   queue: string;
-  /** The destination-specific part. */
   deliver: DeliverFunction;
-  /** Logger for the component. Default `deps.logger.child({ component: name })`. */
   logger?: Logger;
-  /**
-   * Destination readiness on top of "the consumer is consuming" (must be cheap and synchronous).
-   * Default: always ready.
-   */
+  /** Destination readiness on top of "consuming and not suspended" (cheap, synchronous). */
   isReady?: () => boolean;
-  /** Runs once in `start()` before consuming begins. Default: nothing. */
   onStart?: () => Promise<void>;
-  /** Runs once in `stop()` after the consumer stopped and in-flight work is settled. Default: nothing. */
   onStop?: () => Promise<void>;
-  /** Unacknowledged deliveries RabbitMQ may send ahead. Default `config.amqp.prefetch` (PREFETCH). */
-  prefetch?: number;
-  /** Largest batch handed to `deliver`. Default `config.amqp.batchSize` (BATCH_SIZE). */
+  /** Most messages handed to one `deliver` call. Default 250. */
   batchSize?: number;
+  /** Claim only one logical device's messages per batch (for per-device requests). Default false. */
+  perDevice?: boolean;
+  /** Delivery loops running at once in this process. Default 2. */
+  concurrency?: number;
+  /**
+   * How long a claim holds before another copy may take the messages, in ms: longer than one
+   * `deliver` call can take. Default 300 000.
+   */
+  leaseMs?: number;
+}
+
+const writerSchema = z.object({
+  WRITER_RETRY_INITIAL_MS: z.coerce.number().int().min(1).default(1_000),
+  WRITER_RETRY_MAX_MS: z.coerce.number().int().min(1).default(300_000),
+  WRITER_SUSPEND_MS: z.coerce.number().int().min(1).default(60_000),
+  WRITER_POLL_MS: z.coerce.number().int().min(1).default(1_000),
+  WRITER_REMEMBER_HOURS: z.coerce.number().min(0).default(24),
+});
+
+/** Settings shared by every writer (environment variables, see .env.example). */
+export interface WriterSettings {
+  /** First retry delay of a message or a failing destination, in ms. Default 1 000. */
+  readonly retryInitialMs: number;
+  /** Longest retry delay, in ms; retries never stop. Default 300 000 (5 min). */
+  readonly retryMaxMs: number;
+  /** How long a writer whose credentials were refused waits before trying again, in ms. Default 60 000. */
+  readonly suspendMs: number;
+  /** How often an idle loop looks for messages another process took in or a retry now due, in ms. Default 1 000. */
+  readonly pollMs: number;
+  /** How long the keys of delivered messages are remembered to skip redeliveries, in ms. Default 24 h. */
+  readonly rememberMs: number;
+}
+
+export function writerSettings(env: Readonly<Record<string, string>>): WriterSettings {
+  const s = parseSection({ env }, writerSchema, "writer");
+  return {
+    retryInitialMs: s.WRITER_RETRY_INITIAL_MS,
+    retryMaxMs: s.WRITER_RETRY_MAX_MS,
+    suspendMs: s.WRITER_SUSPEND_MS,
+    pollMs: s.WRITER_POLL_MS,
+    rememberMs: s.WRITER_REMEMBER_HOURS * 3_600_000,
+  };
 }
 
 type Checked =
-  | { readonly ok: true; readonly item: WriterMessage }
+  | { readonly ok: true; readonly message: LogicalMessage; readonly key: string }
   | { readonly ok: false; readonly outcome: Outcome };
 
 /**
@@ -86,61 +164,447 @@ export function checkDelivery(delivery: Delivery): Checked {
     };
   }
   const message = decoded as LogicalMessage;
-  return { ok: true, item: { message, key: messageKey(message) } };
+  return { ok: true, message, key: messageKey(message) };
+}
+
+interface Pending {
+  readonly row: ClaimedRow;
+  readonly item: WriterMessage;
+}
+
+/** Wakes idle loops when this process took messages in. */
+class Wakeup {
+  #waiters: (() => void)[] = [];
+  notify(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) {
+      w();
+    }
+  }
+  wait(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener("abort", done, { once: true });
+      this.#waiters.push(done);
+    });
+  }
 }
 
 /**
- * Builds a delivery component: a {@link BatchConsumer} on `QUEUE_PREFIX + queue` bound to the
- * logical timeseries exchange, a confirmed dead-letter publisher, and the validation gate of
- * {@link checkDelivery}. Valid messages go to `deliver` in batches; everything else is
- * dead-lettered with its reason. Destination-neutral: a new destination supplies only
- * `deliver` (and optionally readiness and start/stop hooks).
+ * Builds a writer component.
+ *
+ * Intake: a consumer of the writer's own queue on the logical exchange checks each message
+ * ({@link checkDelivery}), keeps the valid ones in `delivery_queue` (one insert per batch,
+ * skipping keys it already has) and acknowledges them once that committed. Nothing is held
+ * unacknowledged while the destination is away.
+ *
+ * Delivery: `concurrency` loops claim due messages (leased, so several copies share them), hand
+ * them to `deliver`, and settle each one: delivered (remembered, body dropped), retry (back in
+ * `delivery_queue` after capped exponential backoff with jitter; never given up), or dead-letter
+ * (published to the dead-letter exchange, confirmed, then removed). A batch that fails as a whole
+ * pauses this writer's loops with backoff; other writers and the mapper are not affected.
  */
-export function createWriter(deps: Dependencies, options: WriterOptions): Component {
-  const { config } = deps;
-  const logger = options.logger ?? deps.logger.child({ component: options.name });
-  async function handle(batch: readonly Delivery[]): Promise<Outcome[]> {
+export function createWriter(deps: WriterDeps, options: WriterOptions): WriterComponent {
+  const settings = writerSettings(deps.config.env);
+  const name = options.name;
+  const logger = options.logger ?? deps.logger.child({ component: name });
+  const metrics: WriterMetrics = writerMetrics(deps.metrics);
+  const label = { component: name };
+  const db = deps.db;
+  const queueName = deps.config.amqp.queuePrefix + options.queue;
+  const batchSize = options.batchSize ?? 250;
+  const leaseMs = options.leaseMs ?? 300_000;
+  const wakeup = new Wakeup();
+  const abort = new AbortController();
+  let deadLetters: Publisher | undefined;
+
+  let running = false;
+  let pauseUntil = 0;
+  let consecutiveFailures = 0;
+  let suspendedSince: number | undefined;
+  let suspendUntil = 0;
+  const loops: Promise<void>[] = [];
+  let timer: NodeJS.Timeout | undefined;
+
+  async function intake(batch: readonly Delivery[]): Promise<Outcome[]> {
     const checked = batch.map(checkDelivery);
-    const valid = checked.flatMap((c) => (c.ok ? [c.item] : []));
-    const delivered = valid.length > 0 ? await options.deliver(valid) : [];
-    if (delivered.length !== valid.length) {
-      throw new Error(
-        `${options.name}: deliver returned ${delivered.length} outcomes for ${valid.length} messages`,
-      );
+    const keep = checked.flatMap((c, i) =>
+      c.ok
+        ? [
+            {
+              msgKey: c.key,
+              lUid: c.message.l_uid,
+              pUid: c.message.p_uid,
+              correlationId: c.message.broker_correlation_id,
+              body: batch[i]!.body.toString("utf8"),
+            },
+          ]
+        : [],
+    );
+    if (keep.length > 0) {
+      await enqueueDeliveries(db, name, keep);
+      wakeup.notify();
     }
-    let next = 0;
-    return checked.map((c) => (c.ok ? delivered[next++]! : c.outcome));
+    return checked.map((c) => (c.ok ? { action: "ack" } : c.outcome));
   }
 
-  const queue = createQueueConsumer(deps, {
-    component: options.name,
+  const queue = deps.openQueue({
+    component: name,
     queue: options.queue,
-    exchange: config.amqp.ltsExchange,
-    handler: handle,
+    exchange: deps.config.amqp.ltsExchange,
+    handler: intake,
     logger,
-    prefetch: options.prefetch,
-    batchSize: options.batchSize,
   });
+
+  const report = {
+    signal: abort.signal,
+    request(status: string, seconds: number): void {
+      metrics.requests.inc({ component: name, status });
+      metrics.latency.observe(label, seconds);
+    },
+    skipped(reason: string, count: number): void {
+      if (count > 0) {
+        metrics.valuesSkipped.inc({ component: name, reason }, count);
+      }
+    },
+  } satisfies DeliveryReport;
+
+  /** Retries a database step until it works or the writer stops (its effects are idempotent). */
+  async function settleStep(what: string, fn: () => Promise<void>): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await fn();
+        return true;
+      } catch (err) {
+        if (!running) {
+          logger.warn({ err }, `cannot ${what}; the lease returns the messages later`);
+          return false;
+        }
+        const delay = backoffDelay(attempt, { maxMs: 15_000 });
+        logger.warn({ err, retryInMs: delay }, `cannot ${what} yet`);
+        await sleep(delay, abort.signal);
+      }
+    }
+  }
+
+  function countRetried(n: number): void {
+    metrics.retried.inc(label, n);
+    deps.metrics.retried.inc(label, n);
+  }
+
+  function retryDelay(attempts: number): number {
+    return backoffDelay(attempts, {
+      initialMs: settings.retryInitialMs,
+      maxMs: settings.retryMaxMs,
+    });
+  }
+
+  async function settle(
+    rows: readonly ClaimedRow[],
+    results: readonly DeliveryResult[],
+  ): Promise<void> {
+    const delivered: string[] = [];
+    const retry: Reschedule[] = [];
+    const dead: { row: ClaimedRow; reason: string; error: string }[] = [];
+    rows.forEach((row, i) => {
+      const r = results[i]!;
+      if (r.status === "delivered") {
+        delivered.push(row.id);
+      } else if (r.status === "retry") {
+        retry.push({
+          id: row.id,
+          delayMs: Math.max(retryDelay(row.attempts), r.retryAfterMs ?? 0),
+          error: r.error,
+          failed: true,
+        });
+      } else {
+        dead.push({ row, reason: r.reason, error: r.error });
+      }
+    });
+    if (dead.length > 0) {
+      const publisher = (deadLetters ??= deps.openPublisher({
+        exchange: deps.config.amqp.deadLetterExchange,
+        logger,
+      }));
+      const published = await settleStep("publish dead letters", () =>
+        publisher.publish(
+          dead.map(({ row, reason, error }) => ({
+            body: Buffer.from(row.body, "utf8"),
+            messageId: row.msgKey,
+            correlationId: row.correlationId,
+            routingKey: queueName,
+            headers: {
+              "x-broker-reason": reason,
+              "x-broker-error": error.slice(0, 2000),
+              "x-broker-queue": queueName,
+              "x-broker-component": name,
+            },
+          })),
+        ),
+      );
+      if (published) {
+        await settleStep("remove dead-lettered messages", () =>
+          removeDeliveries(
+            db,
+            dead.map((d) => d.row.id),
+          ),
+        );
+        for (const { row, reason, error } of dead) {
+          logger.warn(
+            { broker_correlation_id: row.correlationId, l_uid: row.lUid, reason, error },
+            "message dead-lettered",
+          );
+          deps.metrics.deadLettered.inc({ component: name, reason });
+        }
+      }
+    }
+    await settleStep("mark messages delivered", () => markDelivered(db, delivered));
+    await settleStep("reschedule messages", () => rescheduleDeliveries(db, retry));
+    metrics.delivered.inc(label, delivered.length);
+    countRetried(retry.length);
+    if (retry.length > 0) {
+      logger.warn(
+        { retried: retry.length, delivered: delivered.length, error: retry[0]!.error },
+        "messages will be retried",
+      );
+    }
+  }
+
+  /** Hands `pending` to the destination; a permanent failure of a batch is narrowed to its culprits. */
+  async function attempt(pending: readonly Pending[]): Promise<DeliveryResult[] | Error> {
+    try {
+      const results = await options.deliver(
+        pending.map((p) => p.item),
+        report,
+      );
+      if (results.length !== pending.length) {
+        throw new Error(
+          `${name}: deliver returned ${results.length} results for ${pending.length}`,
+        );
+      }
+      return results;
+    } catch (err) {
+      const c = classifyError(err);
+      if (c.error instanceof DestinationRefusedError) {
+        return c.error;
+      }
+      const permanent =
+        c.kind === "permanent" || (c.kind === "unknown" && (await deps.isHealthy()));
+      if (!permanent) {
+        return c.error;
+      }
+      if (pending.length === 1) {
+        const reason = c.kind === "permanent" ? c.reason : "delivery_failed";
+        return [{ status: "dead-letter", reason, error: c.error.message }];
+      }
+      const results: DeliveryResult[] = [];
+      for (const p of pending) {
+        const single = await attempt([p]);
+        if (single instanceof Error) {
+          return single;
+        }
+        results.push(...single);
+      }
+      return results;
+    }
+  }
+
+  function decode(rows: readonly ClaimedRow[]): { pending: Pending[]; broken: ClaimedRow[] } {
+    const pending: Pending[] = [];
+    const broken: ClaimedRow[] = [];
+    for (const row of rows) {
+      const checked = checkDelivery({
+        body: Buffer.from(row.body, "utf8"),
+        messageId: row.msgKey,
+        correlationId: undefined,
+        headers: {},
+        redelivered: false,
+        receivedAt: Date.now(),
+      });
+      if (checked.ok) {
+        pending.push({
+          row,
+          item: { message: checked.message, key: checked.key, attempts: row.attempts },
+        });
+      } else {
+        // Checked at intake already; only a row edited by hand gets here.
+        broken.push(row);
+      }
+    }
+    return { pending, broken };
+  }
+
+  function suspend(err: Error): void {
+    const now = Date.now();
+    if (suspendedSince === undefined) {
+      suspendedSince = now;
+      logger.error(
+        { err: err.message, retryInMs: settings.suspendMs },
+        "destination refused the credentials or account: not sending, messages kept",
+      );
+    } else {
+      logger.warn({ err: err.message, retryInMs: settings.suspendMs }, "destination still refuses");
+    }
+    metrics.suspended.set(label, 1);
+    suspendUntil = now + settings.suspendMs;
+  }
+
+  function resumed(): void {
+    consecutiveFailures = 0;
+    if (suspendedSince !== undefined) {
+      logger.info(
+        { suspendedForMs: Date.now() - suspendedSince },
+        "destination accepts again; sending",
+      );
+      suspendedSince = undefined;
+      metrics.suspended.set(label, 0);
+    }
+  }
+
+  async function loop(): Promise<void> {
+    let claimFailures = 0;
+    while (running) {
+      const wait = Math.max(pauseUntil, suspendUntil) - Date.now();
+      if (wait > 0) {
+        await sleep(wait, abort.signal);
+        continue;
+      }
+      let rows: ClaimedRow[];
+      try {
+        rows = await claimDeliveries(db, name, {
+          limit: batchSize,
+          leaseMs,
+          oneDevice: options.perDevice ?? false,
+        });
+        claimFailures = 0;
+      } catch (err) {
+        const delay = backoffDelay(claimFailures++, { maxMs: 15_000 });
+        logger.warn({ err, retryInMs: delay }, "cannot claim messages yet");
+        await sleep(delay, abort.signal);
+        continue;
+      }
+      if (rows.length === 0) {
+        await wakeup.wait(settings.pollMs, abort.signal);
+        continue;
+      }
+      const { pending, broken } = decode(rows);
+      if (broken.length > 0) {
+        await settle(
+          broken,
+          broken.map(() => ({
+            status: "dead-letter",
+            reason: "invalid_message",
+            error: "stored message is not valid",
+          })),
+        );
+      }
+      if (pending.length === 0) {
+        continue;
+      }
+      const outcome = await attempt(pending);
+      if (outcome instanceof Error) {
+        const refused = outcome instanceof DestinationRefusedError;
+        if (refused) {
+          suspend(outcome);
+        } else {
+          const delay = retryDelay(consecutiveFailures++);
+          pauseUntil = Math.max(pauseUntil, Date.now() + delay);
+          logger.warn(
+            { err: outcome.message, retryInMs: delay, messages: pending.length },
+            "destination unavailable; pausing this writer",
+          );
+        }
+        const until = Math.max(pauseUntil, suspendUntil) - Date.now();
+        await settleStep("put messages back", () =>
+          rescheduleDeliveries(
+            db,
+            pending.map((p) => ({
+              id: p.row.id,
+              delayMs: Math.max(0, until),
+              error: outcome.message,
+              failed: !refused,
+            })),
+          ),
+        );
+        if (!refused) {
+          countRetried(pending.length);
+        }
+        continue;
+      }
+      if (outcome.some((r) => r.status !== "retry")) {
+        resumed();
+      } else {
+        const delay = retryDelay(consecutiveFailures++);
+        pauseUntil = Math.max(pauseUntil, Date.now() + Math.min(delay, settings.retryMaxMs));
+      }
+      await settle(
+        pending.map((p) => p.row),
+        outcome,
+      );
+    }
+  }
+
+  async function housekeeping(): Promise<void> {
+    metrics.lag.set(label, await oldestPendingAgeSeconds(db, name));
+    await pruneDelivered(db, name, settings.rememberMs);
+  }
 
   let started: Promise<void> | undefined;
   let stopped: Promise<void> | undefined;
   return {
-    name: options.name,
+    name,
     start() {
       started ??= (async () => {
         await options.onStart?.();
+        running = true;
+        metrics.suspended.set(label, 0);
+        for (let i = 0; i < (options.concurrency ?? 2); i++) {
+          loops.push(
+            loop().catch((err: unknown) =>
+              logger.error({ err }, "delivery loop failed unexpectedly"),
+            ),
+          );
+        }
+        timer = setInterval(() => {
+          housekeeping().catch((err: unknown) =>
+            logger.warn({ err }, "writer housekeeping failed"),
+          );
+        }, 5_000);
+        timer.unref();
         queue.start();
+        logger.info(
+          { queue: queueName, deadLetters: deadLetterQueueName(queueName) },
+          "writer started",
+        );
       })();
       return started;
     },
     stop() {
       stopped ??= (async () => {
         await started?.catch(() => undefined);
-        await queue.stop();
+        // Loops stop now (waits and destination requests end through the signal); their
+        // messages go back to delivery_queue. Bounded, so `broker run` exits within 10 s.
+        running = false;
+        clearInterval(timer);
+        abort.abort();
+        const waited = new AbortController();
+        await Promise.all([
+          queue.stop(),
+          Promise.race([Promise.allSettled(loops), sleep(5_000, waited.signal)]),
+        ]);
+        waited.abort();
+        await deadLetters?.close();
         await options.onStop?.();
       })();
       return stopped;
     },
-    isReady: () => queue.consumer.isConsuming && (options.isReady?.() ?? true),
+    isReady: () =>
+      queue.isConsuming && suspendedSince === undefined && (options.isReady?.() ?? true),
   };
 }

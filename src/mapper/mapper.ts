@@ -1,11 +1,18 @@
-import type { Component, Dependencies } from "../app/component.js";
-import { createQueueConsumer } from "../app/queue-consumer.js";
 import type { Delivery, Outcome } from "../bus/consumer.js";
-import { ConfirmedPublisher, type OutgoingMessage } from "../bus/publisher.js";
+import type {
+  OpenPublisherOptions,
+  OpenQueueOptions,
+  Publisher,
+  QueueIntake,
+} from "../bus/ports.js";
+import type { OutgoingMessage } from "../bus/publisher.js";
 import { QUEUE_NAMES } from "../bus/topology.js";
+import type { Config } from "../core/config.js";
 import { PermanentError } from "../core/errors.js";
+import type { Logger } from "../core/logger.js";
 import { decodeMessage, messageKey, type NormalisedMessage } from "../core/message.js";
 import { parseInstantMicros } from "../core/time.js";
+import type { Db } from "../db/database.js";
 import {
   insertPhysicalTimeseries,
   type TimeseriesRow,
@@ -18,6 +25,23 @@ import {
   type RouteDecision,
 } from "./route.js";
 import { mapperSettings } from "./settings.js";
+
+/** What the mapper needs from its process; wired by the composition root. */
+export interface MapperDeps {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly db: Db;
+  openQueue(options: OpenQueueOptions): QueueIntake;
+  openPublisher(options: OpenPublisherOptions): Publisher;
+}
+
+/** The mapper as a runnable component. */
+export interface MapperComponent {
+  readonly name: "mapper";
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  isReady(): boolean;
+}
 
 type Parsed =
   { ok: true; message: NormalisedMessage; key: string } | { ok: false; error: PermanentError };
@@ -62,13 +86,11 @@ function timeWindow(parsed: readonly Parsed[]): { from: string; to: string } | u
  * l_uid, to the logical exchange; the others are held (route.ts). Per batch: one registry query,
  * one insert, one update, one transaction, one confirmed publish round and one ack.
  */
-export function createMapper(deps: Dependencies): Component {
-  const { config, database, amqp } = deps;
+export function createMapper(deps: MapperDeps): MapperComponent {
+  const { config, db } = deps;
   const logger = deps.logger.child({ component: "mapper" });
-  const db = database.db;
   const settings = mapperSettings(config);
-  const lts = new ConfirmedPublisher({
-    connection: amqp,
+  const lts = deps.openPublisher({
     exchange: config.amqp.ltsExchange,
     logger,
     // A logical message nobody subscribes to is still stored in physical_timeseries.
@@ -147,7 +169,7 @@ export function createMapper(deps: Dependencies): Component {
     });
   }
 
-  const queue = createQueueConsumer(deps, {
+  const queue = deps.openQueue({
     component: "mapper",
     queue: QUEUE_NAMES.mapper,
     exchange: config.amqp.ptsExchange,
@@ -165,6 +187,6 @@ export function createMapper(deps: Dependencies): Component {
       stopped ??= queue.stop().then(() => lts.close());
       return stopped;
     },
-    isReady: () => queue.consumer.isConsuming,
+    isReady: () => queue.isConsuming,
   };
 }

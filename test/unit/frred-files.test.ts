@@ -5,7 +5,7 @@ import { join } from "node:path";
 
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
-import type { Dependencies } from "../../src/app/component.js";
+import type { WriterDeps } from "../../src/delivery/ports.js";
 import { ConfigError, loadConfig } from "../../src/core/config.js";
 import { TransientError } from "../../src/core/errors.js";
 import { messageKey, type NormalisedMessage } from "../../src/core/message.js";
@@ -159,7 +159,7 @@ describe("FrredFiles", () => {
 
 describe("createFrredWriter", () => {
   it("refuses to start without FRRED_DIR or DATABOLT_SHARED_DIR, naming both", () => {
-    const deps = { config: loadConfig({}) } as Dependencies;
+    const deps = { config: loadConfig({}) } as WriterDeps;
     expect(() => createFrredWriter(deps)).toThrow(ConfigError);
     expect(() => createFrredWriter(deps)).toThrow(/FRRED_DIR.*DATABOLT_SHARED_DIR/);
   });

@@ -1,11 +1,10 @@
 import { resolve } from "node:path";
 
-import type { Component, Dependencies } from "../../app/component.js";
-import type { Outcome } from "../../bus/consumer.js";
 import { QUEUE_NAMES } from "../../bus/topology.js";
 import { ConfigError } from "../../core/config.js";
 import type { Db } from "../../db/database.js";
-import { createWriter, type WriterMessage } from "../writer.js";
+import type { WriterComponent, WriterDeps } from "../ports.js";
+import { createWriter, type DeliveryResult, type WriterMessage } from "../writer.js";
 import { FrredFiles, messageDirectoryName } from "./frred-files.js";
 
 /** How often readiness re-checks the base directory, in ms. */
@@ -32,10 +31,10 @@ async function loadSourceNames(db: Db, uids: readonly number[]): Promise<Map<num
  * The FRRED (Intersect DataBolt) writer: drops every logical message into its own directory
  * under FRRED_DIR (see frred-files.ts for the layout, atomicity and idempotency). With
  * FRRED_SOURCES set, only messages from physical devices of those sources are written; the
- * others are acknowledged without writing. Directory trouble (missing, full, read-only) is
- * transient: messages wait, unacknowledged, and are written once the directory is usable again.
+ * others count as delivered without writing. Directory trouble (missing, full, read-only) is
+ * transient: messages wait in `delivery_queue` and are written once the directory is usable again.
  */
-export function createFrredWriter(deps: Dependencies): Component {
+export function createFrredWriter(deps: WriterDeps): WriterComponent {
   const { config } = deps;
   if (config.frred.dir === undefined) {
     throw new ConfigError(
@@ -83,15 +82,15 @@ export function createFrredWriter(deps: Dependencies): Component {
   async function sourcesOf(uids: Iterable<number>): Promise<ReadonlyMap<number, string>> {
     const missing = [...new Set(uids)].filter((uid) => !sourceNames.has(uid));
     if (missing.length > 0) {
-      for (const [uid, name] of await loadSourceNames(deps.database.db, missing)) {
+      for (const [uid, name] of await loadSourceNames(deps.db, missing)) {
         sourceNames.set(uid, name);
       }
     }
     return sourceNames;
   }
 
-  async function deliver(messages: readonly WriterMessage[]): Promise<Outcome[]> {
-    const outcomes: (Outcome | undefined)[] = new Array(messages.length).fill(undefined);
+  async function deliver(messages: readonly WriterMessage[]): Promise<DeliveryResult[]> {
+    const outcomes: (DeliveryResult | undefined)[] = new Array(messages.length).fill(undefined);
     const toWrite: { index: number; item: WriterMessage }[] = [];
     const known = sources ? await sourcesOf(messages.map((m) => m.message.p_uid)) : undefined;
     messages.forEach((item, index) => {
@@ -100,19 +99,18 @@ export function createFrredWriter(deps: Dependencies): Component {
         const source = known.get(message.p_uid);
         if (source === undefined) {
           outcomes[index] = {
-            action: "dead-letter",
+            status: "dead-letter",
             reason: "unknown_device",
             error: `physical device ${message.p_uid} does not exist`,
-            correlationId: message.broker_correlation_id,
           };
           return;
         }
         if (!sources.has(source)) {
           logger.debug(
             { broker_correlation_id: message.broker_correlation_id, p_uid: message.p_uid, source },
-            "source not in FRRED_SOURCES; acknowledged without writing",
+            "source not in FRRED_SOURCES; not written",
           );
-          outcomes[index] = { action: "ack" };
+          outcomes[index] = { status: "delivered" };
           return;
         }
       }
@@ -124,7 +122,7 @@ export function createFrredWriter(deps: Dependencies): Component {
       try {
         results = await files.write(toWrite.map((w) => w.item));
       } catch (err) {
-        // Thrown as TransientError: the consumer keeps the batch and retries with backoff.
+        // Thrown as TransientError: the writer puts the batch back and retries with backoff.
         writeFailing = true;
         await checkDirectory().catch(() => undefined);
         throw err;
@@ -147,10 +145,10 @@ export function createFrredWriter(deps: Dependencies): Component {
         } else {
           logger.debug(fields, "message written");
         }
-        outcomes[index] = { action: "ack" };
+        outcomes[index] = { status: "delivered" };
       });
     }
-    return outcomes.map((o) => o ?? { action: "ack" });
+    return outcomes.map((o) => o ?? { status: "delivered" });
   }
 
   return createWriter(deps, {

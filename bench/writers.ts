@@ -1,0 +1,164 @@
+/**
+ * Writer figures for `npm run bench`: messages/s the Ubidots writer delivers to the stand-in
+ * Ubidots (test/helpers/ubidots-standin.ts) inside the real budget of 4 requests/s, with 1, 50
+ * and 500 active logical devices, and what the InfluxDB writer writes into a real influxd 1.x.
+ * Writers run as their own `broker run` processes from dist/, as in production.
+ *
+ * BENCH_UBIDOTS_WINDOW_S (default 15) is how long each Ubidots run is measured.
+ */
+import { randomUUID } from "node:crypto";
+
+import type amqp from "amqplib";
+import type pg from "pg";
+
+import { startInfluxd } from "../test/helpers/influxdb.js";
+import { UbidotsStandIn } from "../test/helpers/ubidots-standin.js";
+import { freePort, publishConfirmed, startBroker, stopBroker, waitReady } from "./harness.js";
+
+const WINDOW_S = Number(process.env.BENCH_UBIDOTS_WINDOW_S ?? 15);
+
+export interface WriterFigure {
+  readonly name: string;
+  readonly messages: number;
+  readonly seconds: number;
+  readonly perSecond: number;
+  readonly note: string;
+}
+
+async function count(pool: pg.Pool, writer: string, delivered: boolean): Promise<number> {
+  const { rows } = await pool.query<{ n: string }>(
+    `select count(*) as n from delivery_queue where writer = $1 and delivered_at is ${delivered ? "not null" : "null"}`,
+    [writer],
+  );
+  return Number(rows[0]!.n);
+}
+
+async function until(check: () => Promise<boolean>, what: string, ms = 300_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) {
+      throw new Error(`timed out waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Logical devices already known to Ubidots (label and record stored), so only posts are timed. */
+async function ubidotsDevices(pool: pg.Pool, n: number): Promise<number[]> {
+  const { rows } = await pool.query<{ uid: number }>(
+    `insert into logical_devices (name, properties)
+     select 'ubi bench ' || g, jsonb_build_object('ubidots', jsonb_build_object('label', 'bench-' || g || '-' || $2::text, 'id', 'id' || g))
+     from generate_series(1, $1) g returning uid`,
+    [n, randomUUID().slice(0, 8)],
+  );
+  return rows.map((r) => r.uid);
+}
+
+function message(lUid: number, i: number): object {
+  return {
+    broker_correlation_id: randomUUID(),
+    p_uid: 1,
+    l_uid: lUid,
+    timestamp: new Date(Date.UTC(2024, 0, 1) + i * 1000).toISOString(),
+    timeseries: [
+      { name: "temperature", value: Math.round(Math.random() * 4000) / 100 },
+      { name: "battery (v)", value: Math.round(300 + Math.random() * 100) / 100 },
+    ],
+  };
+}
+
+export async function ubidotsFigures(
+  conn: amqp.ChannelModel,
+  pool: pg.Pool,
+  env: Record<string, string>,
+): Promise<WriterFigure[]> {
+  const standIn = new UbidotsStandIn({ token: "bench-token", rate: 4 });
+  const url = await standIn.start();
+  const opsPort = await freePort();
+  const child = startBroker(["ubidots"], {
+    ...env,
+    METRICS_PORT: String(opsPort),
+    UBIDOTS_URL: url,
+    UBIDOTS_API_TOKEN: "bench-token",
+    UBIDOTS_RATE_LIMIT: "4",
+    WRITER_RETRY_MAX_MS: "200",
+    WRITER_POLL_MS: "100",
+  });
+  const out: WriterFigure[] = [];
+  try {
+    await waitReady(opsPort);
+    const ch = await conn.createConfirmChannel();
+    for (const devices of [1, 50, 500]) {
+      // Enough waiting per device that the run is never starved during the window.
+      const perDevice = devices === 1 ? 4_000 : devices === 50 ? 100 : 20;
+      const uids = await ubidotsDevices(pool, devices);
+      // Held back while the backlog is taken in, so the window starts with a full queue.
+      standIn.down = true;
+      await publishConfirmed(ch, env.LTS_EXCHANGE!, devices * perDevice, (i) =>
+        message(uids[i % devices]!, i),
+      );
+      await until(
+        async () => (await count(pool, "ubidots", false)) >= devices * perDevice,
+        "backlog taken in",
+      );
+      const before = await count(pool, "ubidots", true);
+      const requestsBefore = standIn.posts;
+      standIn.down = false;
+      const started = Date.now();
+      await new Promise((r) => setTimeout(r, WINDOW_S * 1000));
+      const delivered = (await count(pool, "ubidots", true)) - before;
+      const seconds = (Date.now() - started) / 1000;
+      const posts = standIn.posts - requestsBefore;
+      out.push({
+        name: `Ubidots, ${devices} active device${devices === 1 ? "" : "s"}`,
+        messages: delivered,
+        seconds,
+        perSecond: delivered / seconds,
+        note: `${(posts / seconds).toFixed(2)} req/s, ${(delivered / Math.max(1, posts)).toFixed(1)} msg/request, ${standIn.rateLimited} × 429`,
+      });
+      // Drain the rest before the next run.
+      await pool.query("delete from delivery_queue where writer = 'ubidots'");
+    }
+    await ch.close();
+  } finally {
+    await stopBroker(child);
+    await standIn.stop();
+  }
+  return out;
+}
+
+export async function influxFigures(
+  conn: amqp.ChannelModel,
+  pool: pg.Pool,
+  env: Record<string, string>,
+  messages: number,
+): Promise<WriterFigure> {
+  const influx = await startInfluxd();
+  await influx.query('CREATE DATABASE "bench"');
+  const opsPort = await freePort();
+  const child = startBroker(["influxdb"], {
+    ...env,
+    METRICS_PORT: String(opsPort),
+    INFLUXDB_URL: influx.url,
+    INFLUXDB_DB: "bench",
+  });
+  try {
+    await waitReady(opsPort);
+    const ch = await conn.createConfirmChannel();
+    const started = Date.now();
+    await publishConfirmed(ch, env.LTS_EXCHANGE!, messages, (i) => message(1 + (i % 100), i));
+    await until(async () => (await count(pool, "influxdb", true)) >= messages, "influx writes");
+    const seconds = (Date.now() - started) / 1000;
+    await ch.close();
+    return {
+      name: "InfluxDB 1.x (publish → written)",
+      messages,
+      seconds,
+      perSecond: messages / seconds,
+      note: `${Math.round((messages * 2) / seconds)} field values/s, 100 measurements`,
+    };
+  } finally {
+    await stopBroker(child);
+    await influx.stop();
+  }
+}
