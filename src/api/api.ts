@@ -2,10 +2,10 @@ import type { IncomingMessage, Server } from "node:http";
 
 import express from "express";
 
-import type { Component, Dependencies } from "../app/component.js";
-import { closeServer, listen, portOf } from "../app/http.js";
+import type { Component, Dependencies } from "../runtime/component.js";
+import { closeServer, listen, portOf } from "../runtime/http.js";
 import { ConfirmedPublisher } from "../bus/publisher.js";
-import { createOpsRouter } from "../app/ops.js";
+import { createOpsRouter } from "../runtime/ops.js";
 import type { Logger } from "../core/logger.js";
 import { createDeadLetterService } from "../dlq/service.js";
 import { authorise } from "./auth.js";

@@ -10,7 +10,7 @@ import { topologyOptions } from "../bus/topology.js";
 import type { Logger } from "../core/logger.js";
 import type { WriterDeps } from "../delivery/ports.js";
 import type { MapperDeps } from "../mapper/mapper.js";
-import type { Dependencies } from "./component.js";
+import type { Dependencies } from "../runtime/component.js";
 
 export interface QueueConsumerOptions {
   /** Metrics label and log component. */

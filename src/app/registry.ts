@@ -13,7 +13,7 @@ import { createTtnWebhook } from "../sources/ttn/webhook.js";
 import { createWombatSource } from "../sources/wombat/source.js";
 import { createYdocSource } from "../sources/ydoc/source.js";
 import { createWeb } from "../web/web.js";
-import type { Component, Dependencies } from "./component.js";
+import type { Component, Dependencies } from "../runtime/component.js";
 import { domainDeps } from "./queue-consumer.js";
 
 /** Every component `broker run` knows, by the name used on the command line. */

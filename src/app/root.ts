@@ -14,9 +14,9 @@ import { Lifecycle } from "../core/lifecycle.js";
 import type { Logger } from "../core/logger.js";
 import { Metrics } from "../core/metrics.js";
 import { createDatabase } from "../db/database.js";
-import type { Component, Dependencies } from "./component.js";
-import { closeServer, listen, portOf } from "./http.js";
-import { createOpsRouter } from "./ops.js";
+import type { Component, Dependencies } from "../runtime/component.js";
+import { closeServer, listen, portOf } from "../runtime/http.js";
+import { createOpsRouter } from "../runtime/ops.js";
 import { COMPONENT_FACTORIES, resolveComponentNames } from "./registry.js";
 
 /** A running `broker run …` process. */

@@ -1,6 +1,6 @@
 import { z } from "zod";
 
-import type { Component, Dependencies } from "../app/component.js";
+import type { Component, Dependencies } from "../runtime/component.js";
 import type { AmqpConnection } from "../bus/connection.js";
 import { ConfirmedPublisher, type OutgoingMessage } from "../bus/publisher.js";
 import { parseSection } from "../core/config.js";

@@ -1,6 +1,6 @@
 import { Counter } from "prom-client";
 
-import type { Component, Dependencies } from "../app/component.js";
+import type { Component, Dependencies } from "../runtime/component.js";
 import { backoffDelay, sleep } from "../core/backoff.js";
 import { Batcher } from "../core/batcher.js";
 import { PermanentError } from "../core/errors.js";

@@ -1,4 +1,4 @@
-import type { Dependencies } from "../app/component.js";
+import type { Dependencies } from "../runtime/component.js";
 import { ConfirmedPublisher, type OutgoingMessage } from "../bus/publisher.js";
 import { declareStandaloneDeadLetterQueue, topologyOptions } from "../bus/topology.js";
 import type { JsonObject, NewPhysicalDevice } from "../core/devices.js";

@@ -4,9 +4,9 @@ import type { ReadableStream as WebReadableStream } from "node:stream/web";
 
 import express from "express";
 
-import type { Component, Dependencies } from "../app/component.js";
-import { closeServer, listen, portOf } from "../app/http.js";
-import { createOpsRouter } from "../app/ops.js";
+import type { Component, Dependencies } from "../runtime/component.js";
+import { closeServer, listen, portOf } from "../runtime/http.js";
+import { createOpsRouter } from "../runtime/ops.js";
 import { hashToken, tokenPrefix } from "../core/passwords.js";
 import { deleteToken } from "../db/repositories/users.js";
 import { assetDirs } from "./assets.js";

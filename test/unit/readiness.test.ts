@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { Readiness } from "../../src/app/readiness.js";
+import { Readiness } from "../../src/runtime/readiness.js";
 
 /** A Readiness whose database ping is counted and whose clock the test moves. */
 function probe(answer: () => boolean = () => true) {

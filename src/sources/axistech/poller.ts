@@ -1,6 +1,6 @@
 import { z } from "zod";
 
-import type { Component, Dependencies } from "../../app/component.js";
+import type { Component, Dependencies } from "../../runtime/component.js";
 import { classifyError, PermanentError } from "../../core/errors.js";
 import { pollCorrelationId } from "../pollers/ids.js";
 import { OutcomeTracker, type PollOutcome } from "../pollers/loop.js";

@@ -1,4 +1,4 @@
-import type { Component, Dependencies } from "../../app/component.js";
+import type { Component, Dependencies } from "../../runtime/component.js";
 import { ConfigError } from "../../core/config.js";
 import { classifyError, PermanentError } from "../../core/errors.js";
 import { contentHash, pollCorrelationId } from "../pollers/ids.js";

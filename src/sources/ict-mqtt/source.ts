@@ -1,6 +1,6 @@
 import { z } from "zod";
 
-import type { Component, Dependencies } from "../../app/component.js";
+import type { Component, Dependencies } from "../../runtime/component.js";
 import { parseSection } from "../../core/config.js";
 import { listPhysicalDevices } from "../../db/repositories/physical-devices.js";
 import { decodeText } from "../../mqtt/payload.js";

@@ -1,6 +1,6 @@
 import { Counter, type Registry } from "prom-client";
 
-import type { Component, Dependencies } from "../../app/component.js";
+import type { Component, Dependencies } from "../../runtime/component.js";
 import type { PermanentError } from "../../core/errors.js";
 import type { Logger } from "../../core/logger.js";
 import { IngestPipeline, type IngestItem, type IngestResult } from "../pipeline.js";

@@ -2,9 +2,9 @@ import type { Server } from "node:http";
 
 import express from "express";
 
-import type { Component, Dependencies } from "../../app/component.js";
-import { closeServer, listen, portOf } from "../../app/http.js";
-import { createOpsRouter } from "../../app/ops.js";
+import type { Component, Dependencies } from "../../runtime/component.js";
+import { closeServer, listen, portOf } from "../../runtime/http.js";
+import { createOpsRouter } from "../../runtime/ops.js";
 import { Batcher } from "../../core/batcher.js";
 import { IngestPipeline, type IngestItem, type IngestResult } from "../pipeline.js";
 import { TtnApiClient } from "./api-client.js";

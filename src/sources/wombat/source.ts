@@ -1,4 +1,4 @@
-import type { Component, Dependencies } from "../../app/component.js";
+import type { Component, Dependencies } from "../../runtime/component.js";
 import { decodeJson } from "../../mqtt/payload.js";
 import { createMqttSource } from "../mqtt-source.js";
 import { normaliseWombat, wombatRawTime } from "./normalise.js";
