@@ -19,6 +19,8 @@ export interface StartupFacts {
     readonly admins: number | undefined;
   };
   readonly frredDir?: string;
+  /** Port of the operator's web app (served under /iota). */
+  readonly webPort?: number;
   /** How to run the CLI from here, e.g. `node dist/src/cli/main.js`. */
   readonly brokerCommand: string;
 }
@@ -63,6 +65,9 @@ export function startupSummary(f: StartupFacts): SummaryItem[] {
       lines.push("could not check for an admin user (is PostgreSQL up?)");
     }
     items.push({ label: "REST API", lines });
+  }
+  if (f.webPort !== undefined) {
+    items.push({ label: "web app", lines: [local(f.webPort, "/iota")] });
   }
   if (f.frredDir !== undefined) {
     items.push({ label: "FRRED files", lines: [f.frredDir] });

@@ -7,13 +7,14 @@ import {
 } from "../../src/cli/startup-summary.js";
 
 const all: StartupFacts = {
-  components: ["ttn-webhook", "mapper", "frred", "event-relay", "api"],
+  components: ["ttn-webhook", "mapper", "frred", "event-relay", "api", "web"],
   opsPort: 9464,
   production: false,
   rabbitmqConnected: true,
   webhook: { port: 5688, secretHeader: undefined, basic: false },
   api: { port: 5687, prefix: "/broker/api", admins: 0 },
   frredDir: "/srv/databolt/raw_data",
+  webPort: 5000,
   brokerCommand: "node dist/src/cli/main.js",
 };
 
@@ -34,6 +35,7 @@ describe("start-up summary", () => {
       "no admin user yet; create one: node dist/src/cli/main.js users add -u admin -p '<password>' -a",
     ]);
     expect(s["FRRED files"]).toEqual(["/srv/databolt/raw_data"]);
+    expect(s["web app"]).toEqual(["http://localhost:5000/iota"]);
     expect(s.health).toEqual(["http://localhost:9464/readyz (metrics: /metrics)"]);
   });
 
@@ -53,7 +55,7 @@ describe("start-up summary", () => {
   });
 
   it("names only what runs", () => {
-    const { webhook: _w, api: _a, frredDir: _f, ...mapperOnly } = all;
+    const { webhook: _w, api: _a, frredDir: _f, webPort: _p, ...mapperOnly } = all;
     const s = labelled({ ...mapperOnly, components: ["mapper"], rabbitmqConnected: false });
     expect(Object.keys(s)).toEqual(["health"]);
     expect(s.health![0]).toContain("RabbitMQ not connected yet");
@@ -61,7 +63,7 @@ describe("start-up summary", () => {
 
   it("reads as an aligned block", () => {
     const text = formatStartupSummary(all);
-    expect(text).toContain("broker is running: ttn-webhook, mapper, frred, event-relay, api");
+    expect(text).toContain("broker is running: ttn-webhook, mapper, frred, event-relay, api, web");
     expect(text).toContain("  TTN webhook  http://localhost:5688/ttn/webhook/up\n");
     expect(text).toContain("  FRRED files  /srv/databolt/raw_data\n");
     expect(text).toContain("  mode         development");

@@ -86,6 +86,7 @@ async function startupFacts(system: RunningSystem, config: Config): Promise<Star
           admins: await countAdmins(system.deps.database.db).catch(() => undefined),
         };
   const frredDir = system.components.some((c) => c.name === "frred") ? config.frred.dir : undefined;
+  const webPort = portOf("web");
   return {
     components: system.components.map((c) => c.name),
     opsPort: system.opsPort,
@@ -94,6 +95,7 @@ async function startupFacts(system: RunningSystem, config: Config): Promise<Star
     ...(webhook && { webhook }),
     ...(api && { api }),
     ...(frredDir !== undefined && { frredDir }),
+    ...(webPort !== undefined && { webPort }),
     brokerCommand: brokerCommand(),
   };
 }
