@@ -23,9 +23,17 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/**
+ * True when a device has a location: the API writes a missing one as IoTa did,
+ * `{"lat": null, "long": null}` (and accepts null as well).
+ */
+export function hasLocation(location) {
+  return location != null && location.lat != null && location.long != null;
+}
+
 /** "lat, long" with 5 decimals (IoTa's form), or "". */
 export function formatLocation(location) {
-  return location ? `${location.lat.toFixed(5)}, ${location.long.toFixed(5)}` : "";
+  return hasLocation(location) ? `${location.lat.toFixed(5)}, ${location.long.toFixed(5)}` : "";
 }
 
 /** An ISO instant as local "YYYY-MM-DD HH:MM:SS" in the browser's zone, or "". */

@@ -2,7 +2,7 @@
 // notes (physical), TTN console link (physical), CSV export and chart (logical).
 import { api, ApiError, getOrNone, session } from "../api.js";
 import { csvFileName, messagesCsv } from "../csv.js";
-import { formatLocation, formatTime, h, parseLocation } from "../dom.js";
+import { formatLocation, formatTime, h, hasLocation, parseLocation } from "../dom.js";
 import { attempt, canChange, flash, reload } from "../ui.js";
 import { chartSection } from "./chart.js";
 import { fetchMessages } from "../messages.js";
@@ -121,7 +121,7 @@ async function mappingSection(kind, device, editable) {
         if (target === "new") {
           const ld = await api.post("/logical/devices/", {
             name: device.name,
-            ...(device.location ? { location: device.location } : {}),
+            ...(hasLocation(device.location) ? { location: device.location } : {}),
           });
           target = ld.uid;
         }

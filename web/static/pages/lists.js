@@ -1,6 +1,6 @@
 // IoTa's two device tables; the physical one can map several devices at once.
 import { api, session } from "../api.js";
-import { formatLocation, formatTime, h } from "../dom.js";
+import { formatLocation, formatTime, h, hasLocation } from "../dom.js";
 import { attempt, canChange, flash, reload } from "../ui.js";
 
 /** Current mappings as two lookups: physical uid → logical uid and back. */
@@ -19,7 +19,7 @@ export async function currentMappings() {
 export async function mapToNewLogical(pd) {
   const ld = await api.post("/logical/devices/", {
     name: pd.name,
-    ...(pd.location ? { location: pd.location } : {}),
+    ...(hasLocation(pd.location) ? { location: pd.location } : {}),
   });
   await api.post("/mappings/", { pd: pd.uid, ld: ld.uid });
   return ld;

@@ -1,6 +1,6 @@
 // Logical devices on a map, coloured by last seen (IoTa's classes), one layer per class.
 import { api, session } from "../api.js";
-import { ago, h } from "../dom.js";
+import { ago, h, hasLocation } from "../dom.js";
 
 const HOUR = 3_600_000;
 
@@ -22,7 +22,7 @@ export function classOf(lastSeen, now = Date.now()) {
 
 export async function mapPage() {
   const devices = await api.get("/logical/devices/?include_properties=false");
-  const located = devices.filter((d) => d.location);
+  const located = devices.filter((d) => hasLocation(d.location));
   const box = h("div", { id: "map" });
   const legend = h(
     "p",
