@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 
 /**
  * A clone of the repository on its own must pass its tests, so no file it runs may read a path
- * outside it: not the `../shared` directory developers happen to have beside it, not an absolute
+ * outside it: not the developers' shared folder that happens to sit beside it, not an absolute
  * path on one machine. Code and scripts only; prose may mention such paths.
  */
 const root = path.resolve(fileURLToPath(new URL("../..", import.meta.url)));
