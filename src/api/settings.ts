@@ -2,6 +2,7 @@ import { z } from "zod";
 
 import { parseSection, type Config } from "../core/config.js";
 import { parsePublicUrl } from "./location.js";
+import { trustProxySetting } from "../runtime/http.js";
 
 /** The REST API's own settings, read from `config.env` (see .env.example, "API"). */
 export interface ApiSettings {
@@ -84,7 +85,6 @@ const schema = z.object({
 /** Validates the API's variables; throws ConfigError naming each bad one. */
 export function apiSettings(config: Pick<Config, "env" | "pg">): ApiSettings {
   const env = parseSection(config, schema, "API");
-  const trust = env.API_TRUST_PROXY.trim().toLowerCase();
   return Object.freeze({
     port: env.API_PORT,
     maxBodyBytes: env.API_MAX_BODY,
@@ -95,14 +95,7 @@ export function apiSettings(config: Pick<Config, "env" | "pg">): ApiSettings {
     loginLockoutSeconds: env.LOGIN_LOCKOUT_SECONDS,
     loginMaxLockoutSeconds: env.LOGIN_MAX_LOCKOUT_SECONDS,
     loginTrustedSeconds: env.LOGIN_TRUSTED_SECONDS,
-    trustProxy:
-      trust === "false"
-        ? false
-        : trust === "true"
-          ? true
-          : /^\d+$/.test(trust)
-            ? Number(trust)
-            : env.API_TRUST_PROXY,
+    trustProxy: trustProxySetting(env.API_TRUST_PROXY),
     publicUrl: env.API_PUBLIC_URL,
     hosts: Object.freeze(
       (env.API_HOSTS ?? "")

@@ -33,3 +33,15 @@ export function portOf(server: Server): number {
   const address = server.address();
   return typeof address === "object" && address ? address.port : 0;
 }
+
+/**
+ * A `*_TRUST_PROXY` setting as express's `trust proxy` takes it: `true`/`false`, a hop count, or
+ * the addresses and subnets as written (e.g. `loopback, 10.0.0.0/8`).
+ */
+export function trustProxySetting(value: string): boolean | number | string {
+  const trust = value.trim().toLowerCase();
+  if (trust === "false" || trust === "true") {
+    return trust === "true";
+  }
+  return /^\d+$/.test(trust) ? Number(trust) : value;
+}

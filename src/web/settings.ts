@@ -1,6 +1,7 @@
 import { z } from "zod";
 
 import { parseSection, type Config } from "../core/config.js";
+import { trustProxySetting } from "../runtime/http.js";
 
 /** The web app's own settings, read from `config.env` (see .env.example, "Web app"). */
 export interface WebSettings {
@@ -51,7 +52,6 @@ const schema = z.object({
 /** Validates the web app's variables; throws ConfigError naming each bad one. */
 export function webSettings(config: Pick<Config, "env">): WebSettings {
   const env = parseSection(config, schema, "web app");
-  const trust = env.WEB_TRUST_PROXY.trim().toLowerCase();
   return Object.freeze({
     port: env.WEB_PORT,
     apiUrl: (env.WEB_API_URL ?? `http://127.0.0.1:${env.API_PORT}`).replace(/\/+$/, ""),
@@ -59,14 +59,7 @@ export function webSettings(config: Pick<Config, "env">): WebSettings {
     tileAttribution: env.WEB_TILE_ATTRIBUTION,
     ttnConsoleUrl: env.WEB_TTN_CONSOLE_URL.replace(/\/+$/, ""),
     secureCookies: env.WEB_SECURE_COOKIES,
-    trustProxy:
-      trust === "false"
-        ? false
-        : trust === "true"
-          ? true
-          : /^\d+$/.test(trust)
-            ? Number(trust)
-            : env.WEB_TRUST_PROXY,
+    trustProxy: trustProxySetting(env.WEB_TRUST_PROXY),
     maxBodyBytes: env.API_MAX_BODY,
   });
 }
