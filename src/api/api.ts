@@ -7,7 +7,15 @@ import { closeServer, listen, portOf } from "../runtime/http.js";
 import { ConfirmedPublisher } from "../bus/publisher.js";
 import { createOpsRouter } from "../runtime/ops.js";
 import type { Logger } from "../core/logger.js";
-import { createDeadLetterService } from "../dlq/service.js";
+import { createDeadLetterService, type DeadLetterService } from "../dlq/service.js";
+import { deadLetterQueueName, QUEUE_NAMES } from "../bus/topology.js";
+import { QueueSweeper } from "../bus/queue-sweep.js";
+import { INFLUXDB_QUEUE } from "../delivery/influxdb/influxdb-writer.js";
+import { UBIDOTS_QUEUE } from "../delivery/ubidots/ubidots-writer.js";
+import { mqttSettings } from "../mqtt/settings.js";
+import { RetainedTopics } from "../mqtt/retained-topics.js";
+import { HealthProbe, type WatchedQueue } from "./health.js";
+import { operationsSettings } from "./operations-settings.js";
 import { authorise } from "./auth.js";
 import { ApiError, bodyReadError, errorHandler } from "./errors.js";
 import { docsRouter, openApiDocument } from "./openapi.js";
@@ -16,6 +24,7 @@ import type { Route } from "./route.js";
 import { accountRoutes } from "./routes/account.js";
 import { dlqRoutes } from "./routes/dlq.js";
 import { eventRoutes } from "./routes/events.js";
+import { healthRoutes } from "./routes/health.js";
 import { logicalDeviceRoutes } from "./routes/logical-devices.js";
 import { mappingRoutes, type ReleaseDependencies } from "./routes/mappings.js";
 import { messageRoutes } from "./routes/messages.js";
@@ -23,12 +32,36 @@ import { noteRoutes } from "./routes/notes.js";
 import { physicalDeviceRoutes } from "./routes/physical-devices.js";
 import { rawMessageRoutes } from "./routes/raw-messages.js";
 import { sourceRoutes } from "./routes/sources.js";
+import { traceRoutes } from "./routes/trace.js";
 import { userRoutes } from "./routes/users.js";
+import { wombatRoutes, type RetainedScripts } from "./routes/wombats.js";
 import { Semaphore } from "./semaphore.js";
 import { apiSettings, type ApiSettings } from "./settings.js";
 
 /** IoTa's prefix: every API route lives under it. */
 export const API_PREFIX = "/broker/api";
+
+/** What the operator endpoints (web app pages) are built on. */
+interface OperatorParts {
+  readonly deadLetters: DeadLetterService;
+  readonly wombatScripts: RetainedScripts;
+  readonly health: HealthProbe;
+}
+
+/** Every queue the health page counts: the consumers' queues and every dead-letter queue. */
+function watchedQueues(prefix: string, deadLetters: DeadLetterService): WatchedQueue[] {
+  const consumers = [...Object.values(QUEUE_NAMES), UBIDOTS_QUEUE, INFLUXDB_QUEUE].map(
+    (q) => prefix + q,
+  );
+  const dead = new Set(deadLetters.queues.map((q) => q.name));
+  for (const q of consumers) {
+    dead.add(deadLetterQueueName(q));
+  }
+  return [
+    ...consumers.map((name) => ({ name, kind: "consumer" as const })),
+    ...[...dead].map((name) => ({ name, kind: "dead letters" as const })),
+  ];
+}
 
 /** Every route, in matching order: fixed paths before the `{uid}` paths they would match. */
 function allRoutes(
@@ -36,6 +69,7 @@ function allRoutes(
   settings: ApiSettings,
   logger: Logger,
   releases: ReleaseDependencies,
+  operator: OperatorParts,
 ): Route[] {
   const limits = {
     maxFailures: settings.loginMaxFailures,
@@ -57,7 +91,10 @@ function allRoutes(
     ...sourceRoutes(),
     ...userRoutes(settings.tokenTtlSeconds),
     ...eventRoutes(),
-    ...dlqRoutes(createDeadLetterService(deps.amqp, deps.config), prefix),
+    ...dlqRoutes(operator.deadLetters, prefix),
+    ...traceRoutes(operator.deadLetters),
+    ...healthRoutes(operator.health),
+    ...wombatRoutes(operator.wombatScripts),
   ];
 }
 
@@ -131,7 +168,37 @@ export function createApi(deps: Dependencies): Component {
     exchange: deps.config.amqp.ltsExchange,
     logger,
   });
-  const routes = allRoutes(deps, settings, logger, { db: deps.database.db, publisher: lts });
+  const operations = operationsSettings(deps.config);
+  const deadLetters = createDeadLetterService(deps.amqp, deps.config);
+  const sweeper = new QueueSweeper(deps.amqp);
+  // The Wombats' broker: WOMBAT_MQTT_URL or MQTT_URL, as the wombat source reads it.
+  const wombatMqtt = mqttSettings(deps.config, {
+    prefix: "WOMBAT",
+    component: "wombat",
+    defaultTopics: ["wombat"],
+  });
+  const wombatScripts = new RetainedTopics({
+    url: wombatMqtt.url,
+    username: wombatMqtt.username,
+    password: wombatMqtt.password,
+    root: operations.wombatConfigTopic,
+    clientIdPrefix: "iota-router-wombat-config",
+    logger,
+  });
+  const health = new HealthProbe({
+    targets: operations.healthTargets,
+    timeoutMs: operations.healthTimeoutMs,
+    queues: watchedQueues(deps.config.amqp.queuePrefix, deadLetters),
+    countQueue: (name) => sweeper.count(name),
+    db: deps.database.db,
+  });
+  const routes = allRoutes(
+    deps,
+    settings,
+    logger,
+    { db: deps.database.db, publisher: lts },
+    { deadLetters, wombatScripts, health },
+  );
   const document = openApiDocument(routes, API_PREFIX);
   let server: Server | undefined;
 
@@ -171,6 +238,7 @@ export function createApi(deps: Dependencies): Component {
         server = undefined;
       }
       await lts.close();
+      await wombatScripts.stop();
     },
     isReady: () => server !== undefined,
     port: () => (server ? portOf(server) : undefined),

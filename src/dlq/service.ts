@@ -187,10 +187,13 @@ export class DeadLetterService {
     return summaries;
   }
 
-  /** The first `limit` dead letters (of `reason`, when given), in queue order. */
+  /**
+   * The first `limit` dead letters (of `reason`, and with correlation id `correlationId`, when
+   * given), in queue order.
+   */
   async show(
     queue: DeadLetterQueue,
-    options: { limit: number; reason?: string },
+    options: { limit: number; reason?: string | undefined; correlationId?: string | undefined },
     onProgress?: ProgressListener,
     signal?: AbortSignal,
   ): Promise<ShowResult> {
@@ -199,7 +202,10 @@ export class DeadLetterService {
     const result = await this.#look(
       queue.name,
       (letter) => {
-        if (options.reason === undefined || letter.reason === options.reason) {
+        if (
+          (options.reason === undefined || letter.reason === options.reason) &&
+          (options.correlationId === undefined || letter.correlationId === options.correlationId)
+        ) {
           matched++;
           if (letters.length < options.limit) {
             letters.push(letter);

@@ -75,8 +75,8 @@ function decimal(what: string) {
 }
 
 /**
- * A read of the log: events after `since` (an event id; 0 = from the start), optionally of one
- * entity and operation, oldest first, at most `limit` (default 100, at most 1000). Parses query
+ * A read of the log: events after `since` (an event id; 0 = from the start) and before `before`,
+ * optionally of one entity kind, operation, entity id and actor, oldest first (or newest first), at most `limit` (default 100, at most 1000). Parses query
  * strings and CLI options alike; unknown keys are refused, so a misspelt filter is an error
  * rather than silently ignored.
  */
@@ -85,6 +85,14 @@ export const eventFilterSchema = z.strictObject({
   entity: z.enum(EVENT_ENTITIES).optional(),
   operation: z.enum(EVENT_OPERATIONS).optional(),
   limit: decimal("limit").pipe(z.number().min(1).max(MAX_EVENT_PAGE)).default(100),
+  /** Only events of this entity (a device uid, a user name, `<pd>:<start>` of a mapping…). */
+  entity_id: z.string().trim().min(1).max(200).optional(),
+  /** Only events made by this actor (`api:<user>`, `cli:<os user>`, `system`…). */
+  actor: z.string().trim().min(1).max(200).optional(),
+  /** Only events older than this id (paging backwards with `order=desc`). */
+  before: decimal("before").optional(),
+  /** `asc` (the default: oldest first, for readers that follow the log) or `desc` (newest first). */
+  order: z.enum(["asc", "desc"]).optional(),
 });
 
 export type EventFilter = z.infer<typeof eventFilterSchema>;

@@ -228,6 +228,7 @@ export class MqttSubscriber {
 }
 
 /** The URL without its password, for logs. */
-function redact(url: string): string {
+/** The URL with any password replaced by `***`, for logs. */
+export function redact(url: string): string {
   return url.replace(/\/\/([^:/@]*):[^@/]*@/, "//$1:***@");
 }

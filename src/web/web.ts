@@ -18,7 +18,7 @@ export const WEB_PREFIX = "/iota";
 
 /** The pages IoTa had at their own paths; ours are routes of one page, after a `#`. */
 const PAGES =
-  /^\/(physical-devices|logical-devices|map|account|(physical|logical)-device\/\d+)\/?$/;
+  /^\/(physical-devices|logical-devices|map|account|wombats|health|dead-letters|events|trace|replace|(physical|logical)-device\/\d+)\/?$/;
 
 /** Response headers the API sends that the browser may see. */
 const PASSED_HEADERS = ["content-type", "content-disposition", "retry-after", "location"];

@@ -55,8 +55,12 @@ export interface WebHarness {
   close(): Promise<void>;
 }
 
-export async function startWeb(env: Record<string, string> = {}): Promise<WebHarness> {
-  const api = await startApi();
+/** `env`: the web process's settings; `apiEnv`: the API process's. */
+export async function startWeb(
+  env: Record<string, string> = {},
+  apiEnv: Record<string, string> = {},
+): Promise<WebHarness> {
+  const api = await startApi({ env: apiEnv });
   const amqp = isolatedAmqpConfig();
   const web = await startTestSystem(
     ["web"],

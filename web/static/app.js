@@ -5,6 +5,12 @@ import { accountPage } from "./pages/account.js";
 import { logicalDevicePage, physicalDevicePage } from "./pages/device.js";
 import { logicalListPage, physicalListPage } from "./pages/lists.js";
 import { mapPage } from "./pages/map.js";
+import { deadLetterQueuePage, deadLetterQueuesPage } from "./pages/dead-letters.js";
+import { eventsPage } from "./pages/events.js";
+import { healthPage } from "./pages/health.js";
+import { replacePage } from "./pages/replace.js";
+import { tracePage } from "./pages/trace.js";
+import { wombatsPage } from "./pages/wombats.js";
 import { setRerender } from "./ui.js";
 
 const routes = [
@@ -14,6 +20,17 @@ const routes = [
   [/^#\/logical-device\/(\d+)$/, "logical", (m) => logicalDevicePage(Number(m[1]))],
   [/^#\/map$/, "map", () => mapPage()],
   [/^#\/account$/, "", () => accountPage()],
+  [/^#\/wombats$/, "wombats", () => wombatsPage()],
+  [/^#\/health$/, "health", () => healthPage()],
+  [/^#\/dead-letters$/, "dead-letters", () => deadLetterQueuesPage()],
+  [
+    /^#\/dead-letters\/([^?]+)(?:\?(.*))?$/,
+    "dead-letters",
+    (m) => deadLetterQueuePage(decodeURIComponent(m[1]), new URLSearchParams(m[2] ?? "")),
+  ],
+  [/^#\/events(?:\?(.*))?$/, "events", (m) => eventsPage(new URLSearchParams(m[1] ?? ""))],
+  [/^#\/trace(?:\/([^/?]*))?$/, "trace", (m) => tracePage(m[1] || undefined)],
+  [/^#\/replace(?:\/(\d+))?$/, "replace", (m) => replacePage(m[1] ? Number(m[1]) : undefined)],
 ];
 
 const page = document.getElementById("page");

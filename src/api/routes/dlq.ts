@@ -142,6 +142,9 @@ export function dlqRoutes(service: DeadLetterService, queuePrefix: string): Rout
           .optional()
           .meta({ description: "At most this many, 1 to 10000. Default 20." }),
         reason: textParam.optional().meta({ description: "Only dead letters of this reason." }),
+        cid: textParam
+          .optional()
+          .meta({ description: "Only dead letters with this broker_correlation_id." }),
       }),
       responses: {
         "200": json(
@@ -159,7 +162,11 @@ export function dlqRoutes(service: DeadLetterService, queuePrefix: string): Rout
         const queue = named(params.queue);
         return ok(
           await answer(() =>
-            service.show(queue, { limit: query.limit ?? 20, reason: query.reason }),
+            service.show(queue, {
+              limit: query.limit ?? 20,
+              reason: query.reason,
+              correlationId: query.cid,
+            }),
           ),
         );
       },

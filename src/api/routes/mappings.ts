@@ -36,6 +36,7 @@ import {
 } from "../schemas/mappings.js";
 import {
   boolParam,
+  instantParam,
   intParam,
   optionalBoolParam,
   pageQuery,
@@ -230,10 +231,19 @@ export function mappingRoutes(releases: ReleaseDependencies): Route[] {
       access: "read",
       query: z.object({
         puid: intParam.optional().meta({ description: "Only this physical device." }),
+        from: instantParam.optional().meta({
+          description:
+            "Only messages stamped at or after this instant (what a mapping from then covers).",
+        }),
       }),
       responses: { "200": json("Held messages per device (`[]` when none).", z.array(heldOutput)) },
       handler: async ({ db, query }) =>
-        ok(await listHeld(db, query.puid === undefined ? {} : { puid: query.puid })),
+        ok(
+          await listHeld(db, {
+            ...(query.puid !== undefined ? { puid: query.puid } : {}),
+            ...(query.from !== undefined ? { from: query.from } : {}),
+          }),
+        ),
     }),
     route({
       method: "post",

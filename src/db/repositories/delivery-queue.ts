@@ -188,3 +188,47 @@ export async function pruneDelivered(
       limit ${limit})`.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }
+
+/** One writer's backlog in delivery_queue: how far behind its destination is. */
+export interface WriterBacklog {
+  readonly writer: string;
+  /** Messages taken from RabbitMQ and not yet delivered. */
+  readonly pending: number;
+  /** Seconds since the oldest of them arrived (0 when none), on the database's clock. */
+  readonly oldestPendingAgeSeconds: number;
+  /** Pending messages that failed at least once. */
+  readonly retrying: number;
+  /** The newest error recorded on a pending message, if any. */
+  readonly lastError: string | null;
+  /** Messages delivered in the last hour (delivered rows are kept for a while). */
+  readonly deliveredLastHour: number;
+}
+
+/** The backlog of every writer that has rows, by writer name; one query. */
+export async function writerBacklogs(db: Db): Promise<WriterBacklog[]> {
+  const { rows } = await sql<{
+    writer: string;
+    pending: string;
+    age: number | null;
+    retrying: string;
+    last_error: string | null;
+    delivered: string;
+  }>`
+    select writer,
+           count(*) filter (where delivered_at is null) as pending,
+           extract(epoch from now() - min(received_at) filter (where delivered_at is null))::float8
+             as age,
+           count(*) filter (where delivered_at is null and attempts > 0) as retrying,
+           (array_agg(last_error order by id desc)
+             filter (where delivered_at is null and last_error is not null))[1] as last_error,
+           count(*) filter (where delivered_at > now() - interval '1 hour') as delivered
+    from delivery_queue group by writer order by writer`.execute(db);
+  return rows.map((r) => ({
+    writer: r.writer,
+    pending: Number(r.pending),
+    oldestPendingAgeSeconds: Math.max(0, r.age ?? 0),
+    retrying: Number(r.retrying),
+    lastError: r.last_error,
+    deliveredLastHour: Number(r.delivered),
+  }));
+}

@@ -63,7 +63,19 @@ export async function listEvents(
   if (filter.operation !== undefined) {
     query = query.where("operation", "=", filter.operation);
   }
-  const rows = await query.orderBy("id").limit(filter.limit).execute();
+  if (filter.entity_id !== undefined) {
+    query = query.where("entity_id", "=", filter.entity_id);
+  }
+  if (filter.actor !== undefined) {
+    query = query.where("actor", "=", filter.actor);
+  }
+  if (filter.before !== undefined) {
+    query = query.where("id", "<", String(filter.before));
+  }
+  const rows = await query
+    .orderBy("id", filter.order === "desc" ? "desc" : "asc")
+    .limit(filter.limit)
+    .execute();
   return rows.map(eventFromRow);
 }
 

@@ -28,8 +28,12 @@ export interface HeldSummary {
 }
 
 /** Held messages per physical device (one device, or every one that holds any), uid ascending. */
-export async function listHeld(db: Db, filter: { puid?: number } = {}): Promise<HeldSummary[]> {
+export async function listHeld(
+  db: Db,
+  filter: { puid?: number; from?: string } = {},
+): Promise<HeldSummary[]> {
   const device = filter.puid === undefined ? sql`true` : sql`physical_uid = ${filter.puid}`;
+  const since = filter.from === undefined ? sql`true` : sql`ts >= ${filter.from}::timestamptz`;
   const { rows } = await sql<{
     puid: number;
     count: string;
@@ -41,7 +45,7 @@ export async function listHeld(db: Db, filter: { puid?: number } = {}): Promise<
     with held as (
       select physical_uid, coalesce(hold_reason, ${UNRECORDED_REASON}) as reason, count(*) as n,
              min(ts) as oldest, max(ts) as newest
-      from physical_timeseries where logical_uid is null and ${device}
+      from physical_timeseries where logical_uid is null and ${device} and ${since}
       group by 1, 2),
     per_device as (
       select physical_uid, sum(n) as count, min(oldest) as oldest, max(newest) as newest,

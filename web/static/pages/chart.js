@@ -24,12 +24,14 @@ export function seriesOf(messages) {
         values[point.name] = point.value;
       }
     }
-    rows.push([Date.parse(m.timestamp) / 1000, values]);
+    rows.push([Date.parse(m.timestamp) / 1000, values, m.broker_correlation_id]);
   }
   rows.sort((a, b) => a[0] - b[0]);
   return {
     names,
     times: rows.map((r) => r[0]),
+    /** The correlation id of each point's message, for tracing a clicked point. */
+    cids: rows.map((r) => r[2]),
     columns: names.map((n) => rows.map((r) => r[1][n] ?? null)),
   };
 }
@@ -46,7 +48,7 @@ export function chartSection(device) {
       const end = new Date();
       const start = new Date(end.getTime() - Number(period.value) * 86400000);
       const messages = await fetchMessages(device.uid, start.toISOString(), end.toISOString());
-      const { names, times, columns } = seriesOf(messages);
+      const { names, times, columns, cids } = seriesOf(messages);
       area.replaceChildren();
       if (names.length === 0) {
         flash("No numeric values in this period.", "error");
@@ -56,7 +58,7 @@ export function chartSection(device) {
       names.forEach((name, i) => {
         const box = h("div", { class: "chart", "data-variable": name });
         area.append(box);
-        new window.uPlot(
+        const plot = new window.uPlot(
           {
             title: name,
             width,
@@ -67,6 +69,13 @@ export function chartSection(device) {
           [times, columns[i]],
           box,
         );
+        // A click traces the reading under the cursor (uPlot puts the cursor on the nearest point).
+        plot.over.addEventListener("click", () => {
+          const at = plot.cursor.idx;
+          if (at !== null && at !== undefined && cids[at]) {
+            location.hash = `#/trace/${cids[at]}`;
+          }
+        });
       });
     });
   return h(
@@ -79,6 +88,7 @@ export function chartSection(device) {
       h("label", {}, "Period ", period),
       h("button", { type: "button", id: "draw-chart", onclick: draw }, "Draw"),
     ),
+    h("p", { class: "muted" }, "Click a point to trace the reading it came from."),
     area,
   );
 }

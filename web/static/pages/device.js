@@ -364,6 +364,13 @@ export async function logicalDevicePage(uid) {
   const device = await api.get(`/logical/devices/${uid}`);
   return [
     h("h1", {}, `Logical device ${device.uid} – ${device.name}`),
+    editable
+      ? h(
+          "p",
+          {},
+          h("a", { href: `#/replace/${device.uid}`, id: "replace-link" }, "Replace its sensor…"),
+        )
+      : null,
     deviceForm("logical", device, editable),
     await mappingSection("logical", device, editable),
     exportSection(device),

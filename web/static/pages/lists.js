@@ -25,7 +25,8 @@ export async function mapToNewLogical(pd) {
   return ld;
 }
 
-function table(headers, rows, id) {
+/** A scrolling table: header texts, row elements, the table's id. */
+export function table(headers, rows, id) {
   return h(
     "div",
     { class: "table-wrap" },
