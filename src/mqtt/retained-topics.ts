@@ -18,6 +18,8 @@ export interface RetainedTopicsOptions {
   readonly clientIdPrefix: string;
   /** Longest wait for the broker to accept the connection, ms. Default 5 000. */
   readonly connectTimeoutMs?: number;
+  /** Longest wait for the broker to acknowledge one script, ms. Default 10 000. */
+  readonly publishTimeoutMs?: number;
   readonly logger: Logger;
 }
 
@@ -52,10 +54,24 @@ export class RetainedTopics {
       throw new Error(`not a topic level: ${JSON.stringify(name)}`);
     }
     const client = await this.#connected();
+    // A broker that stops answering without closing the connection must not hold the caller
+    // until keepalive notices: past the deadline the connection is dropped and the call fails
+    // (retrying is harmless, the script is retained whole).
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await client.publishAsync(`${this.#o.root}/${name}`, payload, { qos: 1, retain: true });
+      await Promise.race([
+        client.publishAsync(`${this.#o.root}/${name}`, payload, { qos: 1, retain: true }),
+        new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => {
+            client.end(true);
+            reject(new Error("no PUBACK in time"));
+          }, this.#o.publishTimeoutMs ?? 10_000);
+        }),
+      ]);
     } catch (err) {
       throw new TransientError(`MQTT publish failed: ${(err as Error).message}`, { cause: err });
+    } finally {
+      clearTimeout(timer);
     }
     // Our own subscription echoes it too; setting it here makes the next list() see it at once.
     if (payload === "") {
