@@ -54,6 +54,8 @@ export async function replacePage(ldUid) {
         throw new Error("The start time is not a date and time");
       }
       const startIso = start.toISOString();
+      // What the summary shows is what Replace does, whatever is chosen after it.
+      const chosen = { pd: Number(pd.value), ld: Number(ld.value) };
       const [old, held] = await Promise.all([
         getOrNone(`/mappings/logical/current/${ld.value}`),
         api.get(`/mappings/held/?puid=${pd.value}&from=${encodeURIComponent(startIso)}`),
@@ -70,8 +72,7 @@ export async function replacePage(ldUid) {
           onclick: () =>
             attempt(async () => {
               const answer = await api.post("/mappings/?release=true", {
-                pd: Number(pd.value),
-                ld: Number(ld.value),
+                ...chosen,
                 start_time: startIso,
               });
               const sent = answer?.release?.released ?? 0;
@@ -80,7 +81,7 @@ export async function replacePage(ldUid) {
                   "p",
                   { id: "replace-done" },
                   "Done. ",
-                  h("a", { href: `#/logical-device/${ld.value}` }, "Open the logical device"),
+                  h("a", { href: `#/logical-device/${chosen.ld}` }, "Open the logical device"),
                 ),
               );
               flash(`Sensor replaced; ${sent} held message(s) released`);
@@ -117,6 +118,10 @@ export async function replacePage(ldUid) {
       );
     });
 
+  // A changed choice needs a new look before anything is done.
+  for (const input of [ld, pd, from]) {
+    input.addEventListener("change", () => confirmBox.replaceChildren());
+  }
   return [
     heading,
     h(
