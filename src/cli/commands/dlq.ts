@@ -6,7 +6,6 @@ import { AmqpConnection } from "../../bus/connection.js";
 import { loadConfig, type Config } from "../../core/config.js";
 import { createLogger, type Logger } from "../../core/logger.js";
 import { resolveDeadLetterQueue, type DeadLetterQueue } from "../../dlq/catalogue.js";
-import { ProgressReporter } from "../../dlq/progress.js";
 import { selectionFrom } from "../../dlq/selection.js";
 import {
   createDeadLetterService,
@@ -14,6 +13,7 @@ import {
   type ProgressListener,
 } from "../../dlq/service.js";
 import { describeError } from "../errors.js";
+import { stderrProgress } from "../progress-output.js";
 import { printJson, UsageError } from "../context.js";
 
 /** How long `broker dlq` waits for RabbitMQ before giving up, in ms. */
@@ -28,14 +28,10 @@ interface Session {
   readonly signal: AbortSignal;
 }
 
-/** Progress on stderr: rewritten in place on a terminal, one line at a time otherwise. */
+/** Progress on stderr, by queue. */
 function progressListener(): ProgressListener {
-  const tty = process.stderr.isTTY === true;
-  const reporter = new ProgressReporter({
-    write: (line, final) =>
-      process.stderr.write(tty ? `\r\u001b[K${line}${final ? "\n" : ""}` : `${line}\n`),
-  });
-  return ({ queue, done, total }) => reporter.update(queue, done, total);
+  const update = stderrProgress();
+  return ({ queue, done, total }) => update(queue, done, total);
 }
 
 async function withSession<T>(fn: (session: Session) => Promise<T>): Promise<T> {
