@@ -57,7 +57,7 @@ function allRoutes(
     ...sourceRoutes(),
     ...userRoutes(settings.tokenTtlSeconds),
     ...eventRoutes(),
-    ...dlqRoutes(createDeadLetterService(deps.amqp, deps.config), prefix),
+    ...dlqRoutes(createDeadLetterService(deps.amqp, deps.config, deps), prefix),
   ];
 }
 

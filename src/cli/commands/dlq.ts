@@ -5,6 +5,8 @@ import { InvalidArgumentError, type Command } from "commander";
 import { AmqpConnection } from "../../bus/connection.js";
 import { loadConfig, type Config } from "../../core/config.js";
 import { createLogger, type Logger } from "../../core/logger.js";
+import { Metrics } from "../../core/metrics.js";
+import { createDatabase } from "../../db/database.js";
 import { resolveDeadLetterQueue, type DeadLetterQueue } from "../../dlq/catalogue.js";
 import { selectionFrom } from "../../dlq/selection.js";
 import {
@@ -46,6 +48,7 @@ async function withSession<T>(fn: (session: Session) => Promise<T>): Promise<T> 
       { level: config.logLevel === "info" ? "warn" : config.logLevel },
     ),
   });
+  const database = createDatabase({ ...config.pg, poolSize: 2 }, logger);
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
   process.once("SIGINT", onSignal);
@@ -53,12 +56,23 @@ async function withSession<T>(fn: (session: Session) => Promise<T>): Promise<T> 
   connection.start();
   try {
     await connection.waitUntilConnected(CONNECT_WAIT_MS);
-    const service = createDeadLetterService(connection, config);
+    // Replays of MQTT and poller dead letters run their source's ingest path in this process
+    // (src/dlq/ingest-replay.ts); the pool connects only if one does.
+    const ingest = {
+      config,
+      logger,
+      metrics: new Metrics({ defaultMetrics: false }),
+      database,
+      amqp: connection,
+      isHealthy: async () => connection.isConnected && (await database.ping()),
+    };
+    const service = createDeadLetterService(connection, config, ingest);
     return await fn({ config, logger, service, progress: progressListener(), signal: stop.signal });
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     await connection.close();
+    await database.close();
   }
 }
 
