@@ -36,6 +36,7 @@ const amqp = isolatedAmqpConfig();
 const topic = `test-${randomBytes(4).toString("hex")}/wombat`;
 const wombatDead = `${amqp.queuePrefix}wombat_ingest.dead`;
 const axisDead = `${amqp.queuePrefix}axistech_ingest.dead`;
+const greenDead = `${amqp.queuePrefix}greenbrain_ingest.dead`;
 const physical = amqp.queuePrefix + QUEUE_NAMES.mapper;
 let db: TestDatabase;
 let system: RunningSystem;
@@ -97,12 +98,13 @@ beforeAll(async () => {
   await waitFor(() => system.components[0]!.isReady?.() ?? true, 15_000, "subscribed");
   const { conn, ch } = await openTestChannel();
   await declareStandaloneDeadLetterQueue(ch, axisDead, topologyOptions(amqp));
+  await declareStandaloneDeadLetterQueue(ch, greenDead, topologyOptions(amqp));
   await conn.close();
 });
 
 afterAll(async () => {
   await system?.stop();
-  await cleanupAmqp(amqp, [wombatDead, axisDead]);
+  await cleanupAmqp(amqp, [wombatDead, axisDead, greenDead]);
   await db?.drop();
 });
 
@@ -175,5 +177,27 @@ describe("replaying MQTT and poller dead letters through their ingest paths", ()
     expect(await queueCount(physical)).toBe(before + 1);
     expect(await sql("select 1 from raw_messages where source_name = 'axistech'")).toHaveLength(1);
     expect(await queueCount(axisDead)).toBe(1);
+  });
+
+  it("GreenBrain: an answer is normalised again with its recorded sensor group; the device gets the station's details", async () => {
+    const text = readFileSync(
+      new URL("../fixtures/pollers/greenbrain_sensor_group_19640_latest.json", import.meta.url),
+      "utf8",
+    );
+    const group = { id: 19640, systemId: 1896, stationId: 9889, stationName: "A Chard heavy" };
+    await deadLetter(greenDead, text, {
+      "x-broker-source": "greenbrain",
+      "x-broker-poll-context": JSON.stringify({ group }),
+    });
+    const before = await queueCount(physical);
+    const { result } = await replayAll("greenbrain");
+    expect(result).toMatchObject({ matched: 1, replayed: 1 });
+    expect(await queueCount(physical)).toBeGreaterThan(before);
+    const devices = await sql<{ source_ids: Record<string, unknown> }>(
+      "select source_ids from physical_devices where source_name = 'greenbrain'",
+    );
+    expect(devices).toHaveLength(1);
+    expect(devices[0]!.source_ids).toMatchObject({ sensor_group_id: 19640, station_id: 9889 });
+    expect(await queueCount(greenDead)).toBe(0);
   });
 });
