@@ -169,7 +169,7 @@ export function createApi(deps: Dependencies): Component {
     logger,
   });
   const operations = operationsSettings(deps.config);
-  const deadLetters = createDeadLetterService(deps.amqp, deps.config);
+  const deadLetters = createDeadLetterService(deps.amqp, deps.config, deps);
   const sweeper = new QueueSweeper(deps.amqp);
   // The Wombats' broker: WOMBAT_MQTT_URL or MQTT_URL, as the wombat source reads it.
   const wombatMqtt = mqttSettings(deps.config, {

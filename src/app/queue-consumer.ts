@@ -58,6 +58,7 @@ export function createQueueConsumer(
     prefetch: options.prefetch ?? config.amqp.prefetch,
     batchSize: options.batchSize ?? config.amqp.batchSize,
     concurrency: config.amqp.consumerConcurrency,
+    holdMs: config.amqp.consumerHoldMs,
   });
   let stopped: Promise<void> | undefined;
   return {

@@ -61,7 +61,20 @@ export interface ConsumerOptions {
    * publisher confirms. Acknowledgements still go out in delivery order. Default 3.
    */
   concurrency?: number;
+  /**
+   * How long messages in hand may wait for the infrastructure to come back, in ms. Must stay
+   * well under RabbitMQ's consumer acknowledgement timeout (30 min by default). Default 300 000.
+   */
+  holdMs?: number;
 }
+
+/**
+ * `running`: consuming. `holding`: a batch failed transiently; the consumer is cancelled (nothing
+ * new arrives) and the messages in hand are retried for up to `holdMs`. `released`: the hold ran
+ * out; the channel was closed (RabbitMQ requeues what was in hand, one delivery each) and nothing
+ * is consumed until `isHealthy` says the infrastructure is back.
+ */
+type IntakeState = "running" | "holding" | "released";
 
 interface Item {
   readonly delivery: Delivery;
@@ -100,9 +113,18 @@ export class BatchConsumer {
   #stopped: Promise<void> | undefined;
   readonly #abort = new AbortController();
   readonly #onConnected = (): void => this.#open();
+  #state: IntakeState = "running";
+  #holdingSince = 0;
 
   constructor(options: ConsumerOptions) {
-    this.#o = { prefetch: 500, batchSize: 250, maxWaitMs: 5, concurrency: 3, ...options };
+    this.#o = {
+      prefetch: 500,
+      batchSize: 250,
+      maxWaitMs: 5,
+      concurrency: 3,
+      holdMs: 300_000,
+      ...options,
+    };
   }
 
   get #log(): Logger {
@@ -124,7 +146,8 @@ export class BatchConsumer {
   }
 
   #open(): void {
-    if (this.#stopping || this.#opening) {
+    // Released: only the recovery probe reopens, once the infrastructure answers again.
+    if (this.#stopping || this.#opening || this.#state === "released") {
       return;
     }
     this.#opening = this.#openSession().finally(() => {
@@ -148,7 +171,7 @@ export class BatchConsumer {
           session.alive = false;
           if (this.#session === session) {
             this.#dropSession();
-            if (!this.#stopping && this.#o.connection.isConnected) {
+            if (!this.#stopping && this.#o.connection.isConnected && this.#state !== "released") {
               this.#open();
             }
           }
@@ -162,6 +185,7 @@ export class BatchConsumer {
           { noAck: false },
         );
         session.consumerTag = consumerTag;
+        this.#state = "running";
         this.#log.info({ queue: this.#o.queue.name }, "consuming");
         return;
       } catch (err) {
@@ -265,6 +289,7 @@ export class BatchConsumer {
         if (outcomes.length !== deliveries.length) {
           throw new Error(`handler returned ${outcomes.length} outcomes for ${deliveries.length}`);
         }
+        await this.#resume(session);
         return outcomes;
       } catch (err) {
         failure = err;
@@ -288,13 +313,107 @@ export class BatchConsumer {
         }
         return outcomes;
       }
-      const delay = backoffDelay(attempt, { maxMs: 15_000 });
+      await this.#hold(session);
+      if (Date.now() - this.#holdingSince >= this.#o.holdMs) {
+        this.#release(session);
+        return undefined;
+      }
+      const delay = Math.min(
+        backoffDelay(attempt, { maxMs: 15_000 }),
+        Math.max(1, this.#holdingSince + this.#o.holdMs - Date.now()),
+      );
       this.#o.metrics.retried.inc({ component: this.#o.component }, deliveries.length);
       this.#log.warn(
         { err: c.error, retryInMs: delay, batch: deliveries.length },
         "retrying batch",
       );
       await sleep(delay, this.#abort.signal);
+    }
+  }
+
+  /**
+   * A batch failed transiently: stop taking new messages (cancel the consumer), so that while
+   * PostgreSQL or the broker is away only what is already in hand waits, and only for `holdMs`.
+   */
+  async #hold(session: Session): Promise<void> {
+    if (this.#state !== "running") {
+      return;
+    }
+    this.#state = "holding";
+    this.#holdingSince = Date.now();
+    const tag = session.consumerTag;
+    session.consumerTag = undefined;
+    this.#log.warn(
+      { queue: this.#o.queue.name, holdMs: this.#o.holdMs },
+      "cannot process messages: stopped consuming until the infrastructure answers",
+    );
+    if (tag !== undefined && session.alive) {
+      await session.channel.cancel(tag).catch(() => undefined);
+    }
+  }
+
+  /** A batch went through while holding: consume again on the same channel. */
+  async #resume(session: Session): Promise<void> {
+    if (this.#state !== "holding" || !session.alive || this.#stopping) {
+      return;
+    }
+    this.#state = "running";
+    try {
+      const { consumerTag } = await session.channel.consume(
+        this.#o.queue.name,
+        (msg) => this.#onMessage(session, msg),
+        { noAck: false },
+      );
+      session.consumerTag = consumerTag;
+      this.#log.info({ queue: this.#o.queue.name }, "processing again; consuming");
+    } catch (err) {
+      // The channel is going away; its close handler opens a new session.
+      this.#log.warn({ err }, "cannot consume again on this channel");
+    }
+  }
+
+  /**
+   * The hold ran out. Holding longer would meet RabbitMQ's consumer timeout, which closes the
+   * channel and redelivers (one count against the quorum queue's delivery limit) every 30 min;
+   * nacking and consuming again would churn the count faster. Instead the channel is closed once
+   * (everything in hand goes back with one count), and nothing is consumed until `isHealthy`
+   * answers: a PostgreSQL outage of any length costs each message at most one delivery.
+   */
+  #release(session: Session): void {
+    if (this.#state === "released") {
+      return;
+    }
+    this.#state = "released";
+    this.#log.warn(
+      { queue: this.#o.queue.name, heldMs: Date.now() - this.#holdingSince },
+      "infrastructure still unavailable: messages handed back to RabbitMQ; waiting before consuming again",
+    );
+    session.alive = false;
+    if (this.#session === session) {
+      this.#dropSession();
+    }
+    this.#buffer = [];
+    void session.channel.close().catch(() => undefined);
+    void this.#awaitRecovery();
+  }
+
+  async #awaitRecovery(): Promise<void> {
+    for (let attempt = 0; !this.#stopping; attempt++) {
+      await sleep(backoffDelay(attempt, { maxMs: 15_000 }), this.#abort.signal);
+      if (this.#stopping) {
+        return;
+      }
+      if (await this.#o.isHealthy().catch(() => false)) {
+        break;
+      }
+    }
+    if (this.#stopping) {
+      return;
+    }
+    this.#log.info({ queue: this.#o.queue.name }, "infrastructure answers again");
+    this.#state = "running";
+    if (this.#o.connection.isConnected) {
+      this.#open();
     }
   }
 

@@ -3,6 +3,7 @@ import { InvalidArgumentError } from "commander";
 import type pg from "pg";
 
 import type { Config } from "../core/config.js";
+import { parseInstant } from "../core/time.js";
 import type { PoolLogger } from "../db/pool.js";
 
 /**
@@ -17,6 +18,16 @@ export function parseUid(value: string): number {
     throw new InvalidArgumentError("must be a positive integer.");
   }
   return Number(value);
+}
+
+/** commander argument parser for an instant: ISO-8601 with an offset, kept as written. */
+export function parseTime(value: string): string {
+  if (parseInstant(value.trim()) === undefined) {
+    throw new InvalidArgumentError(
+      "must be an ISO-8601 date-time with an offset, e.g. 2024-03-01T09:30:00Z or 2024-03-01T19:30:00+10:00.",
+    );
+  }
+  return value.trim();
 }
 
 /** Writes `value` as IoTa's CLI does: JSON indented by two spaces (`null` for nothing). */

@@ -48,6 +48,10 @@ const GROUPS: Readonly<Record<string, Group>> = {
     description: "dead-letter queues: look, replay, purge",
     load: async () => (await import("./commands/dlq.js")).registerDlqCommands,
   },
+  backfill: {
+    description: "send stored logical messages to one writer (a destination added later)",
+    load: async () => (await import("./commands/backfill.js")).registerBackfillCommand,
+  },
   run: {
     description: "run one or more components in this process until SIGTERM/SIGINT",
     load: async () => (await import("./commands/run.js")).registerRunCommand,

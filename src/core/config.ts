@@ -61,6 +61,7 @@ const envSchema = z.object({
   PREFETCH: z.coerce.number().int().min(1).max(2000).default(500),
   BATCH_SIZE: z.coerce.number().int().min(1).max(2000).default(250),
   CONSUMER_CONCURRENCY: z.coerce.number().int().min(1).max(32).default(4),
+  CONSUMER_HOLD_MS: z.coerce.number().int().min(1).max(1_200_000).default(300_000),
 
   TTN_WEBHOOK_PORT: port.default(5688),
   TTN_WEBHOOK_MAX_BODY: positiveInt.default(1_048_576),
@@ -114,6 +115,11 @@ export interface Config {
     readonly batchSize: number;
     /** Batches a consumer works on at once (their database and confirm waits overlap). Default 4. */
     readonly consumerConcurrency: number;
+    /**
+     * How long a consumer keeps messages in hand while PostgreSQL (or the broker) is away before
+     * handing them back and waiting, in ms; under RabbitMQ's 30-min consumer timeout. Default 300 000.
+     */
+    readonly consumerHoldMs: number;
   };
   readonly ttnWebhook: { readonly port: number; readonly maxBodyBytes: number };
   readonly metricsPort: number;
@@ -189,6 +195,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       prefetch: env.PREFETCH,
       batchSize: env.BATCH_SIZE,
       consumerConcurrency: env.CONSUMER_CONCURRENCY,
+      consumerHoldMs: env.CONSUMER_HOLD_MS,
     }),
     ttnWebhook: Object.freeze({
       port: env.TTN_WEBHOOK_PORT,

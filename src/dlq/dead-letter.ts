@@ -51,7 +51,8 @@ export interface DeadLetter {
 /** Characters of the body shown in an excerpt. */
 export const EXCERPT_CHARS = 300;
 
-function text(value: unknown): string | undefined {
+/** A header's value as text (strings, and the bytes amqplib gives for some), else undefined. */
+export function headerText(value: unknown): string | undefined {
   if (typeof value === "string") {
     return value;
   }
@@ -96,8 +97,8 @@ function latestDeath(headers: Readonly<Record<string, unknown>>): Death | undefi
   }
   const d = deaths[0] as Record<string, unknown>;
   return {
-    reason: text(d["reason"]),
-    queue: text(d["queue"]),
+    reason: headerText(d["reason"]),
+    queue: headerText(d["queue"]),
     count: typeof d["count"] === "number" ? d["count"] : undefined,
     time: seconds(d["time"]),
   };
@@ -110,7 +111,7 @@ function bodyCorrelationId(body: Buffer): string | undefined {
   try {
     const parsed = JSON.parse(body.toString("utf8")) as unknown;
     if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
-      return text((parsed as Record<string, unknown>)["broker_correlation_id"]);
+      return headerText((parsed as Record<string, unknown>)["broker_correlation_id"]);
     }
   } catch {
     // not JSON: nothing to read
@@ -134,10 +135,10 @@ export function excerpt(body: Buffer, chars = EXCERPT_CHARS): string {
 /** Reads one dead letter. */
 export function describeLetter(input: LetterInput): DeadLetter {
   const { headers } = input.properties;
-  const ourReason = text(headers["x-broker-reason"]);
+  const ourReason = headerText(headers["x-broker-reason"]);
   const death = latestDeath(headers);
-  const queue = text(headers["x-broker-queue"]);
-  const source = text(headers["x-broker-source"]);
+  const queue = headerText(headers["x-broker-queue"]);
+  const source = headerText(headers["x-broker-source"]);
   const byRabbitmq = ourReason === undefined && death !== undefined;
   let origin: Origin = { kind: "unknown" };
   if (queue !== undefined) {
@@ -147,19 +148,19 @@ export function describeLetter(input: LetterInput): DeadLetter {
   } else if (death?.queue !== undefined) {
     origin = { kind: "queue", queue: death.queue };
   }
-  let error = text(headers["x-broker-error"]);
+  let error = headerText(headers["x-broker-error"]);
   if (byRabbitmq && error === undefined && death?.reason === "delivery_limit") {
     error = "delivered more often than the queue's delivery limit allows (a crash loop?)";
   }
   return {
     position: input.position,
-    reason: ourReason ?? death?.reason ?? text(headers["x-first-death-reason"]) ?? "unknown",
+    reason: ourReason ?? death?.reason ?? headerText(headers["x-first-death-reason"]) ?? "unknown",
     error,
     correlationId: input.properties.correlationId ?? bodyCorrelationId(input.body),
     messageId: input.properties.messageId,
     deadLetteredAt: isoFromSeconds(byRabbitmq ? death?.time : input.properties.timestamp),
     origin,
-    component: text(headers["x-broker-component"]),
+    component: headerText(headers["x-broker-component"]),
     byRabbitmq,
     bodyBytes: input.body.length,
     excerpt: excerpt(input.body),

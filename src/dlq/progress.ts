@@ -1,7 +1,7 @@
 /**
  * Progress lines for long operations (pure: the clock and the output are given). Nothing is
  * written for an operation that ends within `quietMs`; after that, at most one line per
- * `everyMs`: `<queue>: done/total (pct%), rate msg/s`, and a last line at the end.
+ * `everyMs`: `<queue>: done/total (pct%), rate msg/s, ETA t`, and a last line at the end.
  */
 export interface ProgressOptions {
   /** Receives each line (without a newline) and whether it ends the operation. */
@@ -55,5 +55,19 @@ export function formatProgress(
 ): string {
   const pct = total === 0 ? 100 : Math.floor((done / total) * 100);
   const rate = elapsedMs > 0 ? Math.round((done / elapsedMs) * 1000) : 0;
-  return `${queue}: ${done}/${total} (${pct}%), ${rate} msg/s`;
+  // The time left at the rate so far: said only while there is work left and a rate to go by.
+  const eta = done < total && rate > 0 ? `, ETA ${formatSeconds((total - done) / rate)}` : "";
+  return `${queue}: ${done}/${total} (${pct}%), ${rate} msg/s${eta}`;
+}
+
+/** `42s`, `3m05s`, `2h07m`: short enough for a progress line. */
+export function formatSeconds(seconds: number): string {
+  const s = Math.ceil(seconds);
+  if (s < 60) {
+    return `${s}s`;
+  }
+  if (s < 3600) {
+    return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  }
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
 }

@@ -10,6 +10,7 @@ import { QueueSweeper } from "../bus/queue-sweep.js";
 import type { Config } from "../core/config.js";
 import { describeLetter, replayHeaders, type DeadLetter } from "./dead-letter.js";
 import { knownDeadLetterQueues, type DeadLetterQueue } from "./catalogue.js";
+import { ingestReplayers, type IngestReplayDeps } from "./ingest-replay.js";
 import { sourceReplayers } from "./source-replay.js";
 import { selects, type Selection } from "./selection.js";
 
@@ -23,14 +24,17 @@ export interface Sweeper {
 export interface SourceLetter {
   readonly letter: DeadLetter;
   readonly body: Buffer;
+  /** Its AMQP headers (`x-broker-mqtt-topic`, `x-broker-poll-context`, …). */
+  readonly headers: Readonly<Record<string, unknown>>;
 }
 
 /**
  * Runs raw bodies a source could not take through that source's ingest path again. Resolves
- * with one flag per letter: true once its outcome is durable (published and confirmed, or
- * dead-lettered afresh with today's reason), false when it must stay where it is.
+ * with one entry per letter: true once its outcome is durable (published and confirmed, or
+ * dead-lettered afresh with today's reason); false, or the reason why, when it must stay where
+ * it is.
  */
-export type SourceReplayer = (letters: readonly SourceLetter[]) => Promise<boolean[]>;
+export type SourceReplayer = (letters: readonly SourceLetter[]) => Promise<(boolean | string)[]>;
 
 export type ProgressListener = (progress: SweepProgress & { readonly queue: string }) => void;
 
@@ -258,7 +262,10 @@ export class DeadLetterService {
             });
           } else if (origin.kind === "source") {
             const pending = bySource.get(origin.source) ?? [];
-            pending.push({ index: decisions.length, letter: { letter, body: m.body } });
+            pending.push({
+              index: decisions.length,
+              letter: { letter, body: m.body, headers: m.properties.headers },
+            });
             bySource.set(origin.source, pending);
             decisions.push(KEEP);
           } else {
@@ -277,7 +284,8 @@ export class DeadLetterService {
               replayed++;
               decisions[p.index] = { action: "drop" };
             } else {
-              skip("ingest_failed");
+              const why = done[i];
+              skip(typeof why === "string" ? why : "ingest_failed");
             }
           });
         }
@@ -326,10 +334,15 @@ export class DeadLetterService {
 export function createDeadLetterService(
   connection: AmqpConnection,
   config: Pick<Config, "amqp" | "env" | "production" | "ttnWebhook">,
+  ingest?: IngestReplayDeps,
 ): DeadLetterService {
+  const replayers = sourceReplayers(config);
+  for (const [source, replayer] of ingest ? ingestReplayers(ingest) : []) {
+    replayers.set(source, replayer);
+  }
   return new DeadLetterService({
     sweeper: new QueueSweeper(connection),
     queues: knownDeadLetterQueues(config.amqp.queuePrefix),
-    sourceReplayers: sourceReplayers(config),
+    sourceReplayers: replayers,
   });
 }

@@ -8,7 +8,13 @@ import type { Metrics } from "../core/metrics.js";
 import { mqttCorrelationId, type Decoded } from "../mqtt/payload.js";
 import { mqttSettings, type MqttSourceNames } from "../mqtt/settings.js";
 import { MqttSubscriber, type MqttDelivery } from "../mqtt/subscriber.js";
-import { IngestPipeline, type IngestItem, type IngestResult, type Normalised } from "./pipeline.js";
+import {
+  IngestPipeline,
+  MQTT_TOPIC_HEADER,
+  type IngestItem,
+  type IngestResult,
+  type Normalised,
+} from "./pipeline.js";
 
 /** One MQTT message as a normaliser sees it. */
 export interface MqttArrival {
@@ -79,10 +85,12 @@ export function mqttItems<T>(
 ): { items: IngestItem[]; notes: readonly DropNote[] } {
   const decoded = spec.decode(delivery.payload, maxPayloadBytes);
   const raw = (ts: string) => ({ correlationId: arrival.correlationId, ts, ...decoded.raw });
+  // The topic travels with a dead letter: a replay needs it (correlation id, normalisers).
+  const replayHeaders = { [MQTT_TOPIC_HEADER]: delivery.topic };
   if (!decoded.ok) {
     const error = new PermanentError(decoded.reason, decoded.error);
     return {
-      items: [{ raw: raw(arrival.arrivedAt), normalise: () => failWith(error) }],
+      items: [{ raw: raw(arrival.arrivedAt), normalise: () => failWith(error), replayHeaders }],
       notes: [],
     };
   }
@@ -96,12 +104,12 @@ export function mqttItems<T>(
   try {
     result = spec.normalise(decoded.value, arrival);
   } catch (err) {
-    return { items: [{ raw: raw(ts), normalise: () => failWith(err) }], notes: [] };
+    return { items: [{ raw: raw(ts), normalise: () => failWith(err), replayHeaders }], notes: [] };
   }
   const items: IngestItem[] =
     result.devices.length === 0
       ? [{ raw: raw(ts), normalise: () => undefined }]
-      : result.devices.map((device) => ({ raw: raw(ts), normalise: () => device }));
+      : result.devices.map((device) => ({ raw: raw(ts), normalise: () => device, replayHeaders }));
   return { items, notes: result.notes };
 }
 

@@ -46,7 +46,17 @@ export interface IngestItem {
    * (e.g. a TTN join-accept); throws PermanentError for bad content.
    */
   readonly normalise: () => Normalised | undefined;
+  /**
+   * Headers its dead letter carries besides the reason, so that `broker dlq replay` can run it
+   * through this ingest path again: {@link MQTT_TOPIC_HEADER}, {@link POLL_CONTEXT_HEADER}.
+   */
+  readonly replayHeaders?: Readonly<Record<string, string>>;
 }
+
+/** Dead-letter header: the MQTT topic a rejected payload arrived on. */
+export const MQTT_TOPIC_HEADER = "x-broker-mqtt-topic";
+/** Dead-letter header: what a poller's normaliser needs besides the stored answer (JSON). */
+export const POLL_CONTEXT_HEADER = "x-broker-poll-context";
 
 export type IngestResult =
   | { readonly status: "accepted"; readonly published: number; readonly physicalUid?: number }
@@ -197,6 +207,7 @@ export class IngestPipeline {
                 : `${r.error}: ${r.detail}`
               ).slice(0, 2000),
               "x-broker-source": this.#sourceName,
+              ...items[i]!.replayHeaders,
             },
           },
         ];

@@ -251,3 +251,103 @@ describe("held messages", { timeout: CLI_TIMEOUT }, () => {
     expect(badReason.stderr).toMatch(/unknown reason bogus/);
   });
 });
+
+describe("mapping times chosen by the operator", () => {
+  async function current(puid: number): Promise<{ start_time: string; end_time: string | null }[]> {
+    return api.sql(
+      "select start_time::text, end_time::text from physical_logical_map where physical_uid = $1 order by start_time",
+      [puid],
+    );
+  }
+
+  it(
+    "ld cpd --map --from starts the mapping at the given time; map end --at ends it there, refusing a time before its start or in the future",
+    async () => {
+      const puid = await device("physical", `cpd-${randomUUID()}`);
+      const usage = await broker([
+        "ld",
+        "cpd",
+        "--puid",
+        String(puid),
+        "--from",
+        "2024-01-01T00:00:00Z",
+      ]);
+      expect(usage.code).not.toBe(0);
+      expect(usage.stderr).toMatch(/--from needs --map/);
+
+      const cpd = await broker([
+        "ld",
+        "cpd",
+        "--puid",
+        String(puid),
+        "--map",
+        "--from",
+        "2024-01-01T00:00:00Z",
+      ]);
+      expect(cpd.code).toBe(0);
+      expect(JSON.parse(cpd.stdout)).toMatchObject({ start_time: "2024-01-01T00:00:00+00:00" });
+
+      const early = await broker([
+        "map",
+        "end",
+        "--puid",
+        String(puid),
+        "--at",
+        "2023-12-31T00:00:00Z",
+      ]);
+      expect(early.code).not.toBe(0);
+      expect(early.stderr).toMatch(/must end after it starts/);
+      const future = await broker([
+        "map",
+        "end",
+        "--puid",
+        String(puid),
+        "--at",
+        "2999-01-01T00:00:00Z",
+      ]);
+      expect(future.code).not.toBe(0);
+      expect(future.stderr).toMatch(/in the future/);
+      expect((await current(puid))[0]!.end_time).toBeNull();
+
+      const ended = await broker([
+        "map",
+        "end",
+        "--puid",
+        String(puid),
+        "--at",
+        "2024-06-01T00:00:00Z",
+      ]);
+      expect(ended.code).toBe(0);
+      expect(await current(puid)).toEqual([
+        { start_time: "2024-01-01 00:00:00+00", end_time: "2024-06-01 00:00:00+00" },
+      ]);
+    },
+    CLI_TIMEOUT,
+  );
+
+  it("PATCH /mappings/physical/end/{uid}?end_time= ends the mapping at that time, 400 before its start", async () => {
+    const puid = await device("physical", `end-${randomUUID()}`);
+    const luid = await device("logical", `end-${randomUUID()}`);
+    const created = await api.call("POST", "/mappings/", {
+      ...admin,
+      body: { pd: puid, ld: luid, start_time: "2024-01-01T00:00:00Z" },
+    });
+    expect(created.status).toBe(201);
+    const early = await api.call(
+      "PATCH",
+      `/mappings/physical/end/${puid}?end_time=2023-01-01T00:00:00Z`,
+      admin,
+    );
+    expect(early.status).toBe(400);
+    expect(await early.text()).toMatch(/must end after it starts/);
+    const res = await api.call(
+      "PATCH",
+      `/mappings/physical/end/${puid}?end_time=2024-02-01T00:00:00%2B10:00`,
+      admin,
+    );
+    expect(res.status).toBe(204);
+    expect(await current(puid)).toEqual([
+      { start_time: "2024-01-01 00:00:00+00", end_time: "2024-01-31 14:00:00+00" },
+    ]);
+  });
+});

@@ -9,7 +9,7 @@ import {
   SOURCE_DEAD_LETTER_QUEUES,
 } from "../../src/dlq/catalogue.js";
 import { describeLetter, excerpt, replayHeaders } from "../../src/dlq/dead-letter.js";
-import { formatProgress, ProgressReporter } from "../../src/dlq/progress.js";
+import { formatProgress, formatSeconds, ProgressReporter } from "../../src/dlq/progress.js";
 import { selectionFrom, selects } from "../../src/dlq/selection.js";
 
 const cid = "5f0c6f8e-5d3c-4d0e-9f43-0c8a4e1b2d11";
@@ -218,10 +218,14 @@ describe("ProgressReporter", () => {
     now = 2700;
     p.update("r", 1000, 1000);
     expect(lines).toEqual([
-      "r: 300/1000 (30%), 200 msg/s",
-      "r: 900/1000 (90%), 346 msg/s",
+      "r: 300/1000 (30%), 200 msg/s, ETA 4s",
+      "r: 900/1000 (90%), 346 msg/s, ETA 1s",
       "r: 1000/1000 (100%), 370 msg/s",
     ]);
     expect(formatProgress("q", 0, 0, 0)).toBe("q: 0/0 (100%), 0 msg/s");
+    expect(formatProgress("q", 0, 10, 1000)).toBe("q: 0/10 (0%), 0 msg/s");
+    expect(formatSeconds(59.2)).toBe("1m00s");
+    expect(formatSeconds(185)).toBe("3m05s");
+    expect(formatSeconds(7_620)).toBe("2h07m");
   });
 });

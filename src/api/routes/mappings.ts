@@ -110,13 +110,23 @@ function sideRoutes(kind: Kind): Route[] {
     route({
       method: "patch",
       path: `/mappings/${kind}/end/{uid}`,
-      summary: `End the current mapping of a ${kind} device now`,
+      summary: `End the current mapping of a ${kind} device now, or at end_time`,
       tags,
       access: "admin",
       params: uidPath,
-      responses: { "204": noContentResponse, "404": failure(notFoundText) },
-      handler: async ({ db, params }) => {
-        if (!(await endMapping(db, selector(kind, params.uid)))) {
+      query: z.object({
+        end_time: instantParam.optional().meta({
+          description:
+            "End the mapping at this instant instead of now (extension): after its start, not in the future.",
+        }),
+      }),
+      responses: {
+        "204": noContentResponse,
+        "400": failure("end_time is before the mapping's start or in the future."),
+        "404": failure(notFoundText),
+      },
+      handler: async ({ db, params, query }) => {
+        if (!(await endMapping(db, selector(kind, params.uid), query.end_time))) {
           throw missing(kind, params.uid);
         }
         return NO_CONTENT;

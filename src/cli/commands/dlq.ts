@@ -5,8 +5,9 @@ import { InvalidArgumentError, type Command } from "commander";
 import { AmqpConnection } from "../../bus/connection.js";
 import { loadConfig, type Config } from "../../core/config.js";
 import { createLogger, type Logger } from "../../core/logger.js";
+import { Metrics } from "../../core/metrics.js";
+import { createDatabase } from "../../db/database.js";
 import { resolveDeadLetterQueue, type DeadLetterQueue } from "../../dlq/catalogue.js";
-import { ProgressReporter } from "../../dlq/progress.js";
 import { selectionFrom } from "../../dlq/selection.js";
 import {
   createDeadLetterService,
@@ -14,6 +15,7 @@ import {
   type ProgressListener,
 } from "../../dlq/service.js";
 import { describeError } from "../errors.js";
+import { stderrProgress } from "../progress-output.js";
 import { printJson, UsageError } from "../context.js";
 
 /** How long `broker dlq` waits for RabbitMQ before giving up, in ms. */
@@ -28,14 +30,10 @@ interface Session {
   readonly signal: AbortSignal;
 }
 
-/** Progress on stderr: rewritten in place on a terminal, one line at a time otherwise. */
+/** Progress on stderr, by queue. */
 function progressListener(): ProgressListener {
-  const tty = process.stderr.isTTY === true;
-  const reporter = new ProgressReporter({
-    write: (line, final) =>
-      process.stderr.write(tty ? `\r\u001b[K${line}${final ? "\n" : ""}` : `${line}\n`),
-  });
-  return ({ queue, done, total }) => reporter.update(queue, done, total);
+  const update = stderrProgress();
+  return ({ queue, done, total }) => update(queue, done, total);
 }
 
 async function withSession<T>(fn: (session: Session) => Promise<T>): Promise<T> {
@@ -50,6 +48,7 @@ async function withSession<T>(fn: (session: Session) => Promise<T>): Promise<T> 
       { level: config.logLevel === "info" ? "warn" : config.logLevel },
     ),
   });
+  const database = createDatabase({ ...config.pg, poolSize: 2 }, logger);
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
   process.once("SIGINT", onSignal);
@@ -57,12 +56,23 @@ async function withSession<T>(fn: (session: Session) => Promise<T>): Promise<T> 
   connection.start();
   try {
     await connection.waitUntilConnected(CONNECT_WAIT_MS);
-    const service = createDeadLetterService(connection, config);
+    // Replays of MQTT and poller dead letters run their source's ingest path in this process
+    // (src/dlq/ingest-replay.ts); the pool connects only if one does.
+    const ingest = {
+      config,
+      logger,
+      metrics: new Metrics({ defaultMetrics: false }),
+      database,
+      amqp: connection,
+      isHealthy: async () => connection.isConnected && (await database.ping()),
+    };
+    const service = createDeadLetterService(connection, config, ingest);
     return await fn({ config, logger, service, progress: progressListener(), signal: stop.signal });
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     await connection.close();
+    await database.close();
   }
 }
 

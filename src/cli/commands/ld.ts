@@ -1,7 +1,8 @@
 import { Option, type Command } from "commander";
 
 import { logicalDeviceJson, mappingJson } from "../../core/device-json.js";
-import { notFoundNote, parseUid, printJson, withPool } from "../output.js";
+import { UsageError } from "../errors.js";
+import { notFoundNote, parseTime, parseUid, printJson, withPool } from "../output.js";
 import { plainDevice } from "./pd.js";
 
 /** What the commands that change or list devices use, loaded by them only (as in pd.ts). */
@@ -120,7 +121,15 @@ export function registerLdCommands(program: Command): void {
     .description("create a logical device from a physical device's name, location and last seen")
     .requiredOption("--puid <uid>", "physical device uid", parseUid)
     .option("--map", "also map the physical device to the new logical device")
-    .action(async (opts: { puid: number; map?: boolean }) => {
+    .option(
+      "--from <time>",
+      "with --map: start the mapping at this instant (ISO-8601 with offset) instead of now",
+      parseTime,
+    )
+    .action(async (opts: { puid: number; map?: boolean; from?: string }) => {
+      if (opts.from !== undefined && !opts.map) {
+        throw new UsageError("--from needs --map");
+      }
       const {
         withDatabase,
         withActor,
@@ -139,7 +148,7 @@ export function registerLdCommands(program: Command): void {
           }
           const { name, location, last_seen } = pd;
           const created = await createLogicalDevice(trx, { name, location, last_seen });
-          return opts.map ? startMapping(trx, pd.uid, created.uid) : undefined;
+          return opts.map ? startMapping(trx, pd.uid, created.uid, opts.from) : undefined;
         }),
       );
       // IoTa printed the new mapping with --map, and nothing without it.

@@ -1,6 +1,5 @@
 import { InvalidArgumentError, Option, type Command } from "commander";
 
-import { parseInstant } from "../../core/time.js";
 import type { Db } from "../../db/database.js";
 import { countHeld, listHeld, UNRECORDED_REASON } from "../../db/repositories/held-messages.js";
 import {
@@ -24,6 +23,7 @@ import {
 import { HOLD_REASONS } from "../../mapper/route.js";
 import { withLogicalPublisher } from "../bus.js";
 import { notFoundNote, parseUid, printJson, UsageError, withDatabase } from "../context.js";
+import { parseTime } from "../output.js";
 
 interface SelectorOptions {
   puid?: number;
@@ -75,15 +75,6 @@ async function deviceExists(db: Db, sel: DeviceSelector): Promise<boolean> {
 }
 
 /** commander argument parser for an instant: ISO-8601 with an offset, nothing else. */
-function parseTime(value: string): string {
-  if (parseInstant(value.trim()) === undefined) {
-    throw new InvalidArgumentError(
-      "must be an ISO-8601 date-time with an offset, e.g. 2024-03-01T09:30:00Z or 2024-03-01T19:30:00+10:00.",
-    );
-  }
-  return value.trim();
-}
-
 const RELEASABLE = [...HOLD_REASONS, UNRECORDED_REASON];
 
 /** commander argument parser for `--reason a,b`: hold reasons, repeatable. */
@@ -186,15 +177,20 @@ export function registerMapCommands(program: Command): void {
 
   map
     .command("end")
-    .description("end the current mapping of a device")
+    .description("end the current mapping of a device now (or --at)")
     .addOption(puidOption())
     .addOption(luidOption())
-    .action(async (opts: SelectorOptions) => {
+    .option(
+      "--at <time>",
+      "end it at this instant (ISO-8601 with offset; after its start, not in the future), e.g. when the device was removed",
+      parseTime,
+    )
+    .action(async (opts: SelectorOptions & { at?: string }) => {
       const sel = selector(opts);
       await withDatabase((db) =>
         withActor(db, cliActor(), async (trx) => {
           if (await deviceExists(trx, sel)) {
-            await endMapping(trx, sel);
+            await endMapping(trx, sel, opts.at);
           }
         }),
       );

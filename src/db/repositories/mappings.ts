@@ -252,14 +252,41 @@ export async function startMapping(
 }
 
 /**
- * Ends the device's current mapping now. Returns the ended mapping, or undefined when the device
- * had no current mapping (IoTa: a no-op).
+ * Ends the device's current mapping now, or at `endTime` (ISO-8601 with offset; not in the
+ * future, and after the mapping's start: IoTa's `end_time > start_time`). Ending earlier only
+ * shortens the mapping, so it cannot overlap another. Returns the ended mapping, or undefined
+ * when the device had no current mapping (IoTa: a no-op). A time that breaks a rule is `invalid`,
+ * naming the mapping.
  */
 export async function endMapping(
   db: Kysely<Database>,
   selector: DeviceSelector,
+  endTime?: string,
 ): Promise<Mapping | undefined> {
-  const ended = sql`(update ${MAP} m set end_time = now() where ${keyCondition(selector)} and m.end_time is null returning m.*)`;
+  if (endTime !== undefined) {
+    if (parseInstant(endTime) === undefined) {
+      throw new RegistryError(
+        "invalid",
+        `end time ${JSON.stringify(endTime)} is not ISO-8601 with an offset`,
+      );
+    }
+    const current = await getCurrentMapping(db, selector);
+    if (!current) {
+      return undefined;
+    }
+    const { rows } = await sql<{ before_start: boolean; future: boolean }>`
+      select ${endTime}::timestamptz <= ${current.start_time}::timestamptz as before_start,
+             ${endTime}::timestamptz > now() as future`.execute(db);
+    const what = `cannot end the mapping of physical device ${current.pd.uid} to logical device ${current.ld.uid} (from ${current.start_time}) at ${endTime}`;
+    if (rows[0]?.before_start) {
+      throw new RegistryError("invalid", `${what}: a mapping must end after it starts`);
+    }
+    if (rows[0]?.future) {
+      throw new RegistryError("invalid", `${what}: the time is in the future`);
+    }
+  }
+  const at = endTime === undefined ? sql`now()` : sql`${endTime}::timestamptz`;
+  const ended = sql`(update ${MAP} m set end_time = ${at} where ${keyCondition(selector)} and m.end_time is null returning m.*)`;
   try {
     const { rows } =
       await sql<Row>`with ended as ${ended} ${selectMappings(sql`ended`, sql`true`)}`.execute(db);

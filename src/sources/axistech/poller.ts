@@ -126,7 +126,7 @@ export function createAxisTechPoller(deps: Dependencies): Component {
     const items: PolledItem[] = records.map((record) => {
       const cid = pollCorrelationId(SOURCE, record.key, record.timestamp);
       return {
-        item: ingestItem(prepareRecord(record, cid), cid, new Date().toISOString()),
+        item: ingestItem(prepareRecord(record, cid), cid, new Date().toISOString(), {}),
         progress: { deviceKey: record.key, lastTs: record.timestamp },
       };
     });

@@ -89,7 +89,7 @@ export function createEagleIoPoller(deps: Dependencies): Component {
         continue;
       }
       items.push({
-        item: ingestItem(prepared, cid, new Date().toISOString()),
+        item: ingestItem(prepared, cid, new Date().toISOString(), { key: group.key }),
         progress: {
           deviceKey: group.key,
           lastHash: hash,

@@ -115,7 +115,12 @@ export function createGreenBrainPoller(deps: Dependencies): Component {
       return undefined;
     }
     return {
-      item: ingestItem(prepared, cid, new Date().toISOString()),
+      item: ingestItem(
+        prepared,
+        cid,
+        new Date().toISOString(),
+        isOversized ? undefined : { group },
+      ),
       progress: {
         deviceKey: String(group.id),
         lastHash: hash,

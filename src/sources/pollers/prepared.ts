@@ -1,6 +1,6 @@
 import { PermanentError } from "../../core/errors.js";
 import { jsonTooDeep, TOO_DEEP, TOO_DEEP_ERROR } from "../json-depth.js";
-import type { IngestItem, Normalised } from "../pipeline.js";
+import { POLL_CONTEXT_HEADER, type IngestItem, type Normalised } from "../pipeline.js";
 import { jsonbRefuses } from "../raw-copy.js";
 
 /** What the raw store keeps of a vendor response or record: parsed JSON, or the text itself. */
@@ -65,14 +65,22 @@ export function oversized(limitBytes: number): PermanentError {
   );
 }
 
-/** The pipeline's view of prepared data. */
+/**
+ * The pipeline's view of prepared data. `context` is what the poller's normaliser needs besides
+ * the raw answer (JSON); given, a dead letter carries it, and `broker dlq replay` can normalise
+ * the stored answer again. Left out for answers that can only be refused whole.
+ */
 export function ingestItem(
   prepared: Prepared,
   correlationId: string,
   arrivedAt: string,
+  context?: object,
 ): IngestItem {
   return {
     raw: { correlationId, ts: prepared.newest ?? arrivedAt, ...prepared.raw },
     normalise: prepared.normalise,
+    ...(context === undefined
+      ? {}
+      : { replayHeaders: { [POLL_CONTEXT_HEADER]: JSON.stringify(context) } }),
   };
 }
