@@ -10,8 +10,6 @@ import type { Logger } from "../core/logger.js";
 import { createDeadLetterService, type DeadLetterService } from "../dlq/service.js";
 import { deadLetterQueueName, QUEUE_NAMES } from "../bus/topology.js";
 import { QueueSweeper } from "../bus/queue-sweep.js";
-import { INFLUXDB_QUEUE } from "../delivery/influxdb/influxdb-writer.js";
-import { UBIDOTS_QUEUE } from "../delivery/ubidots/ubidots-writer.js";
 import { mqttSettings } from "../mqtt/settings.js";
 import { RetainedTopics } from "../mqtt/retained-topics.js";
 import { HealthProbe, type WatchedQueue } from "./health.js";
@@ -50,9 +48,7 @@ interface OperatorParts {
 
 /** Every queue the health page counts: the consumers' queues and every dead-letter queue. */
 function watchedQueues(prefix: string, deadLetters: DeadLetterService): WatchedQueue[] {
-  const consumers = [...Object.values(QUEUE_NAMES), UBIDOTS_QUEUE, INFLUXDB_QUEUE].map(
-    (q) => prefix + q,
-  );
+  const consumers = Object.values(QUEUE_NAMES).map((q) => prefix + q);
   const dead = new Set(deadLetters.queues.map((q) => q.name));
   for (const q of consumers) {
     dead.add(deadLetterQueueName(q));

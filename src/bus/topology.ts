@@ -5,6 +5,8 @@ import type { AmqpChannel } from "./connection.js";
 export const QUEUE_NAMES = {
   mapper: "lm_physical_timeseries",
   frred: "databolt_logical_msg_queue",
+  ubidots: "ubidots_logical_msg_queue",
+  influxdb: "influxdb_logical_msg_queue",
 } as const;
 
 export interface QueueSpec {

@@ -1,5 +1,6 @@
 import { z } from "zod";
 
+import { QUEUE_NAMES } from "../../bus/topology.js";
 import { ConfigError, parseSection, type Config } from "../../core/config.js";
 import { deadline } from "../../core/backoff.js";
 import { PermanentError, TransientError } from "../../core/errors.js";
@@ -15,7 +16,7 @@ import {
 import { messageLines } from "./line-protocol.js";
 
 /** IoTa-style queue name for this writer. */
-export const INFLUXDB_QUEUE = "influxdb_logical_msg_queue";
+export const INFLUXDB_QUEUE = QUEUE_NAMES.influxdb;
 
 const schema = z.object({
   INFLUXDB_URL: z.url().optional(),

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 
+import { QUEUE_NAMES } from "../../bus/topology.js";
 import { sleep } from "../../core/backoff.js";
 import type { JsonObject } from "../../core/devices.js";
 import { holdRateLimit, takeRateSlot } from "../../db/repositories/rate-limits.js";
@@ -30,7 +31,7 @@ import {
 import { ubidotsSettings } from "./settings.js";
 
 /** IoTa's queue for this writer. */
-export const UBIDOTS_QUEUE = "ubidots_logical_msg_queue";
+export const UBIDOTS_QUEUE = QUEUE_NAMES.ubidots;
 
 /** Ubidots answers that mean the token or the account is refused, not the data. */
 const REFUSED = new Set([401, 402, 403, 423]);
