@@ -3,6 +3,7 @@ import { InvalidArgumentError } from "commander";
 import type pg from "pg";
 
 import type { Config } from "../core/config.js";
+import { parseInstant } from "../core/time.js";
 import type { PoolLogger } from "../db/pool.js";
 
 /**
@@ -10,6 +11,16 @@ import type { PoolLogger } from "../db/pool.js";
  * lookups, without kysely, zod schemas or pino: `broker pd get` loads this and pg only (plus
  * the configuration). context.ts holds the rest.
  */
+
+/** commander argument parser for an instant: ISO-8601 with an offset, nothing else. */
+export function parseTime(value: string): string {
+  if (parseInstant(value.trim()) === undefined) {
+    throw new InvalidArgumentError(
+      "must be an ISO-8601 date-time with an offset, e.g. 2024-03-01T09:30:00Z or 2024-03-01T19:30:00+10:00.",
+    );
+  }
+  return value.trim();
+}
 
 /** commander argument parser for a device uid: a positive integer, nothing else. */
 export function parseUid(value: string): number {

@@ -48,6 +48,10 @@ const GROUPS: Readonly<Record<string, Group>> = {
     description: "dead-letter queues: look, replay, purge",
     load: async () => (await import("./commands/dlq.js")).registerDlqCommands,
   },
+  replay: {
+    description: "re-normalise stored raw messages with today's decoders (--dry-run to preview)",
+    load: async () => (await import("./commands/replay.js")).registerReplayCommand,
+  },
   run: {
     description: "run one or more components in this process until SIGTERM/SIGINT",
     load: async () => (await import("./commands/run.js")).registerRunCommand,

@@ -1,7 +1,8 @@
 /**
  * Progress lines for long operations (pure: the clock and the output are given). Nothing is
  * written for an operation that ends within `quietMs`; after that, at most one line per
- * `everyMs`: `<queue>: done/total (pct%), rate msg/s`, and a last line at the end.
+ * `everyMs`: `<queue>: done/total (pct%), rate msg/s, about N s left`, and a last line at the end
+ * (without the time left).
  */
 export interface ProgressOptions {
   /** Receives each line (without a newline) and whether it ends the operation. */
@@ -54,6 +55,9 @@ export function formatProgress(
   elapsedMs: number,
 ): string {
   const pct = total === 0 ? 100 : Math.floor((done / total) * 100);
-  const rate = elapsedMs > 0 ? Math.round((done / elapsedMs) * 1000) : 0;
-  return `${queue}: ${done}/${total} (${pct}%), ${rate} msg/s`;
+  const exact = elapsedMs > 0 ? (done / elapsedMs) * 1000 : 0;
+  const rate = Math.round(exact);
+  const left =
+    done < total && exact > 0 ? `, about ${Math.ceil((total - done) / exact)} s left` : "";
+  return `${queue}: ${done}/${total} (${pct}%), ${rate} msg/s${left}`;
 }

@@ -218,8 +218,8 @@ describe("ProgressReporter", () => {
     now = 2700;
     p.update("r", 1000, 1000);
     expect(lines).toEqual([
-      "r: 300/1000 (30%), 200 msg/s",
-      "r: 900/1000 (90%), 346 msg/s",
+      "r: 300/1000 (30%), 200 msg/s, about 4 s left",
+      "r: 900/1000 (90%), 346 msg/s, about 1 s left",
       "r: 1000/1000 (100%), 370 msg/s",
     ]);
     expect(formatProgress("q", 0, 0, 0)).toBe("q: 0/0 (100%), 0 msg/s");

@@ -1,6 +1,5 @@
 import { InvalidArgumentError, Option, type Command } from "commander";
 
-import { parseInstant } from "../../core/time.js";
 import type { Db } from "../../db/database.js";
 import { countHeld, listHeld, UNRECORDED_REASON } from "../../db/repositories/held-messages.js";
 import {
@@ -24,6 +23,7 @@ import {
 import { HOLD_REASONS } from "../../mapper/route.js";
 import { withLogicalPublisher } from "../bus.js";
 import { notFoundNote, parseUid, printJson, UsageError, withDatabase } from "../context.js";
+import { parseTime } from "../output.js";
 
 interface SelectorOptions {
   puid?: number;
@@ -72,16 +72,6 @@ async function deviceExists(db: Db, sel: DeviceSelector): Promise<boolean> {
     notFoundNote(describe(sel));
   }
   return device !== undefined;
-}
-
-/** commander argument parser for an instant: ISO-8601 with an offset, nothing else. */
-function parseTime(value: string): string {
-  if (parseInstant(value.trim()) === undefined) {
-    throw new InvalidArgumentError(
-      "must be an ISO-8601 date-time with an offset, e.g. 2024-03-01T09:30:00Z or 2024-03-01T19:30:00+10:00.",
-    );
-  }
-  return value.trim();
 }
 
 const RELEASABLE = [...HOLD_REASONS, UNRECORDED_REASON];

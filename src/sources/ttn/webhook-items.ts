@@ -34,6 +34,7 @@ function tryUplink(json: unknown): Uplink | undefined {
   }
 }
 
+/** What decoding needs of the webhook's settings (a replay builds the same). */
 export interface WebhookItemOptions {
   /** Whether simulated uplinks are normalised and published (they are stored raw regardless). */
   readonly acceptSimulated: boolean;
@@ -45,7 +46,8 @@ export interface WebhookItemOptions {
   readonly decoderNames?: DecoderNames | undefined;
 }
 
-async function decodeLocally(
+/** Runs the uplink's local decoder, if one applies (the webhook's rule; a replay's too). */
+export async function decodeLocally(
   u: Uplink,
   arrivedAt: string,
   o: WebhookItemOptions,
