@@ -450,25 +450,38 @@ export async function replay(
       }
       let published = await republishInterrupted(connDeps, publisher, run, criteria, batchSize);
       let held = 0;
-      let after = run.storedThrough;
       let done = run.done;
       let complete = true;
+      // The next batch is read and normalised (decoder threads, the pool's other connection)
+      // while this one is stored and published on the lock's connection: raw messages of two
+      // batches never share rows, so the overlap changes nothing but the time taken.
+      const plan = async (after: number) => {
+        const raws = await selectRawBatch(deps.db, criteria, after, run.lastRawUid, batchSize);
+        return raws.length === 0
+          ? undefined
+          : {
+              through: raws[raws.length - 1]!.uid,
+              planned: await normaliseBatch(deps.db, deps.normaliser, raws),
+            };
+      };
+      let next = plan(run.storedThrough);
       for (;;) {
+        const batch = await next;
+        if (!batch) {
+          break;
+        }
         if (options.signal?.aborted) {
           complete = false;
           break;
         }
-        const raws = await selectRawBatch(conn, criteria, after, run.lastRawUid, batchSize);
-        if (raws.length === 0) {
-          break;
-        }
-        const planned = await normaliseBatch(conn, deps.normaliser, raws);
-        addPlanned(totals, planned);
-        after = raws[raws.length - 1]!.uid;
-        const r = await applyBatch(connDeps, publisher, run, planned, after, now());
+        next = plan(batch.through);
+        // Nothing unhandled if this batch fails: the next one's outcome is awaited or dropped.
+        next.catch(() => undefined);
+        addPlanned(totals, batch.planned);
+        const r = await applyBatch(connDeps, publisher, run, batch.planned, batch.through, now());
         published += r.published;
         held += r.held;
-        done += raws.length;
+        done += batch.planned.length;
         options.onProgress?.(done, run.total);
       }
       if (complete) {
