@@ -21,7 +21,7 @@ import { captureExchange, type Capture } from "../helpers/capture.js";
 import { runBroker } from "../helpers/cli.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { brokerEnv, startTestSystem, testConfig } from "../helpers/system.js";
-import { deliverUplink, netvoxUplink } from "../helpers/ttn.js";
+import { deliverUplink, fixtureText, netvoxUplink } from "../helpers/ttn.js";
 
 const MQTT_URL = process.env.MQTT_URL ?? "mqtt://127.0.0.1:1883";
 const suffix = randomBytes(4).toString("hex");
@@ -36,6 +36,8 @@ const env = {
   MQTT_URL,
   YDOC_MQTT_TOPICS: `${ydocTopicRoot}/YDOC/+`,
   YDOC_MQTT_CLIENT_ID: `test-${suffix}-ydoc`,
+  DRAGINO_MQTT_TOPICS: `${ydocTopicRoot}/dragino_up`,
+  DRAGINO_MQTT_CLIENT_ID: `test-${suffix}-dragino`,
 };
 
 let db: TestDatabase;
@@ -109,7 +111,7 @@ beforeAll(async () => {
   deployDecoder(BUGGY);
   db = await createTestDatabase();
   config = testConfig(db, amqpConfig, env);
-  system = await startTestSystem(["ttn-webhook", "ydoc", "mapper"], config);
+  system = await startTestSystem(["ttn-webhook", "ydoc", "dragino", "mapper"], config);
   capture = await captureExchange(amqpConfig.url, amqpConfig.ltsExchange);
   webhook = `http://127.0.0.1:${system.components.find((c) => c.name === "ttn-webhook")!.port!()}/ttn/webhook/up`;
   mqttClient = await mqtt.connectAsync(MQTT_URL, { clientId: `test-${suffix}-publisher` });
@@ -123,14 +125,17 @@ beforeAll(async () => {
 afterAll(async () => {
   await mqttClient?.endAsync();
   await system?.stop();
-  const c = await mqtt.connectAsync(MQTT_URL, { clientId: env.YDOC_MQTT_CLIENT_ID, clean: true });
-  await c.endAsync();
+  for (const clientId of [env.YDOC_MQTT_CLIENT_ID, env.DRAGINO_MQTT_CLIENT_ID]) {
+    const c = await mqtt.connectAsync(MQTT_URL, { clientId, clean: true });
+    await c.endAsync();
+  }
   await capture?.close();
   await cleanupAmqp(amqpConfig, [
     mapperQueue,
     deadLetterQueueName(mapperQueue),
     amqpConfig.queuePrefix + "ttn_webhook.dead",
     amqpConfig.queuePrefix + "ydoc_ingest.dead",
+    amqpConfig.queuePrefix + "dragino_ingest.dead",
   ]);
   await db?.drop();
   rmSync(decoders, { recursive: true, force: true });
@@ -426,6 +431,90 @@ describe("broker replay", () => {
       original.map((r) => [r.physical_uid, r.json_msg.timeseries]),
     );
     expect(replaced.every((r) => r.replay_id === summary.replay_id)).toBe(true);
+  });
+
+  it("finds rows stored before migration 013 by their body's id (Dragino records' derived ids)", async () => {
+    await mqttClient.publishAsync(
+      `${ydocTopicRoot}/dragino_up`,
+      fixtureText("dragino_json_S31x-CB.json"),
+      { qos: 1 },
+    );
+    let cid = "";
+    await waitFor(
+      async () => {
+        const found = await sql<{ cid: string }>(
+          "select correlation_id::text as cid from raw_messages where source_name = 'dragino_json'",
+        );
+        cid = found[0]?.cid ?? "";
+        return found.length === 1;
+      },
+      15_000,
+      "Dragino raw message",
+    );
+    type Stored = { uid: number; body_cid: string; json_msg: Row["json_msg"]; raw: string | null };
+    const ofDevice = () =>
+      sql<Stored>(
+        `select uid, json_msg->>'broker_correlation_id' as body_cid, json_msg,
+                raw_correlation_id::text as raw
+         from physical_timeseries p
+         where physical_uid = (select physical_uid from raw_messages where correlation_id = $1)
+         order by ts`,
+        [cid],
+      );
+    let original: Stored[] = [];
+    await waitFor(
+      async () => {
+        original = await ofDevice();
+        return original.length > 1;
+      },
+      15_000,
+      "Dragino rows",
+    );
+    // Records carry ids derived from the device and their time, not the raw message's.
+    expect(original.some((r) => r.body_cid !== cid)).toBe(true);
+    expect(original.every((r) => r.raw === cid)).toBe(true);
+    // As before migration 013 (no link), with a wrong value.
+    await sql(
+      "update physical_timeseries set raw_correlation_id = null where raw_correlation_id = $1",
+      [cid],
+    );
+    await sql(
+      `update physical_timeseries set json_msg = jsonb_set(json_msg, '{timeseries,0,value}', '-1')
+       where uid = $1`,
+      [original[0]!.uid],
+    );
+
+    const logger = createLogger({ level: "silent" });
+    const normaliser = await openRawNormaliser({ config, db: db.handle.db, logger });
+    const publisher = new ConfirmedPublisher({
+      connection: system.deps.amqp,
+      exchange: amqpConfig.ltsExchange,
+      logger,
+    });
+    try {
+      const summary = await replay(
+        {
+          db: db.handle.db,
+          normaliser,
+          publisher,
+          route: { futureToleranceMs: 3_600_000, pastToleranceMs: undefined },
+        },
+        parseSelection({ correlationIds: [cid] }),
+      );
+      expect(summary.totals).toMatchObject({
+        raw: 1,
+        changed: 1,
+        valuesChanged: 1,
+        messagesAdded: 0,
+      });
+    } finally {
+      await normaliser.close();
+      await publisher.close();
+    }
+    const replaced = await ofDevice();
+    expect(replaced.map((r) => [r.body_cid, r.json_msg.timeseries, r.raw])).toEqual(
+      original.map((r) => [r.body_cid, r.json_msg.timeseries, cid]),
+    );
   });
 
   it("refuses what it cannot replay with one line", async () => {
