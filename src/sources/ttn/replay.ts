@@ -5,8 +5,9 @@ import type { Db } from "../../db/database.js";
 import type { RawRecord } from "../../db/repositories/replay-runs.js";
 import type { RawNormalisation } from "../../replay/ports.js";
 import { decodeJsonText } from "../raw-copy.js";
-import { DecoderNames } from "./decoder-names.js";
+import { decoderNameFor, decoderNameIndex, type UplinkDeviceIds } from "./decoder-names.js";
 import { DecoderPool } from "./decoders/decoder-pool.js";
+import { loadDecoderNameRows } from "./metadata-store.js";
 import { isSimulated, normaliseTtnUplink, parseUplink, ttnMessageType } from "./normalise.js";
 import { loadTtnSettings } from "./settings.js";
 import { decodeLocally, type WebhookItemOptions } from "./webhook-items.js";
@@ -20,7 +21,7 @@ import { decodeLocally, type WebhookItemOptions } from "./webhook-items.js";
  * the arrival time an uplink without a receive time was stamped with.
  */
 export class TtnReplayNormaliser {
-  readonly #options: WebhookItemOptions & { decoderNames?: DecoderNames };
+  readonly #options: WebhookItemOptions;
   readonly #pool: DecoderPool | undefined;
 
   private constructor(options: WebhookItemOptions, pool: DecoderPool | undefined) {
@@ -40,11 +41,10 @@ export class TtnReplayNormaliser {
       dir === undefined
         ? undefined
         : new DecoderPool({ dir, ...limits, logger: logger.child({ part: "decoders" }) });
-    let decoderNames: DecoderNames | undefined;
-    if (pool) {
-      decoderNames = new DecoderNames({ db: deps.db, logger });
-      await decoderNames.refresh();
-    }
+    // Read once, and a failure fails the replay: decoding a device with the application's
+    // decoder instead of the one its operator named would "correct" it wrongly.
+    const names = pool ? decoderNameIndex(await loadDecoderNameRows(deps.db)) : undefined;
+    const decoderNames = names && { lookup: (ids: UplinkDeviceIds) => decoderNameFor(names, ids) };
     return new TtnReplayNormaliser(
       {
         acceptSimulated: settings.acceptSimulated,

@@ -43,7 +43,7 @@ export interface WebhookItemOptions {
   /** Runs local decoders; undefined when TTN_DECODERS_DIR is unset (no local decoding). */
   readonly decoders?: DecoderPool | undefined;
   /** Devices' own decoder names. */
-  readonly decoderNames?: DecoderNames | undefined;
+  readonly decoderNames?: Pick<DecoderNames, "lookup"> | undefined;
 }
 
 /** Runs the uplink's local decoder, if one applies (the webhook's rule; a replay's too). */
