@@ -66,7 +66,10 @@ export function registerReplayCommand(program: Command): void {
       parseTime,
     )
     .option("--to <time>", "raw messages before this instant, exclusive", parseTime)
-    .option("--all", "every raw message of the replayable sources")
+    .option(
+      "--all",
+      "every raw message (those of sources that cannot be replayed are counted under failures)",
+    )
     .option(
       "--dry-run",
       "print what would change (values, points added and removed, devices); change nothing",
