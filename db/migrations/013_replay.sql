@@ -33,6 +33,10 @@ ALTER TABLE physical_timeseries ENABLE TRIGGER update_physical_timeseries_ts_del
 
 CREATE INDEX IF NOT EXISTS physical_timeseries_raw_correlation_id_idx
     ON physical_timeseries (raw_correlation_id) WHERE raw_correlation_id IS NOT NULL;
+-- The mapper asks, per batch, whether a message's raw message was replayed since: a small index
+-- of replayed rows only answers that without touching the rest.
+CREATE INDEX IF NOT EXISTS physical_timeseries_replayed_idx
+    ON physical_timeseries (raw_correlation_id) WHERE replay_id IS NOT NULL;
 -- Legacy rows are found by their body's id (only those with no raw id, so the index stays small
 -- once history has been replayed).
 CREATE INDEX IF NOT EXISTS physical_timeseries_legacy_cid_idx
