@@ -3,7 +3,7 @@
  * earlier run against those its replay produces. Messages are matched by physical device,
  * correlation id and timestamp; points within a message by name and own timestamp. Values are
  * compared as JSON with keys in a fixed order (jsonb does not keep the producer's order), so a
- * message that only comes back with its keys reordered is unchanged.
+ * message that only comes back with its keys or its points reordered is unchanged.
  */
 
 /** A normalised message as the diff sees it (stored or replayed). */
@@ -58,10 +58,14 @@ function pointsOf(m: DiffMessage): Map<string, string> {
   return points;
 }
 
-/** The message without l_uid (set by routing, not by the normaliser). */
+/**
+ * The message without l_uid (set by routing, not by the normaliser), its points in a fixed
+ * order: a TTN payload's keys come back from jsonb reordered, and so would its points.
+ */
 function content(m: DiffMessage): string {
-  const { l_uid: _routed, ...rest } = m;
-  return canonicalJson(rest);
+  const { l_uid: _routed, timeseries, ...rest } = m;
+  const points = timeseries.map(canonicalJson).sort();
+  return `${canonicalJson(rest)}\u0000${points.join("\u0000")}`;
 }
 
 export function diffRawMessage(

@@ -517,6 +517,50 @@ describe("broker replay", () => {
     );
   });
 
+  it("leaves alone an uplink TTN decoded whose payload comes back from jsonb in another order", async () => {
+    const body = netvoxUplink("a0a0a0a0a0a0a0f1", 1, at(30), {
+      temperature: 16.46,
+      humidity: 55.18,
+      battery: 3.6,
+    });
+    expect(await deliverUplink(webhook, body)).toBe(204);
+    let cid = "";
+    await waitFor(
+      async () => {
+        const [row] = await sql<{ cid: string }>(
+          `select raw_correlation_id::text as cid from physical_timeseries p
+           join raw_messages r on r.correlation_id = p.raw_correlation_id
+           where r.json_msg->'end_device_ids'->>'dev_eui' = 'a0a0a0a0a0a0a0f1'`,
+        );
+        cid = row?.cid ?? "";
+        return row !== undefined;
+      },
+      15_000,
+      "the uplink stored",
+    );
+    const logger = createLogger({ level: "silent" });
+    const normaliser = await openRawNormaliser({ config, db: db.handle.db, logger });
+    try {
+      const summary = await replay(
+        {
+          db: db.handle.db,
+          normaliser,
+          publisher: {
+            publish: (messages) =>
+              messages.length === 0
+                ? Promise.resolve()
+                : Promise.reject(new Error("nothing should be published")),
+          },
+          route: { futureToleranceMs: 3_600_000, pastToleranceMs: undefined },
+        },
+        parseSelection({ correlationIds: [cid] }),
+      );
+      expect(summary).toMatchObject({ published: 0, totals: { raw: 1, unchanged: 1 } });
+    } finally {
+      await normaliser.close();
+    }
+  });
+
   it("refuses what it cannot replay with one line", async () => {
     const res = await runBroker(["replay", "--source", "ict_mqtt"], { database: db.name });
     expect(res.code).not.toBe(0);

@@ -30,6 +30,12 @@ describe("replay diff", () => {
     });
   });
 
+  it("sees no change when only the order of the points differs (a TTN payload read from jsonb)", () => {
+    const stored = [msg(1, "2025-01-01T00:00:00Z", { temperature: 21.5, battery: 3.6 })];
+    const replayed = [msg(1, "2025-01-01T00:00:00Z", { battery: 3.6, temperature: 21.5 })];
+    expect(diffRawMessage(stored, replayed).changed).toBe(false);
+  });
+
   it("counts values changed, points added and removed, per device", () => {
     const stored = [
       msg(1, "2025-01-01T00:00:00Z", { t: 20, h: 50, old: 1 }),
