@@ -8,7 +8,8 @@
  * 5000) each whole-path run (TTN's decoded_payload, then local decoding); BENCH_DEVICES
  * (default 1000) the number of mapped devices; BENCH_DECODES (default 20000) each decoder run;
  * BENCH_HELD (default 100000) the held messages released (bench/release.ts);
- * BENCH_CLI_RUNS (default 20) the CLI start-up runs (bench/cli-startup.ts).
+ * BENCH_CLI_RUNS (default 20) the CLI start-up runs (bench/cli-startup.ts); BENCH_REPLAY
+ * (default 1000000, 0 to leave it out) the raw uplinks replayed (bench/replay.ts).
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
@@ -41,6 +42,7 @@ import {
 } from "./harness.js";
 import { cliStartup, printStartup, type StartupFigures } from "./cli-startup.js";
 import { releaseRun } from "./release.js";
+import { REPLAY_MESSAGES, replayRun } from "./replay.js";
 import { figures, formatRow, type Figures } from "./stats.js";
 import { influxFigures, ubidotsFigures, type WriterFigure } from "./writers.js";
 
@@ -367,6 +369,9 @@ async function main(): Promise<void> {
     results.push(decoded.http, decoded.endToEnd);
     results.push(...(await decoderThroughput(decodersDir, DECODES)));
     results.push(await releaseRun(conn, pool, env, queue("lts_capture_release")));
+    if (REPLAY_MESSAGES > 0) {
+      results.push(await replayRun(conn, pool, env, decodersDir, queue("lts_capture_replay")));
+    }
     if (process.env.BENCH_WRITERS !== "0") {
       writers.push(...(await ubidotsFigures(conn, pool, env)));
       writers.push(await influxFigures(conn, pool, env, MESSAGES));

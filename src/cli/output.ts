@@ -12,15 +12,7 @@ import type { PoolLogger } from "../db/pool.js";
  * the configuration). context.ts holds the rest.
  */
 
-/** commander argument parser for a device uid: a positive integer, nothing else. */
-export function parseUid(value: string): number {
-  if (!/^\d+$/.test(value.trim()) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) {
-    throw new InvalidArgumentError("must be a positive integer.");
-  }
-  return Number(value);
-}
-
-/** commander argument parser for an instant: ISO-8601 with an offset, kept as written. */
+/** commander argument parser for an instant: ISO-8601 with an offset, nothing else. */
 export function parseTime(value: string): string {
   if (parseInstant(value.trim()) === undefined) {
     throw new InvalidArgumentError(
@@ -28,6 +20,14 @@ export function parseTime(value: string): string {
     );
   }
   return value.trim();
+}
+
+/** commander argument parser for a device uid: a positive integer, nothing else. */
+export function parseUid(value: string): number {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1 || !Number.isSafeInteger(Number(value))) {
+    throw new InvalidArgumentError("must be a positive integer.");
+  }
+  return Number(value);
 }
 
 /** Writes `value` as IoTa's CLI does: JSON indented by two spaces (`null` for nothing). */

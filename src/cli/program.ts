@@ -52,6 +52,10 @@ const GROUPS: Readonly<Record<string, Group>> = {
     description: "send stored logical messages to one writer (a destination added later)",
     load: async () => (await import("./commands/backfill.js")).registerBackfillCommand,
   },
+  replay: {
+    description: "re-normalise stored raw messages with today's decoders (--dry-run to preview)",
+    load: async () => (await import("./commands/replay.js")).registerReplayCommand,
+  },
   run: {
     description: "run one or more components in this process until SIGTERM/SIGINT",
     load: async () => (await import("./commands/run.js")).registerRunCommand,

@@ -99,3 +99,14 @@ export function messageKey(message: NormalisedMessage): string {
   );
   return `${digest.slice(0, 8)}-${digest.slice(8, 12)}-${digest.slice(12, 16)}-${digest.slice(16, 20)}-${digest.slice(20, 32)}`;
 }
+
+/**
+ * AMQP header naming the raw message (raw_messages.correlation_id) a physical message came from,
+ * set by the sources. It differs from the body's broker_correlation_id for a Dragino record, and
+ * one raw message can yield several messages (YDOC, Dragino). The mapper stores it as
+ * physical_timeseries.raw_correlation_id, which is how a replay finds what a raw message produced.
+ */
+export const RAW_CORRELATION_HEADER = "x-broker-raw-correlation-id";
+
+/** AMQP header on every message a replay publishes: the replay's id (replay_runs.id). */
+export const REPLAY_HEADER = "x-broker-replay";

@@ -10,17 +10,23 @@ import { QUEUE_NAMES } from "../bus/topology.js";
 import type { Config } from "../core/config.js";
 import { PermanentError } from "../core/errors.js";
 import type { Logger } from "../core/logger.js";
-import { decodeMessage, messageKey, type NormalisedMessage } from "../core/message.js";
-import { parseInstantMicros } from "../core/time.js";
+import {
+  decodeMessage,
+  messageKey,
+  RAW_CORRELATION_HEADER,
+  type NormalisedMessage,
+} from "../core/message.js";
 import type { Db } from "../db/database.js";
 import {
   insertPhysicalTimeseries,
+  replayedRawMessages,
   type TimeseriesRow,
 } from "../db/repositories/physical-timeseries.js";
 import { loadRoutes, recordLogicalSightings } from "../db/repositories/routes.js";
 import {
   decideRoute,
   LTS_ROUTING_KEY,
+  messageWindow,
   newestPerLogicalDevice,
   type RouteDecision,
 } from "./route.js";
@@ -44,39 +50,28 @@ export interface MapperComponent {
 }
 
 type Parsed =
-  { ok: true; message: NormalisedMessage; key: string } | { ok: false; error: PermanentError };
+  | { ok: true; message: NormalisedMessage; key: string; rawId: string }
+  | { ok: false; error: PermanentError };
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** The raw message's id from the source's header; without one, the message's own id. */
+function rawIdOf(delivery: Delivery, message: NormalisedMessage): string {
+  const header = delivery.headers[RAW_CORRELATION_HEADER];
+  const text = Buffer.isBuffer(header) ? header.toString("utf8") : header;
+  return typeof text === "string" && UUID.test(text) ? text : message.broker_correlation_id;
+}
 
 function parse(delivery: Delivery): Parsed {
   try {
     const message = decodeMessage(delivery.body);
-    return { ok: true, message, key: messageKey(message) };
+    return { ok: true, message, key: messageKey(message), rawId: rawIdOf(delivery, message) };
   } catch (err) {
     if (err instanceof PermanentError) {
       return { ok: false, error: err };
     }
     throw err;
   }
-}
-
-/** The earliest and latest message time of a batch, to fetch only the mappings that matter. */
-function timeWindow(parsed: readonly Parsed[]): { from: string; to: string } | undefined {
-  let min = Number.POSITIVE_INFINITY;
-  let max = Number.NEGATIVE_INFINITY;
-  for (const p of parsed) {
-    const micros = p.ok ? parseInstantMicros(p.message.timestamp) : undefined;
-    if (micros !== undefined) {
-      min = Math.min(min, micros);
-      max = Math.max(max, micros);
-    }
-  }
-  if (min > max) {
-    return undefined;
-  }
-  // Whole milliseconds around the exact instants: the window only narrows the query.
-  return {
-    from: new Date(Math.floor(min / 1000)).toISOString(),
-    to: new Date(Math.ceil(max / 1000)).toISOString(),
-  };
 }
 
 /**
@@ -104,7 +99,11 @@ export function createMapper(deps: MapperDeps): MapperComponent {
         uids.add(p.message.p_uid);
       }
     }
-    const routes = await loadRoutes(db, [...uids], timeWindow(parsed));
+    const routes = await loadRoutes(
+      db,
+      [...uids],
+      messageWindow(parsed.flatMap((p) => (p.ok ? [p.message] : []))),
+    );
     const now = Date.now();
     const options = {
       now,
@@ -118,12 +117,25 @@ export function createMapper(deps: MapperDeps): MapperComponent {
       p.ok ? decideRoute(p.message, routes.get(p.message.p_uid), options) : p.error,
     );
 
+    // A raw message a replay has re-normalised since: this earlier normalisation of it (late, or
+    // redelivered) is superseded, and is neither stored beside the replay's rows nor forwarded.
+    const superseded = await replayedRawMessages(
+      db,
+      parsed.flatMap((p) => (p.ok ? [p.rawId] : [])),
+    );
     const rows: TimeseriesRow[] = [];
     const forwards: Extract<RouteDecision, { kind: "forward" }>[] = [];
     const outgoing: OutgoingMessage[] = [];
     decisions.forEach((d, i) => {
       const p = parsed[i]!;
       if (d instanceof PermanentError || d.kind === "reject" || !p.ok) {
+        return;
+      }
+      if (superseded.has(p.rawId)) {
+        logger.info(
+          { broker_correlation_id: p.message.broker_correlation_id, raw_correlation_id: p.rawId },
+          "message superseded by a replay of its raw message; not stored or forwarded",
+        );
         return;
       }
       // Serialised once: the same text is stored and published.
@@ -135,6 +147,7 @@ export function createMapper(deps: MapperDeps): MapperComponent {
         json,
         msgKey: p.key,
         holdReason: d.kind === "hold" ? d.reason : null,
+        rawCorrelationId: p.rawId,
       });
       if (d.kind === "forward") {
         forwards.push(d);

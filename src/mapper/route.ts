@@ -193,3 +193,26 @@ export function newestPerLogicalDevice(
   }
   return [...newest].map(([uid, v]) => ({ uid, lastSeen: v.lastSeen, lastMsg: v.lastMsg }));
 }
+
+/** The earliest and latest time of some messages, to fetch only the mappings that matter. */
+export function messageWindow(
+  messages: readonly NormalisedMessage[],
+): { from: string; to: string } | undefined {
+  let min = Number.POSITIVE_INFINITY;
+  let max = Number.NEGATIVE_INFINITY;
+  for (const m of messages) {
+    const micros = parseInstantMicros(m.timestamp);
+    if (micros !== undefined) {
+      min = Math.min(min, micros);
+      max = Math.max(max, micros);
+    }
+  }
+  if (min > max) {
+    return undefined;
+  }
+  // Whole milliseconds around the exact instants: the window only narrows the query.
+  return {
+    from: new Date(Math.floor(min / 1000)).toISOString(),
+    to: new Date(Math.ceil(max / 1000)).toISOString(),
+  };
+}

@@ -3,7 +3,12 @@ import { ConfirmedPublisher, type OutgoingMessage } from "../bus/publisher.js";
 import { declareStandaloneDeadLetterQueue, topologyOptions } from "../bus/topology.js";
 import type { JsonObject, NewPhysicalDevice } from "../core/devices.js";
 import { classifyError, PermanentError } from "../core/errors.js";
-import { messageKey, parseMessage, type NormalisedMessage } from "../core/message.js";
+import {
+  messageKey,
+  parseMessage,
+  RAW_CORRELATION_HEADER,
+  type NormalisedMessage,
+} from "../core/message.js";
 import {
   findOrCreatePhysicalDevice,
   findPhysicalDevicesBySourceIds,
@@ -385,6 +390,7 @@ export class IngestPipeline {
           messageId: messageKey(message),
           correlationId: message.broker_correlation_id,
           routingKey: PTS_ROUTING_KEY,
+          headers: { [RAW_CORRELATION_HEADER]: item.raw.correlationId },
         });
       }
       results[i] = { status: "accepted", published: messages.length, physicalUid: uid };

@@ -126,6 +126,29 @@ describe("InfluxDB writer against a real InfluxDB 1.x", () => {
       ]),
     );
   }, 120_000);
+
+  it("a replayed message overwrites the point it corrects: one value per series and time", async () => {
+    const before = await deliveredCount();
+    const first = {
+      broker_correlation_id: randomUUID(),
+      p_uid: 200,
+      l_uid: 20,
+      timestamp: "2024-07-01T00:00:00Z",
+      timeseries: [{ name: "temperature", value: 215 }],
+    };
+    await publish(amqp, [first]);
+    await waitFor(async () => (await deliveredCount()) === before + 1, 30_000, "first decode");
+    // The replay's copy: same correlation id, device and time, the corrected value, its header.
+    const replayed = { ...first, timeseries: [{ name: "temperature", value: 21.5 }] };
+    ch.publish(amqp.ltsExchange, "logical_timeseries", Buffer.from(JSON.stringify(replayed)), {
+      persistent: true,
+      headers: { "x-broker-replay": randomUUID() },
+    });
+    await ch.waitForConfirms();
+    await waitFor(async () => (await deliveredCount()) === before + 2, 30_000, "replayed copy");
+    const points = await influx.query('SELECT "temperature" FROM "ld_20"', "broker");
+    expect(points.results[0]!.series![0]!.values).toEqual([[1719792000000000000, 21.5]]);
+  }, 60_000);
 });
 
 describe("InfluxDB writer on the 2.x/3.x API (stand-in)", () => {

@@ -150,6 +150,17 @@ describe("broker migrate", () => {
     ]);
 
     // What the upgrade adds.
+    // Each stored message linked to the raw message of its correlation id (013), ts_delta untouched.
+    expect(
+      await rows(
+        pool,
+        "select uid, raw_correlation_id::text as raw from physical_timeseries order by uid",
+      ),
+    ).toEqual([
+      { uid: 1, raw: "83d04e6f-db16-4280-8337-53f11b2335c6" },
+      { uid: 2, raw: "83d04e6f-db16-4280-8337-53f11b2335c6" },
+      { uid: 3, raw: "0f5c1a43-9d7e-4a57-9c55-2b7d0e0c1c11" },
+    ]);
     const sourcesAfter = await rows(pool, "select source_name from sources order by 1");
     expect(sourcesAfter).toEqual(
       expect.arrayContaining([

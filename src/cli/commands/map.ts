@@ -74,7 +74,6 @@ async function deviceExists(db: Db, sel: DeviceSelector): Promise<boolean> {
   return device !== undefined;
 }
 
-/** commander argument parser for an instant: ISO-8601 with an offset, nothing else. */
 const RELEASABLE = [...HOLD_REASONS, UNRECORDED_REASON];
 
 /** commander argument parser for `--reason a,b`: hold reasons, repeatable. */

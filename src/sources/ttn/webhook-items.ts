@@ -34,6 +34,7 @@ function tryUplink(json: unknown): Uplink | undefined {
   }
 }
 
+/** What decoding needs of the webhook's settings (a replay builds the same). */
 export interface WebhookItemOptions {
   /** Whether simulated uplinks are normalised and published (they are stored raw regardless). */
   readonly acceptSimulated: boolean;
@@ -42,10 +43,11 @@ export interface WebhookItemOptions {
   /** Runs local decoders; undefined when TTN_DECODERS_DIR is unset (no local decoding). */
   readonly decoders?: DecoderPool | undefined;
   /** Devices' own decoder names. */
-  readonly decoderNames?: DecoderNames | undefined;
+  readonly decoderNames?: Pick<DecoderNames, "lookup"> | undefined;
 }
 
-async function decodeLocally(
+/** Runs the uplink's local decoder, if one applies (the webhook's rule; a replay's too). */
+export async function decodeLocally(
   u: Uplink,
   arrivedAt: string,
   o: WebhookItemOptions,
