@@ -68,18 +68,22 @@ export async function rawMessageByCorrelationId(
 }
 
 /**
- * The normalised messages made from one arrival, oldest first. THE one place that finds
- * physical_timeseries rows by correlation id: until the table has a column of its own for it,
- * the id is read from the stored message (`json_msg->>'broker_correlation_id'`, see
- * src/core/message.ts). `physicalUid`, when known (from the raw message), narrows the search to
- * that device's rows by index; without it the whole table is read.
+ * The normalised messages made from one arrival, oldest first: the rows stamped with it as their
+ * raw message (`raw_correlation_id`, migration 013, indexed), rows stored before 013 whose body
+ * carries the id (indexed for rows without a raw id), and, when the raw message's device is known,
+ * that device's rows whose body carries the id (a Dragino record's own id). `correlationId` must be
+ * a UUID (the route validates it).
  */
 export async function messagesByCorrelationId(
   db: Db,
   correlationId: string,
   physicalUid?: number,
 ): Promise<TracedMessage[]> {
-  const device = physicalUid === undefined ? sql`true` : sql`pt.physical_uid = ${physicalUid}`;
+  const ofDevice =
+    physicalUid === undefined
+      ? sql`false`
+      : sql`(pt.physical_uid = ${physicalUid}
+             and pt.json_msg->>'broker_correlation_id' = ${correlationId})`;
   const { rows } = await sql<{
     uid: number;
     physical_uid: number;
@@ -97,7 +101,10 @@ export async function messagesByCorrelationId(
     from physical_timeseries pt
     left join physical_devices pd on pd.uid = pt.physical_uid
     left join logical_devices ld on ld.uid = pt.logical_uid
-    where ${device} and pt.json_msg->>'broker_correlation_id' = ${correlationId}
+    where pt.raw_correlation_id = ${correlationId}::uuid
+       or (pt.raw_correlation_id is null
+           and pt.json_msg->>'broker_correlation_id' = ${correlationId})
+       or ${ofDevice}
     order by pt.ts, pt.uid`.execute(db);
   return rows.map((r) => ({
     uid: r.uid,
