@@ -1,5 +1,9 @@
 import { z } from "zod";
 
+import { ConfigError, Environment } from "./environment.js";
+
+export { ConfigError, Environment };
+
 /**
  * Configuration comes from the environment only (IoTa's variable names where IoTa has one), is
  * validated once at start-up, and is frozen. `.env.example` lists every variable.
@@ -138,15 +142,12 @@ export interface Config {
    */
   readonly logFormat: "auto" | "json" | "pretty";
   /**
-   * The environment this config was read from (empty values removed). Components with settings
-   * of their own parse their section from it with {@link parseSection} when they are built, at
-   * start-up, so every variable is still validated before any work starts.
+   * The environment this config was read from. Components with settings of their own parse their
+   * section from it with {@link parseSection} when they are built, at start-up, so every variable
+   * is still validated before any work starts; it hands out sections and named variables only,
+   * never the whole environment (see {@link Environment}).
    */
-  readonly env: Readonly<Record<string, string>>;
-}
-
-export class ConfigError extends Error {
-  override readonly name = "ConfigError";
+  readonly env: Environment;
 }
 
 function amqpUrl(env: z.infer<typeof envSchema>): string {
@@ -209,7 +210,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     }),
     logLevel: env.LOG_LEVEL,
     logFormat: env.LOG_FORMAT,
-    env: Object.freeze(cleaned as Record<string, string>),
+    env: new Environment(cleaned),
   });
 }
 
@@ -222,10 +223,5 @@ export function parseSection<T>(
   schema: z.ZodType<T>,
   what: string,
 ): T {
-  const parsed = schema.safeParse(config.env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
-    throw new ConfigError(`invalid ${what} configuration: ${problems.join("; ")}`);
-  }
-  return parsed.data;
+  return config.env.section(schema, what);
 }

@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { Delivery, Outcome } from "../bus/consumer.js";
 import { deadLetterQueueName } from "../bus/topology.js";
 import { backoffDelay, sleep } from "../core/backoff.js";
-import { parseSection } from "../core/config.js";
+import { parseSection, type Config } from "../core/config.js";
 import { classifyError, PermanentError, TransientError } from "../core/errors.js";
 import type { Logger } from "../core/logger.js";
 import { decodeMessage, messageKey, type LogicalMessage } from "../core/message.js";
@@ -119,8 +119,8 @@ export interface WriterSettings {
   readonly rememberMs: number;
 }
 
-export function writerSettings(env: Readonly<Record<string, string>>): WriterSettings {
-  const s = parseSection({ env }, writerSchema, "writer");
+export function writerSettings(config: Pick<Config, "env">): WriterSettings {
+  const s = parseSection(config, writerSchema, "writer");
   return {
     retryInitialMs: s.WRITER_RETRY_INITIAL_MS,
     retryMaxMs: s.WRITER_RETRY_MAX_MS,
@@ -211,7 +211,7 @@ class Wakeup {
  * pauses this writer's loops with backoff; other writers and the mapper are not affected.
  */
 export function createWriter(deps: WriterDeps, options: WriterOptions): WriterComponent {
-  const settings = writerSettings(deps.config.env);
+  const settings = writerSettings(deps.config);
   const name = options.name;
   const logger = options.logger ?? deps.logger.child({ component: name });
   const metrics: WriterMetrics = writerMetrics(deps.metrics);

@@ -1,6 +1,6 @@
 import { z } from "zod";
 
-import { ConfigError, type Config } from "../core/config.js";
+import { Environment, type Config } from "../core/config.js";
 
 /**
  * One MQTT source's connection settings, from the environment. Every variable exists once for
@@ -83,28 +83,11 @@ const scoped = z.object({
   MQTT_TOPICS: topics.optional(),
 });
 
-function parse<T>(schema: z.ZodType<T>, env: Record<string, string>, prefix: string): T {
-  const result = schema.safeParse(env);
-  if (!result.success) {
-    const problems = result.error.issues.map((i) => `${prefix}${i.path.join(".")}: ${i.message}`);
-    throw new ConfigError(`invalid MQTT configuration: ${problems.join("; ")}`);
-  }
-  return result.data;
-}
-
 /** Reads and validates one source's settings; throws ConfigError naming each bad variable. */
 export function mqttSettings(config: Pick<Config, "env">, names: MqttSourceNames): MqttSettings {
-  const common = parse(shared, config.env, "");
+  const common = config.env.section(shared, "MQTT");
   const prefix = `${names.prefix}_`;
-  const own = parse(
-    scoped,
-    Object.fromEntries(
-      Object.entries(config.env)
-        .filter(([k]) => k.startsWith(`${prefix}MQTT_`))
-        .map(([k, v]) => [k.slice(prefix.length), v]),
-    ),
-    prefix,
-  );
+  const own = new Environment(config.env.withPrefix(prefix)).section(scoped, "MQTT", prefix);
   const server = own.MQTT_SERVER ? `mqtt://${own.MQTT_SERVER}:${own.MQTT_PORT ?? 1883}` : undefined;
   return Object.freeze({
     url: own.MQTT_URL ?? server ?? common.MQTT_URL ?? DEFAULT_MQTT_URL,

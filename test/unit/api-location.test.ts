@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 
 import { hostName, parsePublicUrl, publicOrigin } from "../../src/api/location.js";
 import { apiSettings } from "../../src/api/settings.js";
+import { Environment } from "../../src/core/environment.js";
 
 const any = { publicUrl: undefined, hosts: [] };
 const req = (host: string | undefined, protocol = "http", encrypted = false) => ({
@@ -59,13 +60,16 @@ describe("Location origins", () => {
   it("are configured by API_PUBLIC_URL and API_HOSTS", () => {
     const pg = { poolSize: 10 } as never;
     const settings = apiSettings({
-      env: { API_PUBLIC_URL: "https://iota.example.org/", API_HOSTS: " A.example , b.example" },
+      env: new Environment({
+        API_PUBLIC_URL: "https://iota.example.org/",
+        API_HOSTS: " A.example , b.example",
+      }),
       pg,
     });
     expect(settings.publicUrl).toBe("https://iota.example.org");
     expect(settings.hosts).toEqual(["a.example", "b.example"]);
-    expect(() => apiSettings({ env: { API_PUBLIC_URL: "ftp://x.org" }, pg })).toThrow(
-      /API_PUBLIC_URL: must be an http or https URL/,
-    );
+    expect(() =>
+      apiSettings({ env: new Environment({ API_PUBLIC_URL: "ftp://x.org" }), pg }),
+    ).toThrow(/API_PUBLIC_URL: must be an http or https URL/);
   });
 });

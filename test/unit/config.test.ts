@@ -1,12 +1,14 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { inspect } from "node:util";
 
+import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 
 import { loadDotEnv } from "../../src/cli/dotenv.js";
-import { ConfigError, loadConfig, parseSection } from "../../src/core/config.js";
+import { ConfigError, Environment, loadConfig, parseSection } from "../../src/core/config.js";
 
 describe("configuration", () => {
   it("uses IoTa's variable names with the documented defaults", () => {
@@ -114,5 +116,43 @@ describe(".env", () => {
     const env: NodeJS.ProcessEnv = {};
     expect(loadDotEnv(join(dir, "missing.env"), env)).toEqual([]);
     expect(env).toEqual({});
+  });
+});
+
+describe("the environment components are handed", () => {
+  const config = loadConfig({
+    PGPASSWORD: "pg-secret",
+    UBIDOTS_API_TOKEN: "ubi-secret",
+    YDOC_MQTT_URL: "mqtt://y:1883",
+    YDOC_MQTT_TOPICS: "ydoc/#",
+    EMPTY: "",
+  });
+
+  it("never prints a variable's value: JSON, util.inspect and a logged object show a count", () => {
+    const lines: string[] = [];
+    const logger = pino({}, { write: (line: string) => lines.push(line) });
+    logger.info({ config }, "config");
+    const shown = [JSON.stringify(config), inspect(config, { depth: 5 }), ...lines].join("\n");
+    expect(shown).not.toContain("ubi-secret");
+    expect(shown).not.toContain("mqtt://y:1883");
+    expect(shown).toMatch(/\[Environment: \d+ variables\]/);
+  });
+
+  it("hands out a section, one variable, or one prefix's variables; empty counts as unset", () => {
+    expect(config.env.value("UBIDOTS_API_TOKEN")).toBe("ubi-secret");
+    expect(config.env.value("EMPTY")).toBeUndefined();
+    expect(config.env.withPrefix("YDOC_")).toEqual({
+      MQTT_URL: "mqtt://y:1883",
+      MQTT_TOPICS: "ydoc/#",
+    });
+    const section = config.env.section(z.object({ UBIDOTS_API_TOKEN: z.string() }), "Ubidots");
+    expect(section).toEqual({ UBIDOTS_API_TOKEN: "ubi-secret" });
+    expect(() =>
+      new Environment({ X_PORT: "eighty" }).section(
+        z.object({ PORT: z.coerce.number() }),
+        "X",
+        "X_",
+      ),
+    ).toThrow(/invalid X configuration: X_PORT: /);
   });
 });

@@ -11,6 +11,7 @@ import {
   type SensorGroupRef,
 } from "../../src/sources/greenbrain/normalise.js";
 import type { Normalised } from "../../src/sources/pipeline.js";
+import { Environment } from "../../src/core/environment.js";
 
 const recorded = new URL("../fixtures/recorded/", import.meta.url);
 const own = new URL("../fixtures/pollers/", import.meta.url);
@@ -70,16 +71,22 @@ describe("GreenBrain bootstrap", () => {
 
 describe("GreenBrain accounts", () => {
   it("zips GREENBRAIN_USERS with GREENBRAIN_PASSWORDS", () => {
-    expect(greenBrainAccounts({ GREENBRAIN_USERS: "a, b", GREENBRAIN_PASSWORDS: "x,y" })).toEqual([
+    expect(
+      greenBrainAccounts({
+        env: new Environment({ GREENBRAIN_USERS: "a, b", GREENBRAIN_PASSWORDS: "x,y" }),
+      }),
+    ).toEqual([
       { username: "a", password: "x" },
       { username: "b", password: "y" },
     ]);
   });
 
   it("refuses missing users and a password list of another length (IoTa dropped the extra users)", () => {
-    expect(() => greenBrainAccounts({})).toThrow(/GREENBRAIN_USERS/);
+    expect(() => greenBrainAccounts({ env: new Environment({}) })).toThrow(/GREENBRAIN_USERS/);
     expect(() =>
-      greenBrainAccounts({ GREENBRAIN_USERS: "a,b", GREENBRAIN_PASSWORDS: "x" }),
+      greenBrainAccounts({
+        env: new Environment({ GREENBRAIN_USERS: "a,b", GREENBRAIN_PASSWORDS: "x" }),
+      }),
     ).toThrow(/one password per user/);
   });
 });

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { counterRates, parseCounters, RateBase } from "../../src/api/health-figures.js";
 import { operationsSettings } from "../../src/api/operations-settings.js";
 import { isTopicLevel, wombatSerial } from "../../src/sources/wombat/config-scripts.js";
+import { Environment } from "../../src/core/environment.js";
 
 const METRICS = `# HELP broker_messages_in_total Messages received by a component
 # TYPE broker_messages_in_total counter
@@ -49,7 +50,10 @@ describe("health figures", () => {
 });
 
 describe("operations settings", () => {
-  const config = (env: Record<string, string>) => ({ env, metricsPort: 9464 });
+  const config = (env: Record<string, string>) => ({
+    env: new Environment(env),
+    metricsPort: 9464,
+  });
 
   it("defaults the health targets to this host's ops port", () => {
     expect(operationsSettings(config({}))).toEqual({

@@ -3,11 +3,12 @@ import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../src/core/config.js";
 import { PubackQueue } from "../../src/mqtt/acks.js";
 import { mqttSettings } from "../../src/mqtt/settings.js";
+import { Environment } from "../../src/core/environment.js";
 
 // The MQTT transport every MQTT source shares, exercised through ICT's settings (the source with
 // IoTa's own MQTT variables).
 const ict = { prefix: "ICT", component: "ict-mqtt", defaultTopics: ["ict/data/+"] };
-const settings = (env: Record<string, string>) => mqttSettings({ env }, ict);
+const settings = (env: Record<string, string>) => mqttSettings({ env: new Environment(env) }, ict);
 
 describe("MQTT settings", () => {
   it("defaults to the local broker, a stable client id, IoTa's topic, keepalive 60, 256 KiB", () => {

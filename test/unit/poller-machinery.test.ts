@@ -14,6 +14,7 @@ import { failed, parseVendorJson, rawBody } from "../../src/sources/pollers/prep
 import { pollerSettings, requiredSecret } from "../../src/sources/pollers/settings.js";
 import { pythonIsoformat, withOffset, zuluSeconds } from "../../src/sources/pollers/times.js";
 import { VendorServer, type Answer } from "../fixtures/pollers/vendor-server.js";
+import { Environment } from "../../src/core/environment.js";
 
 const logger = createLogger({ level: "silent" });
 
@@ -98,7 +99,7 @@ describe("content ids and progress", () => {
 
 describe("poller settings", () => {
   it("reads a vendor's interval and URL with defaults, and names a missing secret", () => {
-    const s = pollerSettings({ env: { EAGLEIO_POLL_SECONDS: "0.5" } }, "EAGLEIO", {
+    const s = pollerSettings({ env: new Environment({ EAGLEIO_POLL_SECONDS: "0.5" }) }, "EAGLEIO", {
       pollSeconds: 300,
       apiUrl: "https://api.eagle.io/api/v1/",
     });
@@ -108,14 +109,14 @@ describe("poller settings", () => {
       attempts: 4,
     });
     expect(() =>
-      pollerSettings({ env: { EAGLEIO_POLL_SECONDS: "soon" } }, "EAGLEIO", {
+      pollerSettings({ env: new Environment({ EAGLEIO_POLL_SECONDS: "soon" }) }, "EAGLEIO", {
         pollSeconds: 1,
         apiUrl: "http://x",
       }),
     ).toThrow(/EAGLEIO_POLL_SECONDS/);
-    expect(() => requiredSecret({ env: {} }, "EAGLEIO_API_TOKEN", "eagleio", "the key")).toThrow(
-      /EAGLEIO_API_TOKEN/,
-    );
+    expect(() =>
+      requiredSecret({ env: new Environment({}) }, "EAGLEIO_API_TOKEN", "eagleio", "the key"),
+    ).toThrow(/EAGLEIO_API_TOKEN/);
   });
 });
 

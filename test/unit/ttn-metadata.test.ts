@@ -9,6 +9,7 @@ import {
   DEFAULT_TTN_API_URL,
   loadTtnSettings,
 } from "../../src/sources/ttn/settings.js";
+import { Environment } from "../../src/core/environment.js";
 
 const fixtures = new URL("../fixtures/recorded/", import.meta.url);
 const apiRecord = JSON.parse(
@@ -53,7 +54,7 @@ describe("device metadata from The Things Stack API", () => {
 
 describe("TTN settings", () => {
   it("has IoTa's defaults", () => {
-    const s = loadTtnSettings({ env: {}, production: false });
+    const s = loadTtnSettings({ env: new Environment({}), production: false });
     expect(s.api).toMatchObject({
       authorization: undefined,
       url: DEFAULT_TTN_API_URL,
@@ -76,7 +77,7 @@ describe("TTN settings", () => {
   it("reads the lists and switches", () => {
     const s = loadTtnSettings({
       production: false,
-      env: {
+      env: new Environment({
         TTN_API_TOKEN: "NNSXS.X",
         TTN_API_URL: "https://au1.cloud.thethings.network/api/v3/",
         TTN_DECODERS_DIR: "/decoders",
@@ -84,7 +85,7 @@ describe("TTN settings", () => {
         TTN_ACCEPT_SIMULATED: "false",
         TTN_WEBHOOK_BASIC_USER: "u",
         TTN_WEBHOOK_BASIC_PASSWORD: "p",
-      },
+      }),
     });
     expect(s.api.authorization).toBe("Bearer NNSXS.X");
     expect(s.api.url).toBe("https://au1.cloud.thethings.network/api/v3");
@@ -93,7 +94,7 @@ describe("TTN settings", () => {
     expect(s.auth.basic).toEqual({ user: "u", password: "p" });
     expect(
       loadTtnSettings({
-        env: { TTN_DECODERS_DIR: "/d", TTN_DECODE_LOCALLY: "ALL" },
+        env: new Environment({ TTN_DECODERS_DIR: "/d", TTN_DECODE_LOCALLY: "ALL" }),
         production: false,
       }).decoders.locally,
     ).toBe("all");
@@ -109,30 +110,41 @@ describe("TTN settings", () => {
     [{ TTN_WEBHOOK_AUTH: "none", TTN_WEBHOOK_SECRET: "s" }, /TTN_WEBHOOK_AUTH: is none/],
     [{ TTN_WEBHOOK_AUTH: "required" }, /TTN_WEBHOOK_SECRET: the webhook needs credentials/],
   ])("refuses %o", (env, message) => {
-    expect(() => loadTtnSettings({ env, production: false })).toThrow(ConfigError);
-    expect(() => loadTtnSettings({ env, production: false })).toThrow(message);
+    expect(() => loadTtnSettings({ env: new Environment(env), production: false })).toThrow(
+      ConfigError,
+    );
+    expect(() => loadTtnSettings({ env: new Environment(env), production: false })).toThrow(
+      message,
+    );
   });
 
   it("runs the webhook open outside production, and says why", () => {
-    expect(loadTtnSettings({ env: {}, production: false }).openWebhook).toBe("default");
-    const chosen = { env: { TTN_WEBHOOK_AUTH: "none" }, production: false };
+    expect(loadTtnSettings({ env: new Environment({}), production: false }).openWebhook).toBe(
+      "default",
+    );
+    const chosen = { env: new Environment({ TTN_WEBHOOK_AUTH: "none" }), production: false };
     expect(loadTtnSettings(chosen).openWebhook).toBe("chosen");
-    const secret = { env: { TTN_WEBHOOK_SECRET: "s" }, production: false };
+    const secret = { env: new Environment({ TTN_WEBHOOK_SECRET: "s" }), production: false };
     expect(loadTtnSettings(secret).openWebhook).toBeUndefined();
   });
 
   it("in production, refuses an open webhook unless TTN_WEBHOOK_AUTH=none says so", () => {
-    expect(() => loadTtnSettings({ env: {}, production: true })).toThrow(
+    expect(() => loadTtnSettings({ env: new Environment({}), production: true })).toThrow(
       /TTN_WEBHOOK_SECRET: the webhook needs credentials \(BROKER_ENV=production\).*TTN_WEBHOOK_AUTH=none/,
     );
-    const open = loadTtnSettings({ env: { TTN_WEBHOOK_AUTH: "none" }, production: true });
+    const open = loadTtnSettings({
+      env: new Environment({ TTN_WEBHOOK_AUTH: "none" }),
+      production: true,
+    });
     expect(open.openWebhook).toBe("chosen");
     expect(open.auth.secret).toBeUndefined();
     for (const env of [
       { TTN_WEBHOOK_SECRET: "s" } as Record<string, string>,
       { TTN_WEBHOOK_BASIC_USER: "u", TTN_WEBHOOK_BASIC_PASSWORD: "p" },
     ]) {
-      expect(loadTtnSettings({ env, production: true }).openWebhook).toBeUndefined();
+      expect(
+        loadTtnSettings({ env: new Environment(env), production: true }).openWebhook,
+      ).toBeUndefined();
     }
   });
 });

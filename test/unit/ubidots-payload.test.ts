@@ -11,6 +11,7 @@ import {
   type OwnedDot,
 } from "../../src/delivery/ubidots/payload.js";
 import { ubidotsSettings } from "../../src/delivery/ubidots/settings.js";
+import { Environment } from "../../src/core/environment.js";
 
 const cid = "3a0b6a1e-2d1c-4b8e-9f3a-0c1d2e3f4a5b";
 
@@ -222,14 +223,14 @@ describe("device identity and description", () => {
 
 describe("ubidotsSettings", () => {
   it("takes scheme and host only, needs a token, and defaults to IoTa's host at 4 requests/s", () => {
-    const s = ubidotsSettings({ env: { UBIDOTS_API_TOKEN: "t" } });
+    const s = ubidotsSettings({ env: new Environment({ UBIDOTS_API_TOKEN: "t" }) });
     expect(s.baseUrl).toBe("https://industrial.api.ubidots.com.au");
     expect(s.requestsPerSecond).toBe(4);
     expect(s.budgetName).not.toContain("t:");
-    expect(() => ubidotsSettings({ env: {} })).toThrow(/UBIDOTS_API_TOKEN/);
+    expect(() => ubidotsSettings({ env: new Environment({}) })).toThrow(/UBIDOTS_API_TOKEN/);
     expect(() =>
       ubidotsSettings({
-        env: { UBIDOTS_API_TOKEN: "t", UBIDOTS_URL: "https://x.example/api/v1.6" },
+        env: new Environment({ UBIDOTS_API_TOKEN: "t", UBIDOTS_URL: "https://x.example/api/v1.6" }),
       }),
     ).toThrow(/scheme and host only/);
   });

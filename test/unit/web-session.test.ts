@@ -9,6 +9,7 @@ import {
   sessionToken,
 } from "../../src/web/session.js";
 import { webSettings } from "../../src/web/settings.js";
+import { Environment } from "../../src/core/environment.js";
 
 const TOKEN = "ab".repeat(64);
 
@@ -52,11 +53,11 @@ describe("web session", () => {
 
 describe("web settings", () => {
   it("defaults to IoTa's port and the API on this host", () => {
-    const s = webSettings({ env: { API_PORT: "6000" } });
+    const s = webSettings({ env: new Environment({ API_PORT: "6000" }) });
     expect(s).toMatchObject({ port: 5000, apiUrl: "http://127.0.0.1:6000", secureCookies: "auto" });
     expect(s.tileUrl).toBeUndefined();
-    expect(() => webSettings({ env: { WEB_TILE_URL: "javascript:alert(1)" } })).toThrow(
-      /WEB_TILE_URL/,
-    );
+    expect(() =>
+      webSettings({ env: new Environment({ WEB_TILE_URL: "javascript:alert(1)" }) }),
+    ).toThrow(/WEB_TILE_URL/);
   });
 });

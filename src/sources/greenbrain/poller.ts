@@ -1,5 +1,5 @@
 import type { Component, Dependencies } from "../../runtime/component.js";
-import { ConfigError } from "../../core/config.js";
+import { ConfigError, type Config } from "../../core/config.js";
 import { classifyError, PermanentError } from "../../core/errors.js";
 import { contentHash, pollCorrelationId } from "../pollers/ids.js";
 import { OutcomeTracker, type PollOutcome } from "../pollers/loop.js";
@@ -24,9 +24,11 @@ function commaList(value: string | undefined): string[] {
 }
 
 /** GREENBRAIN_USERS and GREENBRAIN_PASSWORDS, zipped; mismatched lists are a config error. */
-export function greenBrainAccounts(env: Readonly<Record<string, string>>): GreenBrainAccount[] {
-  const users = commaList(env.GREENBRAIN_USERS);
-  const passwords = (env.GREENBRAIN_PASSWORDS ?? "").split(",").map((s) => s.trim());
+export function greenBrainAccounts(config: Pick<Config, "env">): GreenBrainAccount[] {
+  const users = commaList(config.env.value("GREENBRAIN_USERS"));
+  const passwords = (config.env.value("GREENBRAIN_PASSWORDS") ?? "")
+    .split(",")
+    .map((s) => s.trim());
   if (users.length === 0) {
     throw new ConfigError(
       "the greenbrain component needs GREENBRAIN_USERS (comma-separated GreenBrain user names) and GREENBRAIN_PASSWORDS; GREENBRAIN_USERS is not set",
@@ -47,7 +49,7 @@ export function greenBrainAccounts(env: Readonly<Record<string, string>>): Green
  * response identical to the last one processed for its group (BLAKE2b hash, as IoTa) is skipped.
  */
 export function createGreenBrainPoller(deps: Dependencies): Component {
-  const accounts = greenBrainAccounts(deps.config.env);
+  const accounts = greenBrainAccounts(deps.config);
   const settings = pollerSettings(deps.config, "GREENBRAIN", {
     pollSeconds: 3600,
     apiUrl: "https://api.greenbrain.net.au/v3",

@@ -60,7 +60,7 @@ export function pollerSettings(
 
 /** One variable validated by `schema`; a bad value is a ConfigError naming the variable. */
 export function envValue<T>(config: Pick<Config, "env">, name: string, schema: z.ZodType<T>): T {
-  const parsed = schema.safeParse(config.env[name]);
+  const parsed = schema.safeParse(config.env.value(name));
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => i.message).join("; ");
     throw new ConfigError(`invalid configuration: ${name}: ${problems}`);
@@ -75,7 +75,7 @@ export function requiredSecret(
   component: string,
   meaning: string,
 ): string {
-  const value = config.env[name];
+  const value = config.env.value(name);
   if (value === undefined || value.trim() === "") {
     throw new ConfigError(`the ${component} component needs ${name} (${meaning}); it is not set`);
   }
