@@ -2,11 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { PermanentError, TransientError } from "../../src/core/errors.js";
 import { createLogger } from "../../src/core/logger.js";
-import {
-  retryAfterMs,
-  VendorHttp,
-  VendorUnavailableError,
-} from "../../src/sources/pollers/http.js";
+import { retryAfterMs } from "../../src/core/retry-after.js";
+import { VendorHttp, VendorUnavailableError } from "../../src/sources/pollers/http.js";
 import { contentHash, pollCorrelationId } from "../../src/sources/pollers/ids.js";
 import { PollLoop, type PollOutcome } from "../../src/sources/pollers/loop.js";
 import { aggregateProgress, alreadyProcessed } from "../../src/sources/pollers/progress.js";

@@ -3,7 +3,8 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 
 import { ConfigError } from "../../src/core/config.js";
-import { metadataFromApi, retryAfterMs } from "../../src/sources/ttn/metadata.js";
+import { retryAfterMs } from "../../src/core/retry-after.js";
+import { metadataFromApi } from "../../src/sources/ttn/metadata.js";
 import {
   authorizationHeader,
   DEFAULT_TTN_API_URL,

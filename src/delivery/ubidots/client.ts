@@ -1,5 +1,5 @@
 import { deadline } from "../../core/backoff.js";
-import { retryAfterMs } from "../../sources/pollers/http.js";
+import { retryAfterMs } from "../../core/retry-after.js";
 import type { DeliveryReport } from "../writer.js";
 
 /** A request budget shared by every copy of the writer (see db/repositories/rate-limits.ts). */

@@ -1,5 +1,6 @@
 import { backoffDelay, sleep } from "../../core/backoff.js";
 import { TransientError } from "../../core/errors.js";
+import { retryAfterMs } from "../../core/retry-after.js";
 import type { Logger } from "../../core/logger.js";
 
 /** One request to a vendor API. */
@@ -54,19 +55,6 @@ export interface VendorHttpOptions {
   readonly logger: Logger;
   /** Called before each retry (metrics). */
   readonly onRetry?: () => void;
-}
-
-/** Seconds or an HTTP date, as RFC 9110 allows; undefined when absent or unreadable. */
-export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
-  if (header === null || header.trim() === "") {
-    return undefined;
-  }
-  const value = header.trim();
-  if (/^\d+$/.test(value)) {
-    return Number(value) * 1000;
-  }
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
 /** Reads at most `limit` bytes of a body, then stops reading (the connection is dropped). */

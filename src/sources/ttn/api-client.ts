@@ -1,6 +1,5 @@
-import axios, { type AxiosInstance } from "axios";
-
-import { retryAfterMs } from "./metadata.js";
+import { deadline } from "../../core/backoff.js";
+import { retryAfterMs } from "../../core/retry-after.js";
 
 /** What one device lookup came to; the caller decides what each means for its retries. */
 export type DeviceLookup =
@@ -30,40 +29,44 @@ export interface TtnApiClientOptions {
  * {@link DeviceLookup}.
  */
 export class TtnApiClient {
-  readonly #http: AxiosInstance;
+  readonly #options: TtnApiClientOptions;
 
   constructor(options: TtnApiClientOptions) {
-    this.#http = axios.create({
-      baseURL: options.url,
-      timeout: options.timeoutMs,
-      headers: { Authorization: options.authorization, Accept: "application/json" },
-      // Every status is an outcome here, not an exception.
-      validateStatus: () => true,
-      responseType: "json",
-      maxRedirects: 0,
-    });
+    this.#options = options;
   }
 
   /** `GET /applications/{app}/devices/{dev}?field_mask=name,description,locations,attributes`. */
   async getDevice(appId: string, devId: string, signal?: AbortSignal): Promise<DeviceLookup> {
     const path = `/applications/${encodeURIComponent(appId)}/devices/${encodeURIComponent(devId)}`;
-    let response;
+    const url = `${this.#options.url}${path}?field_mask=name,description,locations,attributes`;
+    // One deadline for headers and body together: a server that stalls mid-body is a timeout too.
+    const timer = deadline(this.#options.timeoutMs, signal);
+    let status: number;
+    let retryAfter: string | null;
+    let data: unknown;
     try {
-      response = await this.#http.get<unknown>(path, {
-        params: { field_mask: "name,description,locations,attributes" },
-        signal,
+      const response = await fetch(url, {
+        headers: { Authorization: this.#options.authorization, Accept: "application/json" },
+        // A redirect is an answer to report, not to follow with the token attached.
+        redirect: "manual",
+        signal: timer.signal,
       });
+      status = response.status;
+      retryAfter = response.headers.get("retry-after");
+      const text = await response.text();
+      data = parseJson(text);
     } catch (err) {
       return { kind: "failed", error: err instanceof Error ? err.message : String(err) };
+    } finally {
+      timer.done();
     }
-    const { status, data } = response;
     if (status >= 200 && status < 300) {
       return typeof data === "object" && data !== null
         ? { kind: "found", record: data }
         : { kind: "failed", error: `status ${status} without a JSON object body` };
     }
     if (status === 429) {
-      return { kind: "rate_limited", retryAfterMs: retryAfterMs(response.headers["retry-after"]) };
+      return { kind: "rate_limited", retryAfterMs: retryAfterMs(retryAfter) };
     }
     if (status === 401) {
       return { kind: "unauthorized", status };
@@ -73,5 +76,14 @@ export class TtnApiClient {
       return { kind: "refused", status, record };
     }
     return { kind: "failed", error: `status ${status}` };
+  }
+}
+
+/** The body as JSON when it is JSON, else the text itself (kept for the refusal record). */
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
   }
 }

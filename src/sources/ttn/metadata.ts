@@ -51,19 +51,3 @@ export function metadataFromApi(record: unknown): DeviceMetadata {
   const long = coordinate(user?.longitude, 180);
   return { name, location: lat !== undefined && long !== undefined ? { lat, long } : null };
 }
-
-/**
- * Milliseconds to wait from an HTTP Retry-After value (delta seconds or an HTTP date), or
- * undefined when absent or unreadable.
- */
-export function retryAfterMs(header: unknown, now = Date.now()): number | undefined {
-  if (typeof header !== "string" || header.trim() === "") {
-    return undefined;
-  }
-  const value = header.trim();
-  if (/^\d+(\.\d+)?$/.test(value)) {
-    return Math.round(Number(value) * 1000);
-  }
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
-}
