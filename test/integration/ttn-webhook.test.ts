@@ -289,23 +289,28 @@ describe("TTN webhook against PostgreSQL and RabbitMQ", () => {
 });
 
 describe("TTN webhook while RabbitMQ is unreachable", () => {
-  it("answers 503 so the sender retries, and still keeps the raw uplink", async () => {
+  // Design §5.1 as changed by issue 12: with PostgreSQL up, the raw row and the outbox row are
+  // durable, so the webhook accepts (ttn-outbox.test.ts publishes them once RabbitMQ is back).
+  it("answers 204 once the raw uplink and its outbox row are committed, and stays ready", async () => {
     const dead = testConfig(db, { ...amqpConfig, url: "amqp://guest:guest@127.0.0.1:1/%2F" });
     const outage = await startTestSystem(["ttn-webhook"], dead);
     try {
       const url = `http://127.0.0.1:${outage.components[0]!.port!()}`;
-      expect((await fetch(`${url}/readyz`)).status).toBe(503);
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
       const body = uplink("00000000000000d5", 1, "2023-08-01T00:00:00Z");
       const res = await fetch(`${url}/ttn/webhook/up`, {
         method: "POST",
         body: JSON.stringify(body),
       });
-      expect(res.status).toBe(503);
-      expect(res.headers.get("retry-after")).toBe("5");
-      const rows = await sql(
-        "select 1 from raw_messages where json_msg->'end_device_ids'->>'dev_eui' = '00000000000000d5'",
+      expect(res.status).toBe(204);
+      const rows = await sql<{ correlation_id: string }>(
+        "select correlation_id from raw_messages where json_msg->'end_device_ids'->>'dev_eui' = '00000000000000d5'",
       );
       expect(rows).toHaveLength(1);
+      const waiting = await sql<{ correlation_id: string }>(
+        "select correlation_id from ingest_outbox",
+      );
+      expect(waiting).toEqual([{ correlation_id: rows[0]!.correlation_id }]);
     } finally {
       await outage.stop();
     }
