@@ -5,7 +5,7 @@ import type { JsonObject, NewPhysicalDevice } from "../core/devices.js";
 import { classifyError, PermanentError, TransientError } from "../core/errors.js";
 import { messageKey, parseMessage, type NormalisedMessage } from "../core/message.js";
 import {
-  findOrCreatePhysicalDevice,
+  findOrCreatePhysicalDevices,
   findPhysicalDevicesBySourceIds,
   recordSightings,
 } from "../db/repositories/physical-devices.js";
@@ -19,6 +19,9 @@ import { insertOutbox, type OutboxMessage } from "../db/repositories/ingest-outb
 import { addSource } from "../db/repositories/sources.js";
 import { withActor } from "../events/actor.js";
 import { OutboxRelay } from "./outbox-relay.js";
+
+/** Lookups whose device uid is remembered; past this the memory starts again (one lookup each). */
+const DEVICE_CACHE_LIMIT = 100_000;
 
 /** IoTa's routing key for physical messages (ignored by the fanout exchange). */
 const PTS_ROUTING_KEY = "physical_timeseries";
@@ -120,6 +123,12 @@ export class IngestPipeline {
   readonly #deadLetters: ConfirmedPublisher | undefined;
   readonly #deadLetterQueue: string | undefined;
   readonly #outbox: OutboxRelay | undefined;
+  /**
+   * Lookup (JSON text) → the uid it last resolved to. Only a hint: each batch checks in its
+   * lookup statement that the device still has this source and source ids (a registry change
+   * makes the search run again), so a stale entry costs a search, never a wrong device.
+   */
+  readonly #deviceHints = new Map<string, number>();
 
   constructor(deps: Dependencies, sourceName: string, options: IngestPipelineOptions = {}) {
     this.#deps = deps;
@@ -354,7 +363,7 @@ export class IngestPipeline {
       }),
     );
 
-    // One lookup per distinct device in the batch; creation (rare) takes a lock per device.
+    // One lookup per distinct device in the batch; the new ones are created together.
     const keys = normalised.map((n) => (n ? JSON.stringify(n.device.lookup) : undefined));
     const distinct = [...new Set(keys.filter((k): k is string => k !== undefined))];
     const firstOf = new Map(distinct.map((k) => [k, normalised[keys.indexOf(k)]!]));
@@ -362,22 +371,40 @@ export class IngestPipeline {
       db,
       source,
       distinct.map((k) => JSON.parse(k) as JsonObject),
+      distinct.map((k) => this.#deviceHints.get(k)),
     );
     const uidOf = new Map<string, number>();
+    const toCreate: string[] = [];
     for (const [i, key] of distinct.entries()) {
       const device = found[i];
       if (device) {
         uidOf.set(key, device.uid);
-        continue;
+      } else {
+        toCreate.push(key);
       }
-      const n = firstOf.get(key)!;
-      const { device: created } = await withActor(db, `component:${source}`, (trx) =>
-        findOrCreatePhysicalDevice(trx, source, n.device.lookup, {
-          ...n.device.create,
-          source_name: source,
-        }),
+    }
+    if (toCreate.length > 0) {
+      // Every new device of the batch in one transaction (one commit, a few statements).
+      const created = await withActor(db, `component:${source}`, (trx) =>
+        findOrCreatePhysicalDevices(
+          trx,
+          source,
+          toCreate.map((key) => {
+            const n = firstOf.get(key)!;
+            return {
+              lookup: n.device.lookup,
+              create: { ...n.device.create, source_name: source },
+            };
+          }),
+        ),
       );
-      uidOf.set(key, created.uid);
+      created.forEach(({ device }, i) => uidOf.set(toCreate[i]!, device.uid));
+    }
+    if (this.#deviceHints.size + uidOf.size > DEVICE_CACHE_LIMIT) {
+      this.#deviceHints.clear();
+    }
+    for (const [key, uid] of uidOf) {
+      this.#deviceHints.set(key, uid);
     }
 
     const outgoing: OutgoingMessage[] = [];

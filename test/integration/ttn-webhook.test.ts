@@ -163,6 +163,31 @@ describe("TTN webhook against PostgreSQL and RabbitMQ", () => {
     expect(new Set(published.map((m) => m.broker_correlation_id)).size).toBe(1);
   });
 
+  it("follows registry changes to a device it has seen (its remembered uid is only a hint)", async () => {
+    const eui = "00000000000000c7";
+    expect((await post(uplink(eui, 1, "2023-07-01T00:00:00Z"))).status).toBe(204);
+    const [before] = await sql<{ uid: number }>(
+      "select uid from physical_devices where source_ids->>'dev_eui' = $1",
+      [eui],
+    );
+    // An operator gives the device other source ids: the next uplink is not its any more.
+    await sql(
+      'update physical_devices set source_ids = source_ids || \'{"dev_eui": "retired"}\' where uid = $1',
+      [before!.uid],
+    );
+    expect((await post(uplink(eui, 2, "2023-07-01T00:01:00Z"))).status).toBe(204);
+    const [after] = await sql<{ uid: number }>(
+      "select uid from physical_devices where source_ids->>'dev_eui' = $1",
+      [eui],
+    );
+    expect(after!.uid).not.toBe(before!.uid);
+    const published = await drainPhysical();
+    expect(published.map((m) => m.p_uid)).toEqual([before!.uid, after!.uid]);
+    // And the hint for the new device holds from then on.
+    expect((await post(uplink(eui, 3, "2023-07-01T00:02:00Z"))).status).toBe(204);
+    expect((await drainPhysical()).map((m) => m.p_uid)).toEqual([after!.uid]);
+  });
+
   it("keeps operator-added source_ids keys and never moves last_seen backwards", async () => {
     await post(uplink("00000000000000b2", 1, "2023-06-01T00:00:00Z"));
     await sql(
