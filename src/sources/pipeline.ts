@@ -20,9 +20,6 @@ import { addSource } from "../db/repositories/sources.js";
 import { withActor } from "../events/actor.js";
 import { OutboxRelay } from "./outbox-relay.js";
 
-/** Lookups whose device uid is remembered; past this the memory starts again (one lookup each). */
-const DEVICE_CACHE_LIMIT = 100_000;
-
 /** IoTa's routing key for physical messages (ignored by the fanout exchange). */
 const PTS_ROUTING_KEY = "physical_timeseries";
 
@@ -123,12 +120,6 @@ export class IngestPipeline {
   readonly #deadLetters: ConfirmedPublisher | undefined;
   readonly #deadLetterQueue: string | undefined;
   readonly #outbox: OutboxRelay | undefined;
-  /**
-   * Lookup (JSON text) → the uid it last resolved to. Only a hint: each batch checks in its
-   * lookup statement that the device still has this source and source ids (a registry change
-   * makes the search run again), so a stale entry costs a search, never a wrong device.
-   */
-  readonly #deviceHints = new Map<string, number>();
 
   constructor(deps: Dependencies, sourceName: string, options: IngestPipelineOptions = {}) {
     this.#deps = deps;
@@ -371,7 +362,6 @@ export class IngestPipeline {
       db,
       source,
       distinct.map((k) => JSON.parse(k) as JsonObject),
-      distinct.map((k) => this.#deviceHints.get(k)),
     );
     const uidOf = new Map<string, number>();
     const toCreate: string[] = [];
@@ -399,12 +389,6 @@ export class IngestPipeline {
         ),
       );
       created.forEach(({ device }, i) => uidOf.set(toCreate[i]!, device.uid));
-    }
-    if (this.#deviceHints.size + uidOf.size > DEVICE_CACHE_LIMIT) {
-      this.#deviceHints.clear();
-    }
-    for (const [key, uid] of uidOf) {
-      this.#deviceHints.set(key, uid);
     }
 
     const outgoing: OutgoingMessage[] = [];

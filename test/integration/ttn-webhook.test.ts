@@ -163,7 +163,7 @@ describe("TTN webhook against PostgreSQL and RabbitMQ", () => {
     expect(new Set(published.map((m) => m.broker_correlation_id)).size).toBe(1);
   });
 
-  it("follows registry changes to a device it has seen (its remembered uid is only a hint)", async () => {
+  it("follows registry changes to a device it has seen", async () => {
     const eui = "00000000000000c7";
     expect((await post(uplink(eui, 1, "2023-07-01T00:00:00Z"))).status).toBe(204);
     const [before] = await sql<{ uid: number }>(
@@ -183,7 +183,7 @@ describe("TTN webhook against PostgreSQL and RabbitMQ", () => {
     expect(after!.uid).not.toBe(before!.uid);
     const published = await drainPhysical();
     expect(published.map((m) => m.p_uid)).toEqual([before!.uid, after!.uid]);
-    // And the hint for the new device holds from then on.
+    // And the new device is the one from then on.
     expect((await post(uplink(eui, 3, "2023-07-01T00:02:00Z"))).status).toBe(204);
     expect((await drainPhysical()).map((m) => m.p_uid)).toEqual([after!.uid]);
   });
