@@ -2,12 +2,12 @@ import type amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningSystem } from "../../src/app/root.js";
-import { deadLetterQueueName, QUEUE_NAMES } from "../../src/bus/topology.js";
-import { TTN_DEAD_LETTER_QUEUE } from "../../src/sources/ttn/webhook.js";
+import { QUEUE_NAMES } from "../../src/bus/topology.js";
 import { cleanupAmqp, isolatedAmqpConfig, openTestChannel, waitFor } from "../helpers/bus.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { AMQP_URL } from "../helpers/env.js";
 import { startTestSystem, testConfig } from "../helpers/system.js";
+import { ttnWebhookQueues } from "../helpers/ttn.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
 
 /**
@@ -132,11 +132,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy?.down();
   await conn?.close();
-  await cleanupAmqp(amqpConfig, [
-    mapperQueue,
-    deadLetterQueueName(mapperQueue),
-    amqpConfig.queuePrefix + TTN_DEAD_LETTER_QUEUE,
-  ]);
+  await cleanupAmqp(amqpConfig, ttnWebhookQueues(amqpConfig));
   await db?.drop();
 });
 

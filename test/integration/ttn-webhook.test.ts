@@ -4,11 +4,12 @@ import type amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningSystem } from "../../src/app/root.js";
-import { deadLetterQueueName, QUEUE_NAMES } from "../../src/bus/topology.js";
+import { QUEUE_NAMES } from "../../src/bus/topology.js";
 import { TTN_DEAD_LETTER_QUEUE } from "../../src/sources/ttn/webhook.js";
 import { cleanupAmqp, isolatedAmqpConfig, openTestChannel, waitFor } from "../helpers/bus.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { startTestSystem, testConfig } from "../helpers/system.js";
+import { ttnWebhookQueues } from "../helpers/ttn.js";
 
 const fixtures = new URL("../fixtures/recorded/", import.meta.url);
 const fixture = (name: string): string => readFileSync(new URL(name, fixtures), "utf8");
@@ -93,11 +94,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await system?.stop();
   await conn?.close();
-  await cleanupAmqp(amqpConfig, [
-    mapperQueue,
-    deadLetterQueueName(mapperQueue),
-    amqpConfig.queuePrefix + TTN_DEAD_LETTER_QUEUE,
-  ]);
+  await cleanupAmqp(amqpConfig, ttnWebhookQueues(amqpConfig));
   await db?.drop();
 });
 
