@@ -10,6 +10,8 @@
  * BENCH_HELD (default 100000) the held messages released (bench/release.ts);
  * BENCH_CLI_RUNS (default 20) the CLI start-up runs (bench/cli-startup.ts); BENCH_REPLAY
  * (default 1000000, 0 to leave it out) the raw uplinks replayed (bench/replay.ts).
+ * BENCH_ONLY (comma-separated: startup, mapper, path, decoders, release, replay, writers, ingest)
+ * runs only those parts; the ingest part (bench/ingest.ts) has settings of its own.
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
@@ -42,6 +44,7 @@ import {
 } from "./harness.js";
 import { cliStartup, printStartup, type StartupFigures } from "./cli-startup.js";
 import { releaseRun } from "./release.js";
+import { ingestFigures, mapTtnDevices, printIngest, type IngestFigure } from "./ingest.js";
 import { REPLAY_MESSAGES, replayRun } from "./replay.js";
 import { figures, formatRow, type Figures } from "./stats.js";
 import { influxFigures, ubidotsFigures, type WriterFigure } from "./writers.js";
@@ -50,6 +53,8 @@ const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const UPLINKS = Number(process.env.BENCH_UPLINKS ?? 5_000);
 const DEVICES = Number(process.env.BENCH_DEVICES ?? 1_000);
 const DECODES = Number(process.env.BENCH_DECODES ?? 20_000);
+const ONLY = process.env.BENCH_ONLY?.split(",").map((p) => p.trim());
+const part = (name: string): boolean => ONLY === undefined || ONLY.includes(name);
 const PG_BASE = {
   host: process.env.PGHOST ?? "127.0.0.1",
   port: Number(process.env.PGPORT ?? 5432),
@@ -213,11 +218,7 @@ async function mapDevices(url: string, pool: pg.Pool): Promise<void> {
       ),
     );
   }
-  await pool.query(
-    `insert into logical_devices (name) select 'ttn ' || uid from physical_devices where source_name = 'ttn';
-     insert into physical_logical_map (physical_uid, logical_uid, start_time)
-     select p.uid, l.uid, '2000-01-01T00:00:00Z' from physical_devices p join logical_devices l on l.name = 'ttn ' || p.uid where p.source_name = 'ttn'`,
-  );
+  await mapTtnDevices(pool);
 }
 
 interface PathRun {
@@ -330,49 +331,72 @@ async function main(): Promise<void> {
   const results: Figures[] = [];
   let startup: StartupFigures[] = [];
   const writers: WriterFigure[] = [];
+  let ingest: IngestFigure[] = [];
   try {
     await migrate(pool);
     await setupDevices(pool);
     // First, while nothing else of the bench runs.
-    startup = await cliStartup(env);
+    if (part("startup")) {
+      startup = await cliStartup(env);
+    }
     const setup = await conn.createChannel();
     await setup.assertExchange(names.PTS_EXCHANGE, "fanout", { durable: true });
     await setup.assertExchange(names.LTS_EXCHANGE, "fanout", { durable: true });
     await setup.close();
 
-    results.push(await rawBroker(conn));
-    // The same two hops with only the router's bus parts in between: the ceiling for the mapper.
-    const relay = await startRelay(env);
-    try {
-      results.push(await mapperRun(conn, pool, env, "relay", MESSAGES));
-    } finally {
-      await stopBroker(relay);
+    if (part("mapper")) {
+      results.push(await rawBroker(conn));
+      // The same two hops with only the router's bus parts in between: the ceiling for the mapper.
+      const relay = await startRelay(env);
+      try {
+        results.push(await mapperRun(conn, pool, env, "relay", MESSAGES));
+      } finally {
+        await stopBroker(relay);
+      }
+      const opsPort = await freePort();
+      const mapper = startBroker(["mapper"], { ...env, METRICS_PORT: String(opsPort) });
+      try {
+        await waitReady(opsPort);
+        await mapperRun(conn, pool, env, "warmup", Math.min(2000, MESSAGES));
+        results.push(await mapperRun(conn, pool, env, "measured", MESSAGES));
+      } finally {
+        await stopBroker(mapper);
+      }
     }
-    const opsPort = await freePort();
-    const mapper = startBroker(["mapper"], { ...env, METRICS_PORT: String(opsPort) });
-    try {
-      await waitReady(opsPort);
-      await mapperRun(conn, pool, env, "warmup", Math.min(2000, MESSAGES));
-      results.push(await mapperRun(conn, pool, env, "measured", MESSAGES));
-    } finally {
-      await stopBroker(mapper);
+    if (part("ingest")) {
+      // Before the path runs below create TTN devices of their own (it maps every TTN device).
+      ingest = await ingestFigures({
+        conn,
+        pool,
+        env,
+        queuePrefix: names.QUEUE_PREFIX,
+        ltsExchange: names.LTS_EXCHANGE,
+      });
     }
-    const path = await wholePath(conn, pool, env, { label: "", first: 0 });
-    results.push(path.http, path.endToEnd);
+    if (part("path")) {
+      const path = await wholePath(conn, pool, env, { label: "", first: 0 });
+      results.push(path.http, path.endToEnd);
+    }
     // The same with every uplink decoded by the bench decoder (decoders.ts) in the webhook.
     await writeBenchDecoder(decodersDir);
-    const decoded = await wholePath(conn, pool, env, {
-      label: ", local decoding",
-      first: UPLINKS,
-      decodersDir,
-    });
-    results.push(decoded.http, decoded.endToEnd);
-    results.push(...(await decoderThroughput(decodersDir, DECODES)));
-    results.push(await releaseRun(conn, pool, env, queue("lts_capture_release")));
-    if (REPLAY_MESSAGES > 0) {
+    if (part("path")) {
+      const decoded = await wholePath(conn, pool, env, {
+        label: ", local decoding",
+        first: UPLINKS,
+        decodersDir,
+      });
+      results.push(decoded.http, decoded.endToEnd);
+    }
+    if (part("decoders")) {
+      results.push(...(await decoderThroughput(decodersDir, DECODES)));
+    }
+    if (part("release")) {
+      results.push(await releaseRun(conn, pool, env, queue("lts_capture_release")));
+    }
+    if (part("replay") && REPLAY_MESSAGES > 0) {
       results.push(await replayRun(conn, pool, env, decodersDir, queue("lts_capture_replay")));
     }
-    if (process.env.BENCH_WRITERS !== "0") {
+    if (part("writers") && process.env.BENCH_WRITERS !== "0") {
       writers.push(...(await ubidotsFigures(conn, pool, env)));
       writers.push(await influxFigures(conn, pool, env, MESSAGES));
     }
@@ -396,27 +420,34 @@ async function main(): Promise<void> {
     await admin(`drop database if exists ${DB} with (force)`);
     await rm(decodersDir, { recursive: true, force: true });
   }
-  const raw = results[0]!;
-  const relayed = results[1]!;
-  const mapped = results[2]!;
   console.log(
     `\nMachine: ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
   );
   console.log(
     `Messages: ${MESSAGES} (mapper, yardstick), ${UPLINKS} uplinks (each whole path), ${DEVICES} mapped devices, ${DECODES} decodings (each decoder run)\n`,
   );
-  console.log("| run | messages | seconds | msg/s | p50 ms | p99 ms |");
-  console.log("|---|---|---|---|---|---|");
-  for (const r of results) {
-    console.log(formatRow(r));
+  if (results.length > 0) {
+    console.log("| run | messages | seconds | msg/s | p50 ms | p99 ms |");
+    console.log("|---|---|---|---|---|---|");
+    for (const r of results) {
+      console.log(formatRow(r));
+    }
   }
-  console.log(
-    `\nMapper / RabbitMQ-alone ratio: ${(mapped.perSecond / raw.perSecond).toFixed(2)} (target ≥ 0.6; target ≥ 5000 msg/s)`,
-  );
-  console.log(
-    `Mapper / bus-only relay ratio: ${(mapped.perSecond / relayed.perSecond).toFixed(2)}`,
-  );
-  printStartup(startup);
+  if (part("mapper")) {
+    const [raw, relayed, mapped] = results as [Figures, Figures, Figures];
+    console.log(
+      `\nMapper / RabbitMQ-alone ratio: ${(mapped.perSecond / raw.perSecond).toFixed(2)} (target ≥ 0.6; target ≥ 5000 msg/s)`,
+    );
+    console.log(
+      `Mapper / bus-only relay ratio: ${(mapped.perSecond / relayed.perSecond).toFixed(2)}`,
+    );
+  }
+  if (ingest.length > 0) {
+    printIngest(ingest);
+  }
+  if (startup.length > 0) {
+    printStartup(startup);
+  }
   if (writers.length > 0) {
     console.log("\n| writer run | messages | seconds | msg/s | notes |");
     console.log("|---|---|---|---|---|");

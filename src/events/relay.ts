@@ -4,9 +4,9 @@ import type { Component, Dependencies } from "../runtime/component.js";
 import type { AmqpConnection } from "../bus/connection.js";
 import { ConfirmedPublisher, type OutgoingMessage } from "../bus/publisher.js";
 import { parseSection } from "../core/config.js";
-import { backoffDelay, sleep } from "../core/backoff.js";
 import { TransientError } from "../core/errors.js";
 import type { Logger } from "../core/logger.js";
+import { RelayLoop, type RoundOutcome } from "../core/relay-loop.js";
 import type { Metrics } from "../core/metrics.js";
 import type { DatabaseHandle } from "../db/database.js";
 import { markPublished, tryLockRelay, unpublishedEvents } from "../db/repositories/events.js";
@@ -36,8 +36,6 @@ export interface EventRelayOptions {
   pollMs?: number;
 }
 
-type RoundOutcome = "idle" | "more" | "standby";
-
 /** The message for one event: body = the event, message_id = its id, key = entity.operation. */
 export function eventMessage(event: RegistryEvent): OutgoingMessage {
   const { id, occurred_at, entity, operation, entity_id, actor, data } = event;
@@ -60,22 +58,15 @@ export class EventRelay {
   readonly #logger: Logger;
   readonly #publisher: ConfirmedPublisher;
   readonly #listener: EventListener;
-  readonly #abort = new AbortController();
+  readonly #loop: RelayLoop;
   readonly #batchSize: number;
-  readonly #pollMs: number;
-  #loop: Promise<void> | undefined;
-  /** Set by a notification (or reconnection) so the next wait ends at once. */
-  #woken = false;
-  #wake: (() => void) | undefined;
-  /** True while waiting after a failure: only RabbitMQ coming back cuts that wait short. */
-  #backingOff = false;
   #exchangeDeclared = false;
 
   constructor(options: EventRelayOptions) {
     this.#options = options;
     this.#logger = options.logger;
     this.#batchSize = options.batchSize ?? 250;
-    this.#pollMs = options.pollMs ?? 5_000;
+    const pollMs = options.pollMs ?? 5_000;
     this.#publisher = new ConfirmedPublisher({
       connection: options.amqp,
       exchange: options.exchange,
@@ -86,79 +77,40 @@ export class EventRelay {
       // The round holds a transaction open: fail fast when the connection is down.
       connectWaitMs: 0,
     });
+    this.#loop = new RelayLoop({
+      round: () => this.#round(),
+      idleMs: () => pollMs,
+      maxBackoffMs: pollMs,
+      onFailure: (err, retryInMs) => {
+        this.#exchangeDeclared = false;
+        this.#logger.warn({ err, retryInMs }, "cannot publish registry events now");
+        this.#options.metrics.retried.inc({ component: COMPONENT });
+      },
+    });
     this.#listener = new EventListener({
       pool: options.database.pool,
       logger: options.logger,
-      onWake: () => this.#notify(),
+      onWake: () => this.#loop.notify(),
     });
-    options.amqp.on("connected", () => this.#notify(true));
+    options.amqp.on("connected", () => this.#loop.notify(true));
   }
 
   get isRunning(): boolean {
-    return this.#loop !== undefined && !this.#abort.signal.aborted;
+    return this.#loop.isRunning;
   }
+
+  #started = false;
 
   start(): void {
-    if (this.#loop) {
+    if (this.#started) {
       return;
     }
+    this.#started = true;
     this.#listener.start();
-    this.#loop = this.#run();
-  }
-
-  /** `urgent` also ends a backoff wait (RabbitMQ is back); a notification only ends an idle one. */
-  #notify(urgent = false): void {
-    this.#woken = true;
-    if (urgent || !this.#backingOff) {
-      this.#wake?.();
-    }
-  }
-
-  async #run(): Promise<void> {
-    let failures = 0;
-    while (!this.#abort.signal.aborted) {
-      let outcome: RoundOutcome;
-      try {
-        outcome = await this.#round();
-        failures = 0;
-      } catch (err) {
-        if (this.#abort.signal.aborted) {
-          break;
-        }
-        this.#exchangeDeclared = false;
-        const delay = backoffDelay(failures++, { initialMs: 200, maxMs: this.#pollMs });
-        this.#logger.warn({ err, retryInMs: delay }, "cannot publish registry events now");
-        this.#options.metrics.retried.inc({ component: COMPONENT });
-        this.#backingOff = true;
-        await this.#idle(delay);
-        this.#backingOff = false;
-        continue;
-      }
-      if (outcome !== "more") {
-        await this.#idle(this.#pollMs);
-      }
-    }
-  }
-
-  /** Waits `ms`, or less when woken or stopped. */
-  async #idle(ms: number): Promise<void> {
-    if (this.#woken && !this.#backingOff) {
-      return;
-    }
-    const wake = new AbortController();
-    this.#wake = () => wake.abort();
-    const stop = (): void => wake.abort();
-    this.#abort.signal.addEventListener("abort", stop, { once: true });
-    try {
-      await sleep(ms, wake.signal);
-    } finally {
-      this.#wake = undefined;
-      this.#abort.signal.removeEventListener("abort", stop);
-    }
+    this.#loop.start();
   }
 
   async #round(): Promise<RoundOutcome> {
-    this.#woken = false;
     const { amqp, database, metrics } = this.#options;
     if (!amqp.isConnected) {
       if (amqp.isOpening) {
@@ -210,14 +162,9 @@ export class EventRelay {
    * unpublished for the next relay. Idempotent.
    */
   async stop(): Promise<void> {
-    this.#abort.abort();
-    this.#wake?.();
-    const loop = this.#loop ?? Promise.resolve();
-    const grace = new AbortController();
-    await Promise.race([loop, sleep(2_000, grace.signal)]);
-    grace.abort();
+    await this.#loop.halt();
     await this.#publisher.close();
-    await loop;
+    await this.#loop.finished();
     await this.#listener.close();
   }
 }

@@ -24,6 +24,11 @@ export interface Component {
   stop(): Promise<void>;
   /** Component-specific readiness on top of the shared PostgreSQL/RabbitMQ checks. */
   isReady?(): boolean;
+  /**
+   * True when the component keeps doing its work while RabbitMQ is down (the TTN webhook stores
+   * into its outbox): /readyz then does not require RabbitMQ if every component says so.
+   */
+  readonly acceptsWithoutBroker?: boolean;
   /** The HTTP port the component listens on, if it has one (useful when configured as 0). */
   port?(): number | undefined;
 }

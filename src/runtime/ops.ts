@@ -4,8 +4,8 @@ import type { Component, Dependencies } from "./component.js";
 import { Readiness } from "./readiness.js";
 
 /**
- * /healthz (the process is alive), /readyz (PostgreSQL answers, RabbitMQ is connected and every
- * component is serving; the database answer is reused for about a second, see Readiness) and
+ * /healthz (the process is alive), /readyz (PostgreSQL answers, RabbitMQ is connected unless every
+ * component works without it, and every component is serving; the database answer is reused for about a second, see Readiness) and
  * /metrics (Prometheus). Mounted on every HTTP port a process has.
  */
 export function createOpsRouter(

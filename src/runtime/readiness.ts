@@ -12,7 +12,11 @@ export interface ReadinessOptions {
   readonly pingDatabase: () => Promise<boolean>;
   /** Whether the AMQP connection is open (in memory, no I/O). */
   readonly amqpConnected: () => boolean;
-  readonly components: readonly { readonly name: string; isReady?(): boolean }[];
+  readonly components: readonly {
+    readonly name: string;
+    isReady?(): boolean;
+    readonly acceptsWithoutBroker?: boolean;
+  }[];
   /** How long a database answer is reused, ms. Default 1 000. */
   readonly maxAgeMs?: number;
   /** Clock in ms (tests pass their own). Default `performance.now`. */
@@ -43,7 +47,11 @@ export class Readiness {
     const components = Object.fromEntries(
       this.#o.components.map((c) => [c.name, c.isReady ? c.isReady() : true]),
     );
-    const ready = postgres && rabbitmq && Object.values(components).every(Boolean);
+    // Components that work on through a RabbitMQ outage (the webhook's outbox) stay ready.
+    const brokerOptional =
+      this.#o.components.length > 0 && this.#o.components.every((c) => c.acceptsWithoutBroker);
+    const ready =
+      postgres && (rabbitmq || brokerOptional) && Object.values(components).every(Boolean);
     return { ready, postgres, rabbitmq, components };
   }
 

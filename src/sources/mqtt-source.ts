@@ -119,9 +119,11 @@ function failWith(err: unknown): never {
 
 /**
  * Builds the component for an MQTT source: a durable subscription whose every message is stored
- * raw, normalised, and confirmed by RabbitMQ before its PUBACK; bad content is dead-lettered
- * with a reason (and acknowledged); an outage keeps the message in hand, retried with backoff,
- * unacknowledged, so neither a restart nor a broker reconnect can lose it.
+ * raw, normalised, and confirmed by RabbitMQ (or, while RabbitMQ is away, committed to the
+ * outbox, published once it is back) before its PUBACK; bad content is dead-lettered with a
+ * reason (and acknowledged); an outage of PostgreSQL (or of RabbitMQ for content that must be
+ * dead-lettered) keeps the message in hand, retried with backoff, unacknowledged, so neither a
+ * restart nor a broker reconnect can lose it.
  */
 export function createMqttSource<T>(deps: Dependencies, spec: MqttSourceSpec<T>): Component {
   const settings = mqttSettings(deps.config, spec);
@@ -130,6 +132,8 @@ export function createMqttSource<T>(deps: Dependencies, spec: MqttSourceSpec<T>)
   const pipeline = new IngestPipeline(deps, spec.sourceName, {
     deadLetterQueue: spec.deadLetterQueue,
     connectWaitMs: 2_000,
+    // While RabbitMQ is away a stored message is committed to the outbox and acknowledged.
+    outbox: true,
   });
   const batcher = new Batcher<IngestItem, IngestResult>({
     process: (items) => pipeline.ingest(items),
@@ -231,5 +235,6 @@ export function createMqttSource<T>(deps: Dependencies, spec: MqttSourceSpec<T>)
       return stopped;
     },
     isReady: () => subscriber.isReady,
+    acceptsWithoutBroker: pipeline.acceptsWithoutBroker,
   };
 }

@@ -2,7 +2,7 @@ import type { Dependencies } from "../runtime/component.js";
 import { ConfirmedPublisher, type OutgoingMessage } from "../bus/publisher.js";
 import { declareStandaloneDeadLetterQueue, topologyOptions } from "../bus/topology.js";
 import type { JsonObject, NewPhysicalDevice } from "../core/devices.js";
-import { classifyError, PermanentError } from "../core/errors.js";
+import { classifyError, PermanentError, TransientError } from "../core/errors.js";
 import {
   messageKey,
   parseMessage,
@@ -10,7 +10,7 @@ import {
   type NormalisedMessage,
 } from "../core/message.js";
 import {
-  findOrCreatePhysicalDevice,
+  findOrCreatePhysicalDevices,
   findPhysicalDevicesBySourceIds,
   recordSightings,
 } from "../db/repositories/physical-devices.js";
@@ -20,8 +20,10 @@ import {
   linkRawMessages,
   type RawMessageInput,
 } from "../db/repositories/raw-messages.js";
+import { insertOutbox, type OutboxMessage } from "../db/repositories/ingest-outbox.js";
 import { addSource } from "../db/repositories/sources.js";
 import { withActor } from "../events/actor.js";
+import { OutboxRelay } from "./outbox-relay.js";
 
 /** IoTa's routing key for physical messages (ignored by the fanout exchange). */
 const PTS_ROUTING_KEY = "physical_timeseries";
@@ -48,9 +50,10 @@ export interface IngestItem {
   readonly raw: Omit<RawMessageInput, "sourceName">;
   /**
    * Runs after the raw copy is durable. Returns undefined for content that is kept raw only
-   * (e.g. a TTN join-accept); throws PermanentError for bad content.
+   * (e.g. a TTN join-accept); throws (or rejects with) PermanentError for bad content. May be
+   * async: work begun before the item was submitted (a local decoder) overlaps the raw store.
    */
-  readonly normalise: () => Normalised | undefined;
+  readonly normalise: () => Normalised | undefined | Promise<Normalised | undefined>;
   /**
    * Headers its dead letter carries besides the reason, so that `broker dlq replay` can run it
    * through this ingest path again: {@link MQTT_TOPIC_HEADER}, {@link POLL_CONTEXT_HEADER}.
@@ -116,6 +119,13 @@ export interface IngestPipelineOptions {
    * caller can answer "retry later" well inside its sender's timeout (The Things Stack: 5-10 s).
    */
   readonly connectWaitMs?: number;
+  /**
+   * Accept while RabbitMQ is down: when a confirmed publish is not possible (or earlier messages
+   * still wait), the normalised messages are stored in the outbox table in the transaction that
+   * links the raw rows, and an {@link OutboxRelay} publishes them, in order, once RabbitMQ is
+   * back. The batch then succeeds as soon as PostgreSQL has committed. Default false.
+   */
+  readonly outbox?: boolean;
 }
 
 export class IngestPipeline {
@@ -124,6 +134,7 @@ export class IngestPipeline {
   readonly #publisher: ConfirmedPublisher;
   readonly #deadLetters: ConfirmedPublisher | undefined;
   readonly #deadLetterQueue: string | undefined;
+  readonly #outbox: OutboxRelay | undefined;
 
   constructor(deps: Dependencies, sourceName: string, options: IngestPipelineOptions = {}) {
     this.#deps = deps;
@@ -137,6 +148,17 @@ export class IngestPipeline {
       connectWaitMs,
       timeoutMs: 4_000,
     });
+    if (options.outbox === true) {
+      this.#outbox = new OutboxRelay({
+        database: deps.database,
+        amqp: deps.amqp,
+        exchange: deps.config.amqp.ptsExchange,
+        sourceName,
+        routingKey: PTS_ROUTING_KEY,
+        logger: deps.logger.child({ component: `${sourceName}-outbox` }),
+        metrics: deps.metrics,
+      });
+    }
     if (options.deadLetterQueue !== undefined) {
       this.#deadLetterQueue = deps.config.amqp.queuePrefix + options.deadLetterQueue;
       this.#deadLetters = new ConfirmedPublisher({
@@ -155,6 +177,7 @@ export class IngestPipeline {
     await this.#ensureSource().catch((err: unknown) =>
       this.#deps.logger.warn({ err, source: this.#sourceName }, "cannot register the source yet"),
     );
+    this.#outbox?.start();
     const queue = this.#deadLetterQueue;
     if (queue !== undefined) {
       // Declared on every (re)connect; RabbitMQ being down at start is not a reason to fail.
@@ -179,7 +202,13 @@ export class IngestPipeline {
     }
   }
 
+  /** True when this pipeline accepts while RabbitMQ is down (it has an outbox). */
+  get acceptsWithoutBroker(): boolean {
+    return this.#outbox !== undefined;
+  }
+
   async close(): Promise<void> {
+    await this.#outbox?.stop();
     await this.#publisher.close();
     await this.#deadLetters?.close();
   }
@@ -326,20 +355,22 @@ export class IngestPipeline {
     }
 
     const results: (IngestResult | undefined)[] = new Array(items.length).fill(undefined);
-    const normalised: (Normalised | undefined)[] = items.map((item, i) => {
-      try {
-        const n = item.normalise();
-        if (!n) {
-          results[i] = { status: "accepted", published: 0 };
+    const normalised: (Normalised | undefined)[] = await Promise.all(
+      items.map(async (item, i) => {
+        try {
+          const n = await item.normalise();
+          if (!n) {
+            results[i] = { status: "accepted", published: 0 };
+          }
+          return n;
+        } catch (err) {
+          results[i] = this.#reject(err);
+          return undefined;
         }
-        return n;
-      } catch (err) {
-        results[i] = this.#reject(err);
-        return undefined;
-      }
-    });
+      }),
+    );
 
-    // One lookup per distinct device in the batch; creation (rare) takes a lock per device.
+    // One lookup per distinct device in the batch; the new ones are created together.
     const keys = normalised.map((n) => (n ? JSON.stringify(n.device.lookup) : undefined));
     const distinct = [...new Set(keys.filter((k): k is string => k !== undefined))];
     const firstOf = new Map(distinct.map((k) => [k, normalised[keys.indexOf(k)]!]));
@@ -349,23 +380,35 @@ export class IngestPipeline {
       distinct.map((k) => JSON.parse(k) as JsonObject),
     );
     const uidOf = new Map<string, number>();
+    const toCreate: string[] = [];
     for (const [i, key] of distinct.entries()) {
       const device = found[i];
       if (device) {
         uidOf.set(key, device.uid);
-        continue;
+      } else {
+        toCreate.push(key);
       }
-      const n = firstOf.get(key)!;
-      const { device: created } = await withActor(db, `component:${source}`, (trx) =>
-        findOrCreatePhysicalDevice(trx, source, n.device.lookup, {
-          ...n.device.create,
-          source_name: source,
-        }),
+    }
+    if (toCreate.length > 0) {
+      // Every new device of the batch in one transaction (one commit, a few statements).
+      const created = await withActor(db, `component:${source}`, (trx) =>
+        findOrCreatePhysicalDevices(
+          trx,
+          source,
+          toCreate.map((key) => {
+            const n = firstOf.get(key)!;
+            return {
+              lookup: n.device.lookup,
+              create: { ...n.device.create, source_name: source },
+            };
+          }),
+        ),
       );
-      uidOf.set(key, created.uid);
+      created.forEach(({ device }, i) => uidOf.set(toCreate[i]!, device.uid));
     }
 
     const outgoing: OutgoingMessage[] = [];
+    const toStore: OutboxMessage[] = [];
     const sightings: Parameters<typeof recordSightings>[1][number][] = [];
     const links: { correlationId: string; physicalUid: number }[] = [];
     normalised.forEach((n, i) => {
@@ -385,24 +428,74 @@ export class IngestPipeline {
         return;
       }
       for (const message of messages) {
+        // Serialised once: the same text goes to RabbitMQ or, when it is away, to the outbox.
+        const text = JSON.stringify(message);
+        const msgKey = messageKey(message);
         outgoing.push({
-          body: message,
-          messageId: messageKey(message),
+          body: Buffer.from(text, "utf8"),
+          messageId: msgKey,
           correlationId: message.broker_correlation_id,
           routingKey: PTS_ROUTING_KEY,
           headers: { [RAW_CORRELATION_HEADER]: item.raw.correlationId },
+        });
+        toStore.push({
+          correlationId: message.broker_correlation_id,
+          rawCorrelationId: item.raw.correlationId,
+          msgKey,
+          physicalUid: uid,
+          body: text,
         });
       }
       results[i] = { status: "accepted", published: messages.length, physicalUid: uid };
     });
 
-    await db.transaction().execute(async (trx) => {
-      await recordSightings(trx, sightings);
-      await linkRawMessages(trx, links);
-    });
-    await this.#publisher.publish(outgoing);
+    const outbox = this.#outbox;
+    // Behind messages already waiting in the outbox, or with RabbitMQ known to be away, the
+    // messages go to the outbox in the same transaction (one commit makes the batch durable).
+    const stored =
+      outbox !== undefined &&
+      outgoing.length > 0 &&
+      (outbox.pending || !this.#deps.amqp.isConnected);
+    const linkAndSight = (): Promise<void> =>
+      db.transaction().execute(async (trx) => {
+        await recordSightings(trx, sightings);
+        await linkRawMessages(trx, links);
+        if (stored) {
+          await insertOutbox(trx, source, toStore);
+        }
+      });
+    if (stored) {
+      await outbox.record(linkAndSight);
+    } else {
+      await linkAndSight();
+      await this.#publishOrStore(outgoing, toStore);
+    }
     this.#deps.metrics.messagesOut.inc({ component: source }, outgoing.length);
     return results.map((r) => r ?? { status: "accepted", published: 0 });
+  }
+
+  /**
+   * Publishes, confirmed. With an outbox, a publish RabbitMQ did not confirm is stored there
+   * instead (some of it may have reached the exchange: the relay publishes it again under the
+   * same message ids, which the mapper stores once).
+   */
+  async #publishOrStore(
+    outgoing: readonly OutgoingMessage[],
+    toStore: readonly OutboxMessage[],
+  ): Promise<void> {
+    const outbox = this.#outbox;
+    try {
+      await this.#publisher.publish(outgoing);
+    } catch (err) {
+      if (outbox === undefined || !(err instanceof TransientError)) {
+        throw err;
+      }
+      this.#deps.logger.warn(
+        { err, count: outgoing.length, source: this.#sourceName },
+        "RabbitMQ did not confirm; messages kept in the outbox",
+      );
+      await outbox.record(() => insertOutbox(this.#deps.database.db, this.#sourceName, toStore));
+    }
   }
 
   /** True when `err` says PostgreSQL or RabbitMQ cannot work now (the caller retries). */

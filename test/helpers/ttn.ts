@@ -1,5 +1,9 @@
 import { readFileSync } from "node:fs";
 
+import { deadLetterQueueName, QUEUE_NAMES } from "../../src/bus/topology.js";
+import type { Config } from "../../src/core/config.js";
+import { TTN_DEAD_LETTER_QUEUE } from "../../src/sources/ttn/webhook.js";
+
 const fixtures = new URL("../fixtures/recorded/", import.meta.url);
 
 /** A file from test/fixtures/recorded as text. */
@@ -54,4 +58,10 @@ export async function deliverUplink(url: string, body: unknown): Promise<number>
     }
     await new Promise((r) => setTimeout(r, 50 + Math.min(attempt, 20) * 20));
   }
+}
+
+/** The queues a webhook test system leaves behind: the mapper's, its dead letters, the webhook's. */
+export function ttnWebhookQueues(amqp: Config["amqp"]): string[] {
+  const mapper = amqp.queuePrefix + QUEUE_NAMES.mapper;
+  return [mapper, deadLetterQueueName(mapper), amqp.queuePrefix + TTN_DEAD_LETTER_QUEUE];
 }

@@ -127,17 +127,26 @@ afterAll(async () => {
 });
 
 describe("an MQTT source through outages: delayed, never lost", () => {
-  it("RabbitMQ unreachable: no PUBACK; the broker redelivers after a restart against a working one", async () => {
+  it("RabbitMQ unreachable: stored with its message in the outbox, acknowledged, and published by the next process", async () => {
     const dead = testConfig(db, { ...amqpConfig, url: "amqp://guest:guest@127.0.0.1:1/%2F" }, env);
     const outage = await startTestSystem(["wombat"], dead);
     try {
       await waitFor(() => outage.components[0]!.isReady!(), 15_000, "subscribed");
-      expect((await fetch(`http://127.0.0.1:${outage.opsPort}/readyz`)).status).toBe(503);
+      // It can still accept (issue 12): ready without RabbitMQ.
+      expect((await fetch(`http://127.0.0.1:${outage.opsPort}/readyz`)).status).toBe(200);
       await publisher.publishAsync(topic, reading("held", 1), { qos: 1 });
-      // Raw first: stored although it cannot be forwarded now.
+      // Raw first, and its normalised message committed to the outbox: durable, so acknowledged.
       await waitFor(async () => (await rawIds("held")).length === 1, 15_000, "raw row");
+      await waitFor(
+        async () =>
+          Number(
+            (await db.handle.pool.query<{ n: string }>("select count(*) as n from ingest_outbox"))
+              .rows[0]!.n,
+          ) === 1,
+        15_000,
+        "outbox row",
+      );
     } finally {
-      // Stopping abandons the held message without a PUBACK: the session keeps it.
       await outage.stop();
     }
     const healthy = await startTestSystem(["wombat"], testConfig(db, amqpConfig, env));

@@ -24,6 +24,7 @@ import {
   createPhysicalDevice,
   deletePhysicalDevice,
   findOrCreatePhysicalDevice,
+  findOrCreatePhysicalDevices,
   findPhysicalDevicesBySourceIds,
   getPhysicalDevice,
   listPhysicalDevices,
@@ -210,6 +211,40 @@ describe("physical devices", () => {
       db,
     );
     expect(rows[0]?.n).toBe(1);
+  });
+
+  it("findOrCreate for many devices: batches sharing devices in opposite orders create each once, without deadlock", async () => {
+    const wanted = Array.from({ length: 30 }, (_, i) => ({
+      lookup: { dev_eui: `BATCH${i}` },
+      create: {
+        source_name: "ttn",
+        name: `batch ${i}`,
+        location: i === 0 ? { lat: -33.8, long: 151.2 } : null,
+        properties: { n: i },
+      },
+    }));
+    const runs = await Promise.all(
+      [wanted, [...wanted].reverse(), wanted.slice(10, 20), [wanted[3]!, wanted[3]!]].map((w) =>
+        db.transaction().execute((trx) => findOrCreatePhysicalDevices(trx, "ttn", w)),
+      ),
+    );
+    const uids = new Map<string, number>();
+    for (const [r, run] of runs.entries()) {
+      run.forEach(({ device }, i) => {
+        const w = [wanted, [...wanted].reverse(), wanted.slice(10, 20), [wanted[3]!, wanted[3]!]][
+          r
+        ]![i]!;
+        expect(device.source_ids).toEqual(w.lookup);
+        const seen = uids.get(w.lookup.dev_eui);
+        expect(seen === undefined || seen === device.uid).toBe(true);
+        uids.set(w.lookup.dev_eui, device.uid);
+      });
+    }
+    expect(runs.flat().filter((r) => r.created)).toHaveLength(30);
+    const { rows } = await sql<{ n: number; located: number }>`
+      select count(*)::int as n, count(location)::int as located from physical_devices
+      where source_ids->>'dev_eui' like 'BATCH%'`.execute(db);
+    expect(rows[0]).toEqual({ n: 30, located: 1 });
   });
 
   it("recordSightings moves last_seen forward only, merges source ids, keeps last_msg newest", async () => {

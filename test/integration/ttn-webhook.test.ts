@@ -4,11 +4,12 @@ import type amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { RunningSystem } from "../../src/app/root.js";
-import { deadLetterQueueName, QUEUE_NAMES } from "../../src/bus/topology.js";
+import { QUEUE_NAMES } from "../../src/bus/topology.js";
 import { TTN_DEAD_LETTER_QUEUE } from "../../src/sources/ttn/webhook.js";
 import { cleanupAmqp, isolatedAmqpConfig, openTestChannel, waitFor } from "../helpers/bus.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 import { startTestSystem, testConfig } from "../helpers/system.js";
+import { ttnWebhookQueues } from "../helpers/ttn.js";
 
 const fixtures = new URL("../fixtures/recorded/", import.meta.url);
 const fixture = (name: string): string => readFileSync(new URL(name, fixtures), "utf8");
@@ -93,11 +94,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await system?.stop();
   await conn?.close();
-  await cleanupAmqp(amqpConfig, [
-    mapperQueue,
-    deadLetterQueueName(mapperQueue),
-    amqpConfig.queuePrefix + TTN_DEAD_LETTER_QUEUE,
-  ]);
+  await cleanupAmqp(amqpConfig, ttnWebhookQueues(amqpConfig));
   await db?.drop();
 });
 
@@ -161,6 +158,31 @@ describe("TTN webhook against PostgreSQL and RabbitMQ", () => {
     // mapper's msg_key stores it once.
     const published = await drainPhysical();
     expect(new Set(published.map((m) => m.broker_correlation_id)).size).toBe(1);
+  });
+
+  it("follows registry changes to a device it has seen", async () => {
+    const eui = "00000000000000c7";
+    expect((await post(uplink(eui, 1, "2023-07-01T00:00:00Z"))).status).toBe(204);
+    const [before] = await sql<{ uid: number }>(
+      "select uid from physical_devices where source_ids->>'dev_eui' = $1",
+      [eui],
+    );
+    // An operator gives the device other source ids: the next uplink is not its any more.
+    await sql(
+      'update physical_devices set source_ids = source_ids || \'{"dev_eui": "retired"}\' where uid = $1',
+      [before!.uid],
+    );
+    expect((await post(uplink(eui, 2, "2023-07-01T00:01:00Z"))).status).toBe(204);
+    const [after] = await sql<{ uid: number }>(
+      "select uid from physical_devices where source_ids->>'dev_eui' = $1",
+      [eui],
+    );
+    expect(after!.uid).not.toBe(before!.uid);
+    const published = await drainPhysical();
+    expect(published.map((m) => m.p_uid)).toEqual([before!.uid, after!.uid]);
+    // And the new device is the one from then on.
+    expect((await post(uplink(eui, 3, "2023-07-01T00:02:00Z"))).status).toBe(204);
+    expect((await drainPhysical()).map((m) => m.p_uid)).toEqual([after!.uid]);
   });
 
   it("keeps operator-added source_ids keys and never moves last_seen backwards", async () => {
@@ -289,23 +311,28 @@ describe("TTN webhook against PostgreSQL and RabbitMQ", () => {
 });
 
 describe("TTN webhook while RabbitMQ is unreachable", () => {
-  it("answers 503 so the sender retries, and still keeps the raw uplink", async () => {
+  // Design §5.1 as changed by issue 12: with PostgreSQL up, the raw row and the outbox row are
+  // durable, so the webhook accepts (ttn-outbox.test.ts publishes them once RabbitMQ is back).
+  it("answers 204 once the raw uplink and its outbox row are committed, and stays ready", async () => {
     const dead = testConfig(db, { ...amqpConfig, url: "amqp://guest:guest@127.0.0.1:1/%2F" });
     const outage = await startTestSystem(["ttn-webhook"], dead);
     try {
       const url = `http://127.0.0.1:${outage.components[0]!.port!()}`;
-      expect((await fetch(`${url}/readyz`)).status).toBe(503);
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
       const body = uplink("00000000000000d5", 1, "2023-08-01T00:00:00Z");
       const res = await fetch(`${url}/ttn/webhook/up`, {
         method: "POST",
         body: JSON.stringify(body),
       });
-      expect(res.status).toBe(503);
-      expect(res.headers.get("retry-after")).toBe("5");
-      const rows = await sql(
-        "select 1 from raw_messages where json_msg->'end_device_ids'->>'dev_eui' = '00000000000000d5'",
+      expect(res.status).toBe(204);
+      const rows = await sql<{ correlation_id: string }>(
+        "select correlation_id from raw_messages where json_msg->'end_device_ids'->>'dev_eui' = '00000000000000d5'",
       );
       expect(rows).toHaveLength(1);
+      const waiting = await sql<{ correlation_id: string }>(
+        "select correlation_id from ingest_outbox",
+      );
+      expect(waiting).toEqual([{ correlation_id: rows[0]!.correlation_id }]);
     } finally {
       await outage.stop();
     }

@@ -65,4 +65,24 @@ describe("readiness", () => {
     });
     expect((await readiness.check()).postgres).toBe(false);
   });
+
+  it("does not require RabbitMQ when every component works without it (the webhook's outbox)", async () => {
+    const check = async (
+      components: { name: string; acceptsWithoutBroker?: boolean }[],
+      postgres = true,
+    ) =>
+      (
+        await new Readiness({
+          pingDatabase: async () => postgres,
+          amqpConnected: () => false,
+          components,
+        }).check()
+      ).ready;
+    expect(await check([{ name: "ttn-webhook", acceptsWithoutBroker: true }])).toBe(true);
+    expect(await check([{ name: "ttn-webhook", acceptsWithoutBroker: true }], false)).toBe(false);
+    expect(
+      await check([{ name: "ttn-webhook", acceptsWithoutBroker: true }, { name: "mapper" }]),
+    ).toBe(false);
+    expect(await check([])).toBe(false);
+  });
 });

@@ -69,17 +69,17 @@ export async function decodeLocally(
 }
 
 /**
- * Turns one webhook request body into an ingest item. A local decoder runs first (it is time-
- * limited and never throws, so it cannot stop the raw copy being stored; its outcome is only
- * applied in `normalise`, after the raw store). `uplinkOnly` is IoTa's `/ttn/webhook/up`, where
+ * Turns one webhook request body into an ingest item. A local decoder starts here and runs while
+ * the raw copy is being stored (it is time-limited and never throws, so it cannot stop the raw
+ * copy being stored); `normalise`, which runs after the raw store, waits for its outcome. `uplinkOnly` is IoTa's `/ttn/webhook/up`, where
  * anything but an uplink is refused; other paths store every TTN message type and normalise
  * uplinks only.
  */
-export async function buildWebhookItem(
+export function buildWebhookItem(
   bytes: Buffer,
   uplinkOnly: boolean,
   options: WebhookItemOptions,
-): Promise<IngestItem> {
+): IngestItem {
   const arrivedAt = new Date().toISOString();
   const decoded = decodeJsonText(bodyText(bytes), "body");
   const json = decoded.ok ? decoded.value : undefined;
@@ -91,13 +91,16 @@ export async function buildWebhookItem(
   const ts = t !== undefined && parseInstant(t) !== undefined ? t : arrivedAt;
   // Not published (TTN_ACCEPT_SIMULATED=false): kept raw only, no device is created or seen.
   const rawOnly = up !== undefined && isSimulated(up) && !options.acceptSimulated;
-  const decoding =
-    up !== undefined && !rawOnly ? await decodeLocally(up, arrivedAt, options) : undefined;
-  const normaliseUplink = () =>
-    rawOnly ? undefined : normaliseTtnUplink(json, correlationId, arrivedAt, { decoding });
+  const decoding = up !== undefined && !rawOnly ? decodeLocally(up, arrivedAt, options) : undefined;
+  // Awaited only in normalise: if the raw store fails first, nobody waits for this promise.
+  decoding?.catch(() => undefined);
+  const normaliseUplink = async () =>
+    rawOnly
+      ? undefined
+      : normaliseTtnUplink(json, correlationId, arrivedAt, { decoding: await decoding });
   return {
     raw: { correlationId, ts, ...decoded.raw, ...(uplinkKey === undefined ? {} : { uplinkKey }) },
-    normalise: () => {
+    normalise: async () => {
       if (!decoded.ok) {
         throw new PermanentError(decoded.reason, decoded.error);
       }

@@ -32,10 +32,11 @@ const SEEN_LIMIT = 100_000;
 /**
  * The Things Stack webhook (IoTa's `POST /ttn/webhook/up`, port 5688). Each request is answered
  * only when its effect is durable: 204 once the raw body is stored and its normalised message
- * is confirmed by RabbitMQ; 400 with a reason for a body that is not an uplink (its raw copy is
+ * is confirmed by RabbitMQ or, while RabbitMQ cannot take it, committed to the outbox (published
+ * in order once RabbitMQ is back, src/sources/outbox-relay.ts); 400 with a reason for a body that is not an uplink (its raw copy is
  * kept); 204 too for an uplink whose local decoder failed (raw kept, dead-lettered with the
- * reason: The Things Stack sent nothing wrong); 503 when PostgreSQL or RabbitMQ cannot take it
- * now, so the sender retries; 401 before anything is read when credentials are configured and
+ * reason: The Things Stack sent nothing wrong); 503 when PostgreSQL cannot take it now (or
+ * RabbitMQ, for a body that must be dead-lettered), so the sender retries; 401 before anything is read when credentials are configured and
  * missing. Requests are gathered into small batches so a burst costs a few queries.
  * `POST /ttn/webhook/<anything else>` accepts every TTN message type and stores it raw. New
  * devices' names and locations are fetched from The Things Stack API in the background.
@@ -43,7 +44,10 @@ const SEEN_LIMIT = 100_000;
 export function createTtnWebhook(deps: Dependencies): Component {
   const logger = deps.logger.child({ component: "ttn-webhook" });
   const settings = loadTtnSettings(deps.config);
-  const pipeline = new IngestPipeline(deps, "ttn", { deadLetterQueue: TTN_DEAD_LETTER_QUEUE });
+  const pipeline = new IngestPipeline(deps, "ttn", {
+    deadLetterQueue: TTN_DEAD_LETTER_QUEUE,
+    outbox: true,
+  });
   const batcher = new Batcher<IngestItem, IngestResult>({
     process: (items) => pipeline.ingest(items),
     maxSize: 200,
@@ -108,7 +112,7 @@ export function createTtnWebhook(deps: Dependencies): Component {
       const submitted =
         res.locals[TOO_LARGE] === true
           ? oversizedWebhookItem(bytes, maxBodyBytes)
-          : await buildWebhookItem(bytes, uplinkOnly, {
+          : buildWebhookItem(bytes, uplinkOnly, {
               acceptSimulated: settings.acceptSimulated,
               decodeLocally: settings.decoders.locally,
               decoders,
@@ -187,6 +191,7 @@ export function createTtnWebhook(deps: Dependencies): Component {
       await pipeline.close();
     },
     port: () => (server ? portOf(server) : undefined),
+    acceptsWithoutBroker: pipeline.acceptsWithoutBroker,
   };
   app.use(createOpsRouter(deps, [component]));
   // Oversized or unreadable bodies: a clear 4xx; anything else a bare 500 (details in the log).
