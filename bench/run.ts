@@ -120,6 +120,7 @@ async function mapperRun(
   env: Record<string, string>,
   label: string,
   count: number,
+  title = "Mapper (PTS → physical_timeseries + LTS)",
 ): Promise<Figures> {
   const { rows } = await pool.query<{ uid: number }>(
     "select uid from physical_devices where source_name = 'wombat' order by uid",
@@ -153,9 +154,7 @@ async function mapperRun(
   await ch.close();
   void env;
   return figures(
-    label === "relay"
-      ? "Bus-only relay (two hops, no database)"
-      : "Mapper (PTS → physical_timeseries + LTS)",
+    label === "relay" ? "Bus-only relay (two hops, no database)" : title,
     latencies,
     seconds,
   );
@@ -354,6 +353,22 @@ async function main(): Promise<void> {
       results.push(await mapperRun(conn, pool, env, "measured", MESSAGES));
     } finally {
       await stopBroker(mapper);
+    }
+    // BENCH_MAPPERS=1,2,4: the same run with that many mapper processes sharing the queue.
+    for (const copies of (process.env.BENCH_MAPPERS ?? "").split(",").filter(Boolean)) {
+      const n = Number(copies);
+      const ports = await Promise.all(Array.from({ length: n }, () => freePort()));
+      const mappers = ports.map((p) =>
+        startBroker(["mapper"], { ...env, METRICS_PORT: String(p) }),
+      );
+      try {
+        await Promise.all(ports.map((p) => waitReady(p)));
+        results.push(
+          await mapperRun(conn, pool, env, `copies${n}`, MESSAGES, `Mapper, ${n} processes`),
+        );
+      } finally {
+        await Promise.all(mappers.map(stopBroker));
+      }
     }
     const path = await wholePath(conn, pool, env, { label: "", first: 0 });
     results.push(path.http, path.endToEnd);
