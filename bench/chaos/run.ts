@@ -454,7 +454,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         tolerated,
       ),
     );
+    // An input has arrived when it is at both final destinations: the later of the two times.
     const arrivedAt = new Map(frred.map((f) => [f.id, f.at]));
+    influx.lines.forEach((l, i) => {
+      const id = influxIds[i]!;
+      const at = arrivedAt.get(id);
+      if (at !== undefined) {
+        arrivedAt.set(id, Math.max(at, l.at));
+      }
+    });
     const recovery = recoveryTimes(windows, acceptedAt, arrivedAt);
 
     const refusalsByFault: Record<string, number> = {};
