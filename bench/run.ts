@@ -364,7 +364,14 @@ async function main(): Promise<void> {
       try {
         await Promise.all(ports.map((p) => waitReady(p)));
         results.push(
-          await mapperRun(conn, pool, env, `copies${n}`, MESSAGES, `Mapper, ${n} processes`),
+          await mapperRun(
+            conn,
+            pool,
+            env,
+            `copies${n}`,
+            MESSAGES,
+            `Mapper, ${n} process${n === 1 ? "" : "es"}`,
+          ),
         );
       } finally {
         await Promise.all(mappers.map(stopBroker));
