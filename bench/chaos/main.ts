@@ -10,6 +10,17 @@ const total = Number(process.env.CHAOS_MESSAGES ?? 100_000);
 const loadSeconds = Number(process.env.CHAOS_LOAD_SECONDS ?? Math.max(60, total / 100));
 const holdSeconds = Number(process.env.CHAOS_HOLD_SECONDS ?? Math.min(120, loadSeconds / 20));
 
+// Ctrl-C or SIGTERM: stop the private servers and every process the run started, then exit.
+const abort = new AbortController();
+let stopped: Promise<void> = Promise.resolve();
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`[chaos] ${signal}: stopping everything the run started\n`);
+    abort.abort();
+    void stopped.then(() => process.exit(130));
+  });
+}
+
 let report: ChaosReport;
 try {
   report = await runChaos({
@@ -22,8 +33,14 @@ try {
     drainMs: Number(process.env.CHAOS_DRAIN_SECONDS ?? 600) * 1000,
     keep: process.env.CHAOS_KEEP === "1",
     log: (line) => process.stderr.write(`[chaos] ${line}\n`),
+    abort: { signal: abort.signal, stopped: (done) => (stopped = done) },
   });
 } catch (err) {
+  if (abort.signal.aborted) {
+    // Interrupted: the signal handler exits once everything is stopped.
+    await stopped;
+    process.exit(130);
+  }
   process.stderr.write(`chaos run failed to run: ${(err as Error).stack ?? String(err)}\n`);
   process.exit(2);
 }

@@ -14,6 +14,7 @@ export class ComponentProcess {
   readonly #env: NodeJS.ProcessEnv;
   readonly #log: WriteStream;
   #child: ChildProcess | undefined;
+  #closed = false;
   /** Exits nobody asked for (a crash), by exit code or signal. */
   readonly unexpectedExits: string[] = [];
   starts = 0;
@@ -26,6 +27,10 @@ export class ComponentProcess {
   }
 
   start(): void {
+    if (this.#closed) {
+      // The run is being torn down: a fault's late restart must not leave an orphan behind.
+      return;
+    }
     const child = spawnBroker(this.#args, { env: this.#env, stdio: ["ignore", "pipe", "pipe"] });
     this.starts++;
     child.stdout!.pipe(this.#log, { end: false });
@@ -69,6 +74,7 @@ export class ComponentProcess {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     await this.stop();
     await new Promise((r) => this.#log.end(r));
   }

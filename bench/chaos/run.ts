@@ -59,6 +59,11 @@ export interface ChaosOptions {
   readonly log?: (line: string) => void;
   /** Keep the work directory (logs, FRRED files) after a passing run too. */
   readonly keep?: boolean;
+  /**
+   * Aborting it (Ctrl-C in `npm run chaos`) stops everything the run started; `stopped` resolves
+   * once that is done.
+   */
+  readonly abort?: { signal: AbortSignal; stopped?: (done: Promise<void>) => void };
 }
 
 export interface ChaosReport {
@@ -193,6 +198,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const t0 = Date.now();
   const clock = (): number => Date.now() - t0;
   const teardown = new Teardown();
+  options.abort?.signal.addEventListener("abort", () => options.abort?.stopped?.(teardown.run()), {
+    once: true,
+  });
   const workDir = await mkdtemp(join(tmpdir(), "chaos-"));
   let passed = false;
   try {
@@ -359,6 +367,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const loadStart = clock();
     const chaos = (async () => {
       for (const [k, fault] of faults.entries()) {
+        if (options.abort?.signal.aborted) {
+          return;
+        }
         const due = (k + 1) * spacing - (clock() - loadStart);
         if (due > 0) {
           await sleep(due);

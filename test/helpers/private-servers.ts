@@ -104,7 +104,10 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     dir,
     async restart() {
       await runPg("pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"]);
-      await start();
+      // Stopped for good meanwhile (a run torn down mid-fault): stay stopped.
+      if (!stopped) {
+        await start();
+      }
     },
     async stop() {
       if (stopped) {
@@ -218,6 +221,10 @@ export async function startPrivateRabbit(
   let stopped = false;
   const url = `amqp://guest:guest@127.0.0.1:${node.amqpPort}/%2F`;
   const start = async (): Promise<void> => {
+    if (stopped) {
+      // Stopped for good meanwhile (a run torn down mid-fault): stay stopped.
+      return;
+    }
     // In its own directory: a node that fails to start leaves its erl_crash.dump there.
     child = spawn(join(RABBIT_BIN, "rabbitmq-server"), [], { env, stdio: "ignore", cwd: dir });
     const proc = child;
