@@ -127,6 +127,7 @@ async function mapperRun(
   env: Record<string, string>,
   label: string,
   count: number,
+  title = "Mapper (PTS → physical_timeseries + LTS)",
 ): Promise<Figures> {
   const { rows } = await pool.query<{ uid: number }>(
     "select uid from physical_devices where source_name = 'wombat' order by uid",
@@ -160,9 +161,7 @@ async function mapperRun(
   await ch.close();
   void env;
   return figures(
-    label === "relay"
-      ? "Bus-only relay (two hops, no database)"
-      : "Mapper (PTS → physical_timeseries + LTS)",
+    label === "relay" ? "Bus-only relay (two hops, no database)" : title,
     latencies,
     seconds,
   );
@@ -376,6 +375,29 @@ async function main(): Promise<void> {
     if (part("path")) {
       const path = await wholePath(conn, pool, env, { label: "", first: 0 });
       results.push(path.http, path.endToEnd);
+    }
+    // BENCH_MAPPERS=1,2,4: the same run with that many mapper processes sharing the queue.
+    for (const copies of (process.env.BENCH_MAPPERS ?? "").split(",").filter(Boolean)) {
+      const n = Number(copies);
+      const ports = await Promise.all(Array.from({ length: n }, () => freePort()));
+      const mappers = ports.map((p) =>
+        startBroker(["mapper"], { ...env, METRICS_PORT: String(p) }),
+      );
+      try {
+        await Promise.all(ports.map((p) => waitReady(p)));
+        results.push(
+          await mapperRun(
+            conn,
+            pool,
+            env,
+            `copies${n}`,
+            MESSAGES,
+            `Mapper, ${n} process${n === 1 ? "" : "es"}`,
+          ),
+        );
+      } finally {
+        await Promise.all(mappers.map(stopBroker));
+      }
     }
     // The same with every uplink decoded by the bench decoder (decoders.ts) in the webhook.
     await writeBenchDecoder(decodersDir);

@@ -2,7 +2,7 @@
 # Brings this machine to the point where the broker can run and its tests can pass:
 #   1. Node.js 20 or newer
 #   2. PostgreSQL (with PostGIS), RabbitMQ and an MQTT broker, installed and answering; influxd
-#      installed (the InfluxDB writer's tests run their own)
+#      installed (the InfluxDB writer's tests run their own); prometheus and promtool likewise
 #   3. node_modules (npm ci when package-lock.json changed), then `npm run build`
 #   4. the $PGDATABASE database, created if missing and migrated (skipped when SETUP_SKIP_DB=1)
 #   5. Debian's chromium, which the web app's browser tests drive (skipped when SETUP_SKIP_BROWSER=1)
@@ -142,6 +142,11 @@ fi
 # directory under /tmp); the packaged service itself is not needed and not started here.
 if ! have influxd; then
   missing+=(influxdb)
+fi
+# Prometheus: the dashboards test starts its own prometheus (own config, port and data directory
+# under /tmp) and checks the alert rules with promtool; the packaged service is not started here.
+if ! have prometheus || ! have promtool; then
+  missing+=(prometheus)
 fi
 if [[ ${#missing[@]} -gt 0 ]]; then
   [[ " ${missing[*]} " == *" postgresql "* ]] && PG_INSTALLED_NOW=1

@@ -10,6 +10,7 @@ export type AmqpChannel = amqp.Channel;
 export type AmqpConfirmChannel = amqp.ConfirmChannel;
 
 export interface AmqpConnectionOptions {
+  /** One AMQP URL, or several comma-separated (a cluster's nodes), tried in turn. */
   url: string;
   /** Shown in RabbitMQ's management UI and `rabbitmqctl list_connections`. */
   name: string;
@@ -100,15 +101,28 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
 
   async #run(): Promise<void> {
     let attempt = 0;
+    const urls = nodeUrls(this.#options.url);
+    /** The node tried next: after a failure or a lost connection, the following one. */
+    let node = 0;
     while (!this.#stopping) {
       let connection: amqp.ChannelModel;
+      const url = urls[node % urls.length]!;
       try {
-        connection = await amqp.connect(this.#options.url, {
+        connection = await amqp.connect(url, {
           clientProperties: { connection_name: this.#options.name },
           heartbeat: 15,
         });
       } catch (err) {
         this.#firstAttemptDone = true;
+        node++;
+        // Every node of a cluster once without waiting, then backoff per round.
+        if (node % urls.length !== 0) {
+          this.#logger.warn(
+            { err, node: safeUrl(url) },
+            "RabbitMQ node unreachable; trying the next",
+          );
+          continue;
+        }
         const delay = backoffDelay(attempt++, { maxMs: this.#options.maxBackoffMs ?? 15_000 });
         this.#logger.warn({ err, retryInMs: delay }, "RabbitMQ connection failed");
         await sleep(delay, this.#abort.signal);
@@ -134,7 +148,7 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
       );
       connection.on("unblocked", () => this.#logger.info("RabbitMQ unblocked publishing"));
       this.#connection = connection;
-      this.#logger.info({ name: this.#options.name }, "RabbitMQ connected");
+      this.#logger.info({ name: this.#options.name, node: safeUrl(url) }, "RabbitMQ connected");
       this.emit("connected");
       const reason = await closed;
       this.#connection = undefined;
@@ -142,6 +156,8 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
         break;
       }
       this.#logger.warn({ err: reason }, "RabbitMQ connection lost; reconnecting");
+      // The node that dropped us may be the one going down: start with the next.
+      node++;
       this.emit("disconnected", reason);
       await sleep(backoffDelay(0), this.#abort.signal);
     }
@@ -161,5 +177,28 @@ export class AmqpConnection extends EventEmitter<ConnectionEvents> {
     }
     this.#wake?.();
     await this.#loop;
+  }
+}
+
+/** The node URLs of a comma-separated AMQP_URL. */
+export function nodeUrls(list: string): string[] {
+  const urls = list
+    .split(",")
+    .map((u) => u.trim())
+    .filter((u) => u.length > 0);
+  if (urls.length === 0) {
+    throw new Error("no AMQP URL given");
+  }
+  return urls;
+}
+
+/** A URL without its password, for logs. */
+function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.password = "";
+    return u.toString();
+  } catch {
+    return "(unparseable URL)";
   }
 }

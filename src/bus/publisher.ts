@@ -99,6 +99,23 @@ export class ConfirmedPublisher {
     return channel;
   }
 
+  /** Forgets `channel` (if it is still the current one) and closes it in the background. */
+  #discardChannel(channel: AmqpConfirmChannel): void {
+    const current = this.#channel;
+    if (current === undefined) {
+      return;
+    }
+    void current.then(
+      (open) => {
+        if (open === channel && this.#channel === current) {
+          this.#channel = undefined;
+          channel.close().catch(() => undefined);
+        }
+      },
+      () => undefined,
+    );
+  }
+
   /** Publishes all `messages` and waits for every confirm. */
   async publish(messages: readonly OutgoingMessage[]): Promise<void> {
     if (messages.length === 0) {
@@ -137,6 +154,10 @@ export class ConfirmedPublisher {
             (err: unknown) => {
               const returned = this.#returned.delete(id);
               if (err) {
+                // A nack can mean this channel's view of a quorum queue is stale (its leader was
+                // on a cluster node that died before a new one was elected): the next publish
+                // goes out on a fresh channel instead of being nacked again.
+                this.#discardChannel(channel);
                 reject(new TransientError(`RabbitMQ did not confirm a message: ${String(err)}`));
               } else if (returned) {
                 reject(

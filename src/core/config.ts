@@ -54,7 +54,14 @@ const envSchema = z.object({
   RABBITMQ_DEFAULT_USER: z.string().default("guest"),
   RABBITMQ_DEFAULT_PASS: z.string().default("guest"),
   RABBITMQ_VHOST: z.string().default("/"),
-  AMQP_URL: z.url().optional(),
+  // One URL, or a comma-separated list of a cluster's nodes (the connection fails over).
+  AMQP_URL: z
+    .string()
+    .refine(
+      (v) => v.split(",").every((u) => z.url().safeParse(u.trim()).success),
+      "must be a URL, or a comma-separated list of URLs (one per RabbitMQ node)",
+    )
+    .optional(),
   PTS_EXCHANGE: z.string().min(1).default("physical_timeseries"),
   LTS_EXCHANGE: z.string().min(1).default("logical_timeseries"),
   EVENTS_EXCHANGE: z.string().min(1).default("broker_events"),
@@ -102,7 +109,10 @@ export interface Config {
     readonly timeZone?: string;
   };
   readonly amqp: {
-    /** Full AMQP URL, credentials URL-escaped. */
+    /**
+     * Full AMQP URL, credentials URL-escaped; or several, comma-separated (one per node of a
+     * RabbitMQ cluster): the connection tries them in turn (src/bus/connection.ts).
+     */
     readonly url: string;
     readonly ptsExchange: string;
     readonly ltsExchange: string;

@@ -103,6 +103,7 @@ const writerSchema = z.object({
   WRITER_SUSPEND_MS: z.coerce.number().int().min(1).default(60_000),
   WRITER_POLL_MS: z.coerce.number().int().min(1).default(1_000),
   WRITER_REMEMBER_HOURS: z.coerce.number().min(0).default(24),
+  WRITER_LEASE_MS: z.coerce.number().int().min(1_000).optional(),
 });
 
 /** Settings shared by every writer (environment variables, see .env.example). */
@@ -117,6 +118,12 @@ export interface WriterSettings {
   readonly pollMs: number;
   /** How long the keys of delivered messages are remembered to skip redeliveries, in ms. Default 24 h. */
   readonly rememberMs: number;
+  /**
+   * How long a claim holds (WRITER_LEASE_MS, ms), overriding the writer's own default: also how
+   * long the messages of a copy that died (or whose claim committed as its connection broke)
+   * wait before another copy takes them. Must exceed one delivery's longest time.
+   */
+  readonly leaseMs: number | undefined;
 }
 
 export function writerSettings(config: Pick<Config, "env">): WriterSettings {
@@ -127,6 +134,7 @@ export function writerSettings(config: Pick<Config, "env">): WriterSettings {
     suspendMs: s.WRITER_SUSPEND_MS,
     pollMs: s.WRITER_POLL_MS,
     rememberMs: s.WRITER_REMEMBER_HOURS * 3_600_000,
+    leaseMs: s.WRITER_LEASE_MS,
   };
 }
 
@@ -219,7 +227,7 @@ export function createWriter(deps: WriterDeps, options: WriterOptions): WriterCo
   const db = deps.db;
   const queueName = deps.config.amqp.queuePrefix + options.queue;
   const batchSize = options.batchSize ?? 250;
-  const leaseMs = options.leaseMs ?? 300_000;
+  const leaseMs = settings.leaseMs ?? options.leaseMs ?? 300_000;
   const wakeup = new Wakeup();
   const abort = new AbortController();
   let deadLetters: Publisher | undefined;

@@ -1,0 +1,42 @@
+import { describe, expect, it } from "vitest";
+
+import { formatReport } from "../../bench/chaos/report.js";
+import { runChaos } from "../../bench/chaos/run.js";
+
+/**
+ * The short chaos run (`npm run chaos` is the long one): the real system as separate processes on
+ * a PostgreSQL and a RabbitMQ of its own, every fault once over a minute of mixed load, then every
+ * accepted input reconciled by correlation id at every destination.
+ */
+describe("chaos run (short)", () => {
+  it("loses and duplicates nothing accepted across every fault", async () => {
+    const lines: string[] = [];
+    const report = await runChaos({
+      uplinks: 1700,
+      mqttMessages: 700,
+      ttnDevices: 40,
+      ydocDevices: 8,
+      loadMs: 60_000,
+      holdMs: 3_000,
+      drainMs: 120_000,
+      log: (line) => lines.push(line),
+    });
+    const text = formatReport(report);
+    // The figures of this run, for the log of `./run.sh check`.
+    process.stdout.write(`${text}\n`);
+    // Every fault ran, and each one was followed by fresh inputs getting through.
+    expect(report.faults.map((f) => f.name)).toContain("RabbitMQ restarted");
+    expect(report.faults.map((f) => f.name)).toContain("PostgreSQL restarted");
+    expect(report.faults).toHaveLength(11);
+    expect(report.accepted).toBeGreaterThan(2000);
+    expect(report.failures, `${text}\n${lines.join("\n")}`).toEqual([]);
+    expect(report.ok).toBe(true);
+    for (const d of report.destinations) {
+      expect({ name: d.name, lost: d.lost, duplicated: d.duplicated }).toEqual({
+        name: d.name,
+        lost: [],
+        duplicated: [],
+      });
+    }
+  }, 420_000);
+});
