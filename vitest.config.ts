@@ -1,5 +1,12 @@
 import { defineConfig } from "vitest/config";
 
+/** Test files that start private servers and whole systems of processes. */
+const HEAVY = [
+  "test/integration/chaos.test.ts",
+  "test/integration/monitoring.test.ts",
+  "test/integration/rabbitmq-cluster.test.ts",
+];
+
 export default defineConfig({
   test: {
     globals: false,
@@ -15,10 +22,24 @@ export default defineConfig({
         test: {
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
+          exclude: HEAVY,
           globalSetup: ["test/helpers/global-setup.ts"],
           // Two cores: more parallel files only contend for the same PostgreSQL and RabbitMQ.
           maxWorkers: 2,
           sequence: { groupOrder: 1 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "servers",
+          include: HEAVY,
+          globalSetup: ["test/helpers/global-setup.ts"],
+          // Each starts servers of its own (PostgreSQL, RabbitMQ nodes, Prometheus) and a whole
+          // system of processes: run after the rest, one at a time, so their load does not push
+          // the other files' start-up and shutdown deadlines.
+          maxWorkers: 1,
+          sequence: { groupOrder: 2 },
         },
       },
     ],

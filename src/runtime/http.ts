@@ -19,12 +19,17 @@ export function listen(app: express.Express, port: number, host?: string): Promi
   });
 }
 
-/** Stops accepting connections and closes idle keep-alive ones; in-flight requests finish. */
-export function closeServer(server: Server): Promise<void> {
+/**
+ * Stops accepting connections and closes idle keep-alive ones; in-flight requests get
+ * `graceMs` to finish, then every connection is closed (a client that got no answer retries, and
+ * every front end is idempotent). The grace is well under a stop step's 5 s limit
+ * (core/lifecycle.ts), so the rest of a component's stop still has time after it.
+ */
+export function closeServer(server: Server, graceMs = 3_000): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
     server.closeIdleConnections();
-    setTimeout(() => server.closeAllConnections(), 5_000).unref();
+    setTimeout(() => server.closeAllConnections(), graceMs).unref();
   });
 }
 
