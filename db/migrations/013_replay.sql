@@ -34,7 +34,8 @@ ALTER TABLE physical_timeseries ENABLE TRIGGER update_physical_timeseries_ts_del
 CREATE INDEX IF NOT EXISTS physical_timeseries_raw_correlation_id_idx
     ON physical_timeseries (raw_correlation_id) WHERE raw_correlation_id IS NOT NULL;
 -- The mapper asks, per batch, whether a message's raw message was replayed since: a small index
--- of replayed rows only answers that without touching the rest.
+-- of replayed rows only answers that without touching the rest (dropped by 019: the
+-- raw_correlation_id index answers it too).
 CREATE INDEX IF NOT EXISTS physical_timeseries_replayed_idx
     ON physical_timeseries (raw_correlation_id) WHERE replay_id IS NOT NULL;
 -- Legacy rows are found by their body's id (only those with no raw id, so the index stays small

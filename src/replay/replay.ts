@@ -39,6 +39,7 @@ import {
   LTS_ROUTING_KEY,
   messageWindow,
   newestPerLogicalDevice,
+  type DeviceRoute,
   type RouteDecision,
   type RouteOptions,
 } from "../mapper/route.js";
@@ -59,8 +60,9 @@ import type { ReplaySelection } from "./selection.js";
  * with its stored rows (diff.ts); one whose result is unchanged is left alone. The changed ones'
  * rows are replaced in one transaction that also advances the replay's record (replay_runs), the
  * new rows are routed by time as the mapper would, and those forwarded are published to the
- * logical exchange in one confirmed round with the replay's id in {@link REPLAY_HEADER}; then the
- * record says they are published.
+ * logical exchange in one confirmed round with the replay's id in {@link REPLAY_HEADER}. The
+ * round waits for its confirms while the next batch is stored, and that batch's transaction
+ * records it as published (the last one is recorded alone).
  *
  * Interrupted and run again with the same selection, a replay resumes: raw messages up to
  * `stored_through` are not taken again, and the rows of those stored but not yet published are
@@ -253,23 +255,56 @@ function outgoing(
   };
 }
 
-/** Replaces, routes and publishes one batch; returns what it published and held. */
-async function applyBatch(
+/** Batches read and normalised ahead of the one being stored. */
+const PLANNED_AHEAD = 2;
+
+interface PlannedBatch {
+  /** The last raw uid of the batch. */
+  readonly through: number;
+  readonly planned: readonly Planned[];
+  readonly routes: Routes;
+}
+
+async function planBatch(
+  db: Db,
+  normaliser: RawNormaliser,
+  raws: readonly RawRecord[],
+): Promise<PlannedBatch> {
+  const planned = await normaliseBatch(db, normaliser, raws);
+  return {
+    through: raws[raws.length - 1]!.uid,
+    planned,
+    routes: await routesOfChanged(db, planned),
+  };
+}
+
+type Routes = ReadonlyMap<number, DeviceRoute>;
+
+/**
+ * The mappings of the devices whose messages changed, over their messages' window: read while
+ * the previous batch is stored, as the mapper reads them before its transaction.
+ */
+function routesOfChanged(db: Db, planned: readonly Planned[]): Promise<Routes> {
+  const messages = planned.flatMap((p) => ("diff" in p && p.diff.changed ? p.messages : []));
+  return loadRoutes(db, [...new Set(messages.map((m) => m.p_uid))], messageWindow(messages));
+}
+
+/**
+ * Replaces and routes one batch, in one transaction that also records `publishedThrough` (what
+ * RabbitMQ confirmed of earlier batches); returns the messages to publish, per device in time
+ * order as a release publishes, and how many were held.
+ */
+async function storeBatch(
   deps: ReplayDeps,
-  publisher: ReplayPublisher,
   run: ReplayRun,
   planned: readonly Planned[],
+  routes: Routes,
   through: number,
   now: number,
-): Promise<{ published: number; held: number }> {
+  publishedThrough: number,
+): Promise<{ messages: OutgoingMessage[]; held: number }> {
   const changed = planned.filter(
     (p): p is Extract<Planned, { diff: RawDiff }> => "diff" in p && p.diff.changed,
-  );
-  const messages = changed.flatMap((p) => p.messages);
-  const routes = await loadRoutes(
-    deps.db,
-    [...new Set(messages.map((m) => m.p_uid))],
-    messageWindow(messages),
   );
   const options = { ...deps.route, now };
   const rows: TimeseriesRow[] = [];
@@ -337,13 +372,11 @@ async function applyBatch(
       done: planned.length,
       changed: changedCount,
       failed,
+      publishedThrough,
     });
   });
-  // Per device in time order, as a release publishes.
   out.sort((a, b) => a.pUid - b.pUid || a.micros - b.micros);
-  await publisher.publish(out.map((o) => o.message));
-  await recordPublished(deps.db, run.id, through);
-  return { published: out.length, held };
+  return { messages: out.map((o) => o.message), held };
 }
 
 /** Publishes again what an interrupted run stored but may not have published. */
@@ -452,38 +485,84 @@ export async function replay(
       let held = 0;
       let done = run.done;
       let complete = true;
-      // The next batch is read and normalised (decoder threads, the pool's other connection)
-      // while this one is stored and published on the lock's connection: raw messages of two
-      // batches never share rows, so the overlap changes nothing but the time taken.
-      const plan = async (after: number) => {
-        const raws = await selectRawBatch(deps.db, criteria, after, run.lastRawUid, batchSize);
-        return raws.length === 0
-          ? undefined
-          : {
-              through: raws[raws.length - 1]!.uid,
-              planned: await normaliseBatch(deps.db, deps.normaliser, raws),
-            };
+      // The next batches are read and normalised (decoder threads, the pool's other
+      // connections) while this one is stored and published on the lock's connection: raw
+      // messages of two batches never share rows, so the overlap changes nothing but the time
+      // taken. Their selects run one after another (each starts after the last one's end);
+      // their decoding and lookups overlap.
+      let selected: Promise<RawRecord[] | undefined> = Promise.resolve([]);
+      let after = run.storedThrough;
+      const ahead: Promise<PlannedBatch | undefined>[] = [];
+      const planAhead = (): void => {
+        while (ahead.length < PLANNED_AHEAD) {
+          selected = selected.then(async (previous) => {
+            if (previous === undefined) {
+              return undefined;
+            }
+            const raws = await selectRawBatch(deps.db, criteria, after, run.lastRawUid, batchSize);
+            if (raws.length === 0) {
+              return undefined;
+            }
+            after = raws[raws.length - 1]!.uid;
+            return raws;
+          });
+          const planning = selected.then(
+            (raws) => raws && planBatch(deps.db, deps.normaliser, raws),
+          );
+          // Nothing unhandled if a batch fails: each is awaited in turn or dropped.
+          planning.catch(() => undefined);
+          ahead.push(planning);
+        }
       };
-      let next = plan(run.storedThrough);
-      for (;;) {
-        const batch = await next;
-        if (!batch) {
-          break;
+      // A batch's publish waits for its confirms while the next batch is stored: one publish
+      // at a time, in batch order, so each device's messages still reach the exchange in order.
+      // What RabbitMQ confirmed is recorded in the next batch's transaction, not a commit of its
+      // own; an interrupted run publishes again from there (republishInterrupted).
+      let confirmedThrough = run.storedThrough;
+      let publishing: Promise<number> | undefined;
+      try {
+        for (;;) {
+          planAhead();
+          const pending = ahead.shift()!;
+          planAhead();
+          const batch = await pending;
+          if (!batch) {
+            break;
+          }
+          if (options.signal?.aborted) {
+            complete = false;
+            break;
+          }
+          addPlanned(totals, batch.planned);
+          const stored = await storeBatch(
+            connDeps,
+            run,
+            batch.planned,
+            batch.routes,
+            batch.through,
+            now(),
+            confirmedThrough,
+          );
+          if (publishing) {
+            confirmedThrough = await publishing;
+          }
+          const through = batch.through;
+          publishing = publisher.publish(stored.messages).then(() => through);
+          // Awaited with the next batch or after the loop; a failure is thrown from there.
+          publishing.catch(() => undefined);
+          published += stored.messages.length;
+          held += stored.held;
+          done += batch.planned.length;
+          options.onProgress?.(done, run.total);
         }
-        if (options.signal?.aborted) {
-          complete = false;
-          break;
-        }
-        next = plan(batch.through);
-        // Nothing unhandled if this batch fails: the next one's outcome is awaited or dropped.
-        next.catch(() => undefined);
-        addPlanned(totals, batch.planned);
-        const r = await applyBatch(connDeps, publisher, run, batch.planned, batch.through, now());
-        published += r.published;
-        held += r.held;
-        done += batch.planned.length;
-        options.onProgress?.(done, run.total);
+      } finally {
+        // Batches planned ahead of an end, a stop or a failure finish before the pool is let go.
+        await Promise.allSettled(ahead);
       }
+      if (publishing) {
+        confirmedThrough = await publishing;
+      }
+      await recordPublished(conn, run.id, confirmedThrough);
       if (complete) {
         await finishRun(conn, run.id);
       }

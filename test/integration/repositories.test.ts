@@ -38,6 +38,7 @@ import {
 } from "../../src/db/repositories/physical-timeseries.js";
 import { insertRawMessages, type RawMessageInput } from "../../src/db/repositories/raw-messages.js";
 import { RegistryError } from "../../src/db/repositories/registry-error.js";
+import { recordLogicalSightings } from "../../src/db/repositories/routes.js";
 import { addSource, listSources } from "../../src/db/repositories/sources.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 
@@ -343,6 +344,36 @@ describe("recordSightings under concurrency", () => {
       expect(stored.last_seen).toBe(newest.lastSeen.replace("Z", "+00:00"));
       expect(stored.properties.last_msg).toEqual(newest.lastMsg);
     }
+  });
+});
+
+describe("recordLogicalSightings", () => {
+  it("moves last_seen forward only, and leaves a device untouched by an older sighting", async () => {
+    const ld = await createLogicalDevice(db, { name: "sighted" });
+    const version = async () =>
+      (
+        await sql<{ xmin: string; last_seen: string; last_msg: unknown }>`
+          select xmin::text, last_seen, properties->'last_msg' as last_msg
+          from logical_devices where uid = ${ld.uid}`.execute(db)
+      ).rows[0]!;
+    await recordLogicalSightings(db, [
+      { uid: ld.uid, lastSeen: "2024-05-01T00:00:10Z", lastMsg: { n: 1 } },
+    ]);
+    const first = await version();
+    expect(first).toMatchObject({ last_seen: "2024-05-01T00:00:10+00:00", last_msg: { n: 1 } });
+    // An older message (a replay, a release, a late redelivery): no write at all, not even a
+    // new row version with the same values.
+    await recordLogicalSightings(db, [
+      { uid: ld.uid, lastSeen: "2024-05-01T00:00:09Z", lastMsg: { n: 0 } },
+    ]);
+    expect(await version()).toEqual(first);
+    await recordLogicalSightings(db, [
+      { uid: ld.uid, lastSeen: "2024-05-01T00:00:11Z", lastMsg: { n: 2 } },
+    ]);
+    expect(await version()).toMatchObject({
+      last_seen: "2024-05-01T00:00:11+00:00",
+      last_msg: { n: 2 },
+    });
   });
 });
 

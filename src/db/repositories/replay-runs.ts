@@ -173,15 +173,26 @@ export async function createRun(
   return toRun(rows[0]!);
 }
 
-/** Records a batch whose rows are replaced; run it in the transaction that replaced them. */
+/**
+ * Records a batch whose rows are replaced; run it in the transaction that replaced them.
+ * `publishedThrough`, when given, also records what RabbitMQ has confirmed of earlier batches
+ * (a pipelined replay records it here rather than in a commit of its own).
+ */
 export async function recordStored(
   db: Db,
   id: string,
-  batch: { through: number; done: number; changed: number; failed: number },
+  batch: {
+    through: number;
+    done: number;
+    changed: number;
+    failed: number;
+    publishedThrough?: number;
+  },
 ): Promise<void> {
   await sql`
     update replay_runs set stored_through = ${batch.through}, done = done + ${batch.done},
-      changed = changed + ${batch.changed}, failed = failed + ${batch.failed}
+      changed = changed + ${batch.changed}, failed = failed + ${batch.failed},
+      published_through = greatest(published_through, ${batch.publishedThrough ?? 0})
     where id = ${id}::uuid`.execute(db);
 }
 

@@ -69,7 +69,9 @@ function instantMicros(text: string): number {
 /**
  * Moves logical devices' last_seen forward (never back) and sets properties.last_msg when the
  * message is not older than what the device last saw. Only the last_msg key is written, so
- * concurrent edits to other properties survive. One statement for the whole batch.
+ * concurrent edits to other properties survive. A device whose sighting is older than what it
+ * last saw is neither locked nor written (a replay or a release of old messages, a late
+ * redelivery): an update that changes nothing would still write a new row version.
  */
 export async function recordLogicalSightings(
   db: Db,
@@ -81,18 +83,16 @@ export async function recordLogicalSightings(
   const payload = JSON.stringify(
     sightings.map((s) => ({ uid: s.uid, last_seen: s.lastSeen, last_msg: s.lastMsg })),
   );
+  const news = sql`jsonb_to_recordset(${payload}::jsonb)
+    as v(uid int, last_seen timestamptz, last_msg jsonb)`;
   // Lock in uid order first: concurrent batches touching the same devices then queue behind
   // each other instead of deadlocking in whatever order the UPDATE's join visits rows.
-  await sql`select uid from logical_devices where uid = any(${sightings.map((s) => s.uid)}::int[])
-            order by uid for update`.execute(db);
+  await sql`select ld.uid from logical_devices ld join ${news} on ld.uid = v.uid
+            where ld.last_seen is null or v.last_seen >= ld.last_seen
+            order by ld.uid for update of ld`.execute(db);
   await sql`
     update logical_devices ld
-    set last_seen = greatest(ld.last_seen, v.last_seen),
-        properties = case
-          when ld.last_seen is null or v.last_seen >= ld.last_seen
-            then jsonb_set(ld.properties, '{last_msg}', v.last_msg)
-          else ld.properties
-        end
-    from jsonb_to_recordset(${payload}::jsonb) as v(uid int, last_seen timestamptz, last_msg jsonb)
-    where ld.uid = v.uid`.execute(db);
+    set last_seen = v.last_seen, properties = jsonb_set(ld.properties, '{last_msg}', v.last_msg)
+    from ${news}
+    where ld.uid = v.uid and (ld.last_seen is null or v.last_seen >= ld.last_seen)`.execute(db);
 }
