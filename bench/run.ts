@@ -47,7 +47,13 @@ import { releaseRun } from "./release.js";
 import { ingestFigures, mapTtnDevices, printIngest, type IngestFigure } from "./ingest.js";
 import { REPLAY_MESSAGES, replayRun } from "./replay.js";
 import { figures, formatRow, type Figures } from "./stats.js";
-import { influxFigures, ubidotsFigures, type WriterFigure } from "./writers.js";
+import {
+  influxFigures,
+  ubidotsFigures,
+  writerCopies,
+  writerCopiesFigures,
+  type WriterFigure,
+} from "./writers.js";
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const UPLINKS = Number(process.env.BENCH_UPLINKS ?? 5_000);
@@ -421,6 +427,10 @@ async function main(): Promise<void> {
     if (part("writers") && process.env.BENCH_WRITERS !== "0") {
       writers.push(...(await ubidotsFigures(conn, pool, env)));
       writers.push(await influxFigures(conn, pool, env, MESSAGES));
+    }
+    // BENCH_WRITERS_COPIES=1,2,4: the FRRED and InfluxDB writers with that many processes each.
+    if (writerCopies().length > 0) {
+      writers.push(...(await writerCopiesFigures(conn, pool, env, writerCopies(), MESSAGES)));
     }
   } finally {
     const ch = await conn.createChannel();

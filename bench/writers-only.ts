@@ -1,6 +1,7 @@
 /**
  * `npx tsx bench/writers-only.ts`: only the writer figures of `npm run bench` (bench/writers.ts),
- * on a database and exchanges of their own (needs `npm run build` first).
+ * on a database and exchanges of their own (needs `npm run build` first). BENCH_WRITERS=0 leaves
+ * out the Ubidots and influxd runs (for `BENCH_WRITERS_COPIES=1,2,4` alone).
  */
 import { randomBytes } from "node:crypto";
 import { cpus, totalmem } from "node:os";
@@ -8,11 +9,11 @@ import { cpus, totalmem } from "node:os";
 import amqp from "amqplib";
 import pg from "pg";
 
-import { deadLetterQueueName } from "../src/bus/topology.js";
+import { deadLetterQueueName, QUEUE_NAMES } from "../src/bus/topology.js";
 import { migrate } from "../src/db/migrate.js";
 import { INFLUXDB_QUEUE } from "../src/delivery/influxdb/influxdb-writer.js";
 import { UBIDOTS_QUEUE } from "../src/delivery/ubidots/ubidots-writer.js";
-import { influxFigures, ubidotsFigures } from "./writers.js";
+import { influxFigures, ubidotsFigures, writerCopies, writerCopiesFigures } from "./writers.js";
 
 const PG_BASE = {
   host: process.env.PGHOST ?? "127.0.0.1",
@@ -35,6 +36,8 @@ const admin = new pg.Client({ ...PG_BASE, database: "postgres" });
 await admin.connect();
 await admin.query(`create database ${DB}`);
 const pool = new pg.Pool({ ...PG_BASE, database: DB, max: 4 });
+// An idle connection the final drop terminates is not an error of the run.
+pool.on("error", () => undefined);
 const conn = await amqp.connect(AMQP_URL);
 const env = {
   ...names,
@@ -51,9 +54,15 @@ try {
   const setup = await conn.createChannel();
   await setup.assertExchange(names.LTS_EXCHANGE, "fanout", { durable: true });
   await setup.close();
+  const messages = Number(process.env.BENCH_MESSAGES ?? 20_000);
   const figures = [
-    ...(await ubidotsFigures(conn, pool, env)),
-    await influxFigures(conn, pool, env, Number(process.env.BENCH_MESSAGES ?? 20_000)),
+    ...(process.env.BENCH_WRITERS === "0"
+      ? []
+      : [
+          ...(await ubidotsFigures(conn, pool, env)),
+          await influxFigures(conn, pool, env, messages),
+        ]),
+    ...(await writerCopiesFigures(conn, pool, env, writerCopies(), messages)),
   ];
   console.log(
     `\nMachine: ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}\n`,
@@ -67,7 +76,7 @@ try {
   }
 } finally {
   const ch = await conn.createChannel();
-  for (const q of [UBIDOTS_QUEUE, INFLUXDB_QUEUE]) {
+  for (const q of [UBIDOTS_QUEUE, INFLUXDB_QUEUE, QUEUE_NAMES.frred]) {
     await ch.deleteQueue(names.QUEUE_PREFIX + q).catch(() => undefined);
     await ch.deleteQueue(deadLetterQueueName(names.QUEUE_PREFIX + q)).catch(() => undefined);
   }

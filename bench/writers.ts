@@ -5,15 +5,28 @@
  * Writers run as their own `broker run` processes from dist/, as in production.
  *
  * BENCH_UBIDOTS_WINDOW_S (default 15) is how long each Ubidots run is measured.
+ * BENCH_WRITERS_COPIES (e.g. 1,2,4) adds {@link writerCopiesFigures}: the FRRED and InfluxDB
+ * writers with that many processes sharing each queue, against the bus-only ceiling.
  */
 import { randomUUID } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 import type amqp from "amqplib";
 import type pg from "pg";
 
 import { startInfluxd } from "../test/helpers/influxdb.js";
 import { UbidotsStandIn } from "../test/helpers/ubidots-standin.js";
-import { freePort, publishConfirmed, startBroker, stopBroker, waitReady } from "./harness.js";
+import { InfluxStandIn } from "./chaos/influx-standin.js";
+import {
+  consumeCounting,
+  freePort,
+  publishConfirmed,
+  startBroker,
+  stopBroker,
+  waitReady,
+} from "./harness.js";
 
 const WINDOW_S = Number(process.env.BENCH_UBIDOTS_WINDOW_S ?? 15);
 
@@ -161,4 +174,111 @@ export async function influxFigures(
     await stopBroker(child);
     await influx.stop();
   }
+}
+
+/** The copies counts of BENCH_WRITERS_COPIES (`1,2,4`), none when unset. */
+export function writerCopies(): number[] {
+  return (process.env.BENCH_WRITERS_COPIES ?? "")
+    .split(",")
+    .filter(Boolean)
+    .map(Number)
+    .filter((n) => Number.isInteger(n) && n > 0);
+}
+
+/**
+ * The ceiling for a writer: the same number of messages published (confirmed, persistent) to
+ * the logical exchange and consumed (acked) from a quorum queue of its own, nothing else.
+ */
+async function busCeiling(
+  conn: amqp.ChannelModel,
+  env: Record<string, string>,
+  messages: number,
+): Promise<WriterFigure> {
+  const ch = await conn.createConfirmChannel();
+  const q = `${env.QUEUE_PREFIX}writers_ceiling`;
+  await ch.assertQueue(q, { durable: true, arguments: { "x-queue-type": "quorum" } });
+  await ch.bindQueue(q, env.LTS_EXCHANGE!, "");
+  let consumed = 0;
+  const stop = await consumeCounting(conn, q, () => consumed++);
+  const started = Date.now();
+  await publishConfirmed(ch, env.LTS_EXCHANGE!, messages, (i) => message(1 + (i % 100), i));
+  await until(async () => consumed >= messages, "the ceiling's consumer");
+  const seconds = (Date.now() - started) / 1000;
+  await stop();
+  await ch.deleteQueue(q);
+  await ch.close();
+  return {
+    name: "Bus only: logical exchange → quorum queue → consumer (ceiling)",
+    messages,
+    seconds,
+    perSecond: messages / seconds,
+    note: "publish confirmed, consume with acks",
+  };
+}
+
+/**
+ * The FRRED writer (files in a directory of its own) and the InfluxDB writer (against the chaos
+ * run's InfluxDB 2.x stand-in, which answers at once, so the writer is what is measured) with
+ * each number of `copies` processes sharing the writer's queue: `messages` published to the
+ * logical exchange over 100 logical devices, timed until every one is delivered.
+ */
+export async function writerCopiesFigures(
+  conn: amqp.ChannelModel,
+  pool: pg.Pool,
+  env: Record<string, string>,
+  copies: readonly number[],
+  messages: number,
+): Promise<WriterFigure[]> {
+  const ceiling = await busCeiling(conn, env, messages);
+  const out: WriterFigure[] = [ceiling];
+  const influx = new InfluxStandIn("bench-token", () => Date.now());
+  const influxUrl = await influx.start();
+  const dir = await mkdtemp(join(tmpdir(), "bench-frred-"));
+  const writers = {
+    frred: { FRRED_DIR: dir },
+    influxdb: {
+      INFLUXDB_URL: influxUrl,
+      INFLUXDB_API: "v2",
+      INFLUXDB_ORG: "bench",
+      INFLUXDB_BUCKET: "bench",
+      INFLUXDB_TOKEN: "bench-token",
+    },
+  };
+  try {
+    for (const [writer, own] of Object.entries(writers)) {
+      for (const n of copies) {
+        const ports = await Promise.all(Array.from({ length: n }, () => freePort()));
+        const children = ports.map((port) =>
+          startBroker([writer], { ...env, ...own, METRICS_PORT: String(port) }),
+        );
+        try {
+          await Promise.all(ports.map((port) => waitReady(port)));
+          const before = await count(pool, writer, true);
+          const ch = await conn.createConfirmChannel();
+          const started = Date.now();
+          await publishConfirmed(ch, env.LTS_EXCHANGE!, messages, (i) => message(1 + (i % 100), i));
+          await until(
+            async () => (await count(pool, writer, true)) - before >= messages,
+            `${writer} deliveries`,
+          );
+          const seconds = (Date.now() - started) / 1000;
+          await ch.close();
+          out.push({
+            name: `${writer === "frred" ? "FRRED" : "InfluxDB (stand-in)"}, ${n} process${n === 1 ? "" : "es"}`,
+            messages,
+            seconds,
+            perSecond: messages / seconds,
+            note: `${((messages / seconds / ceiling.perSecond) * 100).toFixed(0)} % of the ceiling`,
+          });
+        } finally {
+          await Promise.all(children.map(stopBroker));
+        }
+        await pool.query("delete from delivery_queue where writer = $1", [writer]);
+      }
+    }
+  } finally {
+    await influx.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+  return out;
 }

@@ -3,7 +3,13 @@ import { rename, rm, writeFile } from "node:fs/promises";
 import type pg from "pg";
 
 import { sleep } from "../../src/core/backoff.js";
-import type { PrivatePostgres, PrivateRabbit } from "../../test/helpers/private-servers.js";
+import type {
+  PrivateMosquitto,
+  PrivatePostgres,
+  PrivateRabbit,
+} from "../../test/helpers/private-servers.js";
+import type { UbidotsStandIn } from "../../test/helpers/ubidots-standin.js";
+import type { AxisTechStandIn } from "./axistech-standin.js";
 import type { InfluxStandIn } from "./influx-standin.js";
 import type { ComponentProcess } from "./processes.js";
 
@@ -23,7 +29,10 @@ export interface FaultTargets {
   readonly postgres: PrivatePostgres;
   /** A pool on the run's database, for the locks of the slow-database fault. */
   readonly pool: pg.Pool;
+  readonly mosquitto: PrivateMosquitto;
   readonly influx: InfluxStandIn;
+  readonly ubidots: UbidotsStandIn;
+  readonly vendor: AxisTechStandIn;
   readonly frredDir: string;
 }
 
@@ -43,17 +52,36 @@ export function allFaults(t: FaultTargets): Fault[] {
   return [
     ...t.processes.filter((p) => !p.label.endsWith("-b")).map(killAndRestart),
     {
+      // SIGTERM and start: Mosquitto keeps sessions and queued QoS 1 messages in its persistence
+      // file across a restart (a kill -9 would lose what it took since its last save, which is
+      // the broker's own durability, not the router's).
+      name: "MQTT broker restarted",
+      async run() {
+        await t.mosquitto.restart();
+      },
+    },
+    {
       name: "RabbitMQ connections closed",
       async run() {
         await t.rabbit.ctl("-q", "close_all_connections", "closed by the chaos run");
       },
     },
     {
-      name: "destination (InfluxDB) down",
+      name: "destinations (InfluxDB, Ubidots) down",
       async run(holdMs) {
         t.influx.setDown();
+        t.ubidots.down = true;
         await sleep(holdMs);
         t.influx.setUp();
+        t.ubidots.down = false;
+      },
+    },
+    {
+      name: "vendor (AxisTech) answering 503",
+      async run(holdMs) {
+        t.vendor.down = true;
+        await sleep(holdMs);
+        t.vendor.down = false;
       },
     },
     {

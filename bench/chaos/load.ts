@@ -1,27 +1,46 @@
 import { backoffDelay, sleep } from "../../src/core/backoff.js";
 import { mqttCorrelationId } from "../../src/mqtt/payload.js";
+import { pollCorrelationId } from "../../src/sources/pollers/ids.js";
+import { zuluSeconds } from "../../src/sources/pollers/times.js";
 import { ttnCorrelationId } from "../../src/sources/ttn/normalise.js";
 import { netvoxUplink } from "../../test/helpers/ttn.js";
 
 /**
  * The chaos run's inputs and the senders that behave like the real ones: the webhook client
  * retries whatever was not answered 2xx (up to a limit, as The Things Stack gives up too), the
- * MQTT client publishes at QoS 1 and resends what was not acknowledged.
+ * MQTT client publishes at QoS 1 and resends what was not acknowledged, the vendor a poller reads
+ * makes its records available one after the other.
  */
 
 export interface Input {
-  readonly kind: "ttn" | "ydoc";
+  readonly kind: "ttn" | "ydoc" | "axistech";
   /** Global index, also the `seq` value the message carries (the InfluxDB stand-in reads it). */
   readonly index: number;
   readonly device: string;
   /** Place in its device's sending order. */
   readonly seq: number;
   readonly correlationId: string;
-  /** POST body (TTN) or MQTT payload (YDOC). */
+  /** POST body (TTN) or MQTT payload (YDOC); the record's JSON (AxisTech). */
   readonly bytes: Buffer;
   /** MQTT topic (YDOC only). */
   readonly topic?: string;
+  /** The vendor's weather record (AxisTech only). */
+  readonly record?: AxisTechRecord;
 }
+
+export interface AxisTechRecord {
+  readonly code: string;
+  /** `YYYY-MM-DDThh:mm:ssZ`. */
+  readonly time: string;
+  /** Carries the input's index (published as `8_AirTemperature`). */
+  readonly temperature_avg: number;
+}
+
+/**
+ * Where a message's index is found at the writers: the `seq` value of TTN and YDOC messages, and
+ * the AxisTech record's temperature (`8_AirTemperature`).
+ */
+export const INDEX_FIELD = /(?:^|[ ,])(?:seq|8_AirTemperature)=([0-9.]+)/;
 
 const BASE_MS = Date.UTC(2024, 0, 1);
 
@@ -85,13 +104,46 @@ export function ydocInput(root: string, index: number, d: number, seq: number): 
   };
 }
 
+/**
+ * AxisTech record times: whole seconds from midnight two days ago, inside the poller's five-day
+ * window and never in the future for any run shorter than a day.
+ */
+const AXIS_BASE_MS = Math.floor(Date.now() / 86_400_000) * 86_400_000 - 2 * 86_400_000;
+
+export function axisStation(n: number): string {
+  return `CHAOS${String(n).padStart(3, "0")}`;
+}
+
+/**
+ * Record `seq` of AxisTech station `d`, carrying `index`; seq -1 is the warm-up record, older
+ * than every other one of its station.
+ */
+export function axisInput(index: number, d: number, seq: number): Input {
+  const code = axisStation(d);
+  const time = zuluSeconds(AXIS_BASE_MS + (seq + 1) * 1000);
+  const record: AxisTechRecord = { code, time, temperature_avg: index };
+  return {
+    kind: "axistech",
+    index,
+    device: `axistech-${code}`,
+    seq,
+    correlationId: pollCorrelationId("axistech", code, time),
+    bytes: Buffer.from(JSON.stringify(record)),
+    record,
+  };
+}
+
+export interface InputCounts {
+  readonly uplinks: number;
+  readonly mqtt: number;
+  readonly axis: number;
+  readonly ttnDevices: number;
+  readonly ydocDevices: number;
+  readonly axisStations: number;
+}
+
 /** Per-device sequences interleaved: input i goes to device i % devices. */
-export function makeInputs(
-  root: string,
-  counts: { uplinks: number; mqtt: number; ttnDevices: number; ydocDevices: number },
-  first = 0,
-  seqBase = 0,
-): Input[] {
+export function makeInputs(root: string, counts: InputCounts, first = 0, seqBase = 0): Input[] {
   const inputs: Input[] = [];
   for (let i = 0; i < counts.uplinks; i++) {
     const d = i % counts.ttnDevices;
@@ -101,6 +153,11 @@ export function makeInputs(
     const d = j % counts.ydocDevices;
     const index = first + counts.uplinks + j;
     inputs.push(ydocInput(root, index, d, seqBase + Math.floor(j / counts.ydocDevices)));
+  }
+  for (let k = 0; k < counts.axis; k++) {
+    const d = k % counts.axisStations;
+    const index = first + counts.uplinks + counts.mqtt + k;
+    inputs.push(axisInput(index, d, seqBase + Math.floor(k / counts.axisStations)));
   }
   return inputs;
 }

@@ -24,10 +24,12 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 let report: ChaosReport;
 try {
   report = await runChaos({
-    uplinks: Math.round(total * 0.7),
-    mqttMessages: total - Math.round(total * 0.7),
+    uplinks: Math.round(total * 0.65),
+    mqttMessages: Math.round(total * 0.25),
+    axisRecords: total - Math.round(total * 0.65) - Math.round(total * 0.25),
     ttnDevices: 50,
     ydocDevices: 10,
+    axisStations: 5,
     loadMs: loadSeconds * 1000,
     holdMs: holdSeconds * 1000,
     drainMs: Number(process.env.CHAOS_DRAIN_SECONDS ?? 600) * 1000,

@@ -138,3 +138,45 @@ export function describeFailures(reports: readonly DestinationReport[], limit = 
   }
   return lines;
 }
+
+/** One dot a Ubidots stand-in stored, as the run reconciles it. */
+export interface ReceivedDot {
+  readonly label: string;
+  readonly variable: string;
+  readonly timestamp: number;
+  readonly value: number;
+  readonly correlationId: string | undefined;
+}
+
+/**
+ * What a Ubidots stand-in received, by message: the correlation id once per message (a message
+ * sends one dot per variable), again for each of its variables received once more with another
+ * value or timestamp (a duplicate), and not for a dot received again verbatim, which Ubidots
+ * stores as the same dot (one value per variable and timestamp): those are counted as rewrites.
+ */
+export function dotsByMessage(dots: readonly ReceivedDot[]): {
+  correlationIds: string[];
+  rewrites: number;
+} {
+  const verbatim = new Set<string>();
+  const variables = new Set<string>();
+  const messages = new Set<string>();
+  const correlationIds: string[] = [];
+  let rewrites = 0;
+  for (const d of dots) {
+    const id = d.correlationId ?? `dot without a correlation id on ${d.label}/${d.variable}`;
+    const key = JSON.stringify([d.label, d.variable, d.timestamp, d.value, id]);
+    if (verbatim.has(key)) {
+      rewrites++;
+      continue;
+    }
+    verbatim.add(key);
+    const variable = JSON.stringify([id, d.variable]);
+    if (!messages.has(id) || variables.has(variable)) {
+      correlationIds.push(id);
+    }
+    messages.add(id);
+    variables.add(variable);
+  }
+  return { correlationIds, rewrites };
+}

@@ -27,7 +27,7 @@ export function formatReport(r: ChaosReport): string {
       .map(([q, n]) => `${q} ${n}`)
       .join(
         ", ",
-      )}. Logical exchange copies under a message id already seen (bus redeliveries): ${r.tapRedeliveries}. InfluxDB lines rewritten verbatim (retries): ${r.influxRewrites}.`,
+      )}. Logical exchange copies under a message id already seen (bus redeliveries): ${r.tapRedeliveries}. InfluxDB lines rewritten verbatim (retries): ${r.influxRewrites}. Ubidots dots rewritten verbatim (retries): ${r.ubidotsRewrites}. AxisTech records saved as read by the poller: ${r.polled.saved} of ${r.polled.served} served.`,
   ];
   if (r.failures.length > 0) {
     lines.push("", "Failures:", ...r.failures.map((f) => `- ${f}`), `Logs: ${r.workDir}/logs`);

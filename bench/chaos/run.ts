@@ -12,19 +12,32 @@ import { migrate } from "../../src/db/migrate.js";
 import {
   createPrivateDatabase,
   freePort,
+  startPrivateMosquitto,
   startPrivatePostgres,
   startPrivateRabbit,
   until,
+  type PrivateMosquitto,
   type PrivatePostgres,
   type PrivateRabbit,
 } from "../../test/helpers/private-servers.js";
+import { UbidotsStandIn } from "../../test/helpers/ubidots-standin.js";
+import { AxisTechStandIn } from "./axistech-standin.js";
 import { allFaults, type Fault } from "./faults.js";
 import { InfluxStandIn } from "./influx-standin.js";
-import { makeInputs, paced, postUplink, type Input, type RefusalLog } from "./load.js";
+import {
+  axisInput,
+  INDEX_FIELD,
+  makeInputs,
+  paced,
+  postUplink,
+  type Input,
+  type RefusalLog,
+} from "./load.js";
 import { ComponentProcess } from "./processes.js";
 import {
   allAccountedFor,
   describeFailures,
+  dotsByMessage,
   reconcileDestination,
   recoveryTimes,
   type AcceptedInput,
@@ -33,9 +46,10 @@ import {
 } from "./reconcile.js";
 
 /**
- * `npm run chaos`: the real system as separate processes on a PostgreSQL and a RabbitMQ of the
- * run's own, a steady mixed load (TTN webhook and a YDOC MQTT source), faults spaced out over it,
- * and at the end every accepted input reconciled by correlation id at every destination.
+ * `npm run chaos`: the real system as separate processes on a PostgreSQL, a RabbitMQ and a
+ * Mosquitto of the run's own, a steady mixed load (TTN webhook, a YDOC MQTT source, an AxisTech
+ * poller against a stand-in vendor), faults spaced out over it, and at the end every accepted
+ * input reconciled by correlation id at every destination.
  */
 
 export interface ChaosOptions {
@@ -43,8 +57,11 @@ export interface ChaosOptions {
   readonly uplinks: number;
   /** YDOC messages published to the MQTT broker. */
   readonly mqttMessages: number;
+  /** Weather records the AxisTech stand-in makes available to the poller. */
+  readonly axisRecords: number;
   readonly ttnDevices: number;
   readonly ydocDevices: number;
+  readonly axisStations: number;
   /** How long the steady load lasts (ms); the faults are spread over it. */
   readonly loadMs: number;
   /** How long a lasting fault (destination down, directory gone, locks held) lasts (ms). */
@@ -53,8 +70,6 @@ export interface ChaosOptions {
   readonly drainMs: number;
   /** Attempts of a webhook sender before it gives an uplink up. Default 20. */
   readonly maxAttempts?: number;
-  /** MQTT broker the YDOC source and the publisher use (not faulted). */
-  readonly mqttUrl?: string;
   /** Progress lines. */
   readonly log?: (line: string) => void;
   /** Keep the work directory (logs, FRRED files) after a passing run too. */
@@ -83,6 +98,10 @@ export interface ChaosReport {
   readonly tapRedeliveries: number;
   /** Lines the InfluxDB stand-in received again verbatim (a retried write: the same point). */
   readonly influxRewrites: number;
+  /** Dots the Ubidots stand-in received again verbatim (a retried post: the same dot). */
+  readonly ubidotsRewrites: number;
+  /** AxisTech records the poller saved as read (accepted) of those the vendor served. */
+  readonly polled: { saved: number; served: number };
   /** Component exits nobody asked for. */
   readonly crashes: Record<string, string[]>;
   readonly loadMs: number;
@@ -96,13 +115,16 @@ const SYSTEM_QUEUES = [
   "lm_physical_timeseries",
   "databolt_logical_msg_queue",
   "influxdb_logical_msg_queue",
+  "ubidots_logical_msg_queue",
 ];
 const DEAD_QUEUES = [
   "lm_physical_timeseries.dead",
   "databolt_logical_msg_queue.dead",
   "influxdb_logical_msg_queue.dead",
+  "ubidots_logical_msg_queue.dead",
   "ydoc_ingest.dead",
   "ttn_webhook.dead",
+  "axistech_ingest.dead",
 ];
 
 /** Everything the run started, stopped in reverse order whatever happens. */
@@ -120,6 +142,8 @@ class Teardown {
 
 async function withChannel<T>(url: string, fn: (ch: amqp.Channel) => Promise<T>): Promise<T> {
   const conn = await amqp.connect(url);
+  // A connection the run's own teardown cuts (Ctrl-C while reading) is not a crash.
+  conn.on("error", () => undefined);
   try {
     const ch = await conn.createChannel();
     ch.on("error", () => undefined);
@@ -163,11 +187,15 @@ async function drainTap(url: string): Promise<{ ids: string[]; redelivered: numb
     const ids: string[] = [];
     const messageIds = new Set<string>();
     let redelivered = 0;
-    for (;;) {
-      const m = await ch.get(TAP_QUEUE, { noAck: false });
-      if (m === false) {
-        return { ids, redelivered };
+    let lastAt = Date.now();
+    // Consumed with a prefetch window, not fetched one `get` at a time: a hundred thousand
+    // round trips to a quorum queue take over an hour on a loaded machine.
+    await ch.prefetch(1000);
+    const { consumerTag } = await ch.consume(TAP_QUEUE, (m) => {
+      if (!m) {
+        return;
       }
+      lastAt = Date.now();
       const body = JSON.parse(m.content.toString("utf8")) as { broker_correlation_id?: string };
       const messageId = String(m.properties.messageId);
       if (messageIds.has(messageId)) {
@@ -177,7 +205,16 @@ async function drainTap(url: string): Promise<{ ids: string[]; redelivered: numb
         ids.push(body.broker_correlation_id ?? String(m.properties.correlationId));
       }
       ch.ack(m);
+    });
+    // Until nothing has come for a second and the queue holds nothing ready.
+    for (;;) {
+      await sleep(500);
+      if (Date.now() - lastAt >= 1_000 && (await ch.checkQueue(TAP_QUEUE)).messageCount === 0) {
+        break;
+      }
     }
+    await ch.cancel(consumerTag);
+    return { ids, redelivered };
   });
 }
 
@@ -209,13 +246,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     await mkdir(logDir);
     await mkdir(frredDir);
 
-    log(`work directory ${workDir}; starting a private PostgreSQL and RabbitMQ`);
-    const [postgres, rabbit]: [PrivatePostgres, PrivateRabbit] = await Promise.all([
-      startPrivatePostgres(),
-      startPrivateRabbit(),
-    ]);
+    log(`work directory ${workDir}; starting a private PostgreSQL, RabbitMQ and Mosquitto`);
+    const [postgres, rabbit, mosquitto]: [PrivatePostgres, PrivateRabbit, PrivateMosquitto] =
+      await Promise.all([startPrivatePostgres(), startPrivateRabbit(), startPrivateMosquitto()]);
     teardown.add(() => postgres.stop());
     teardown.add(() => rabbit.stop());
+    teardown.add(() => mosquitto.stop());
     const pool = await createPrivateDatabase(postgres, "chaos");
     pool.on("error", () => undefined);
     teardown.add(() => pool.end());
@@ -225,6 +261,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const influx = new InfluxStandIn(influxToken, clock);
     const influxUrl = await influx.start();
     teardown.add(() => influx.stop());
+    const ubidotsToken = randomBytes(8).toString("hex");
+    // Ubidots allows 4 requests/s per token; the run's stand-in allows 25 and the writers use
+    // 20, so that the long run's load is not bounded by a rate the real service would impose.
+    const ubidots = new UbidotsStandIn({ token: ubidotsToken, rate: 25 });
+    const ubidotsUrl = await ubidots.start();
+    teardown.add(() => ubidots.stop());
+    const axisToken = randomBytes(8).toString("hex");
+    const vendor = new AxisTechStandIn(axisToken);
+    const vendorUrl = await vendor.start();
+    teardown.add(() => vendor.stop());
 
     await withChannel(rabbit.url, async (ch) => {
       await ch.assertExchange("logical_timeseries", "fanout", { durable: true });
@@ -232,7 +278,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       await ch.bindQueue(TAP_QUEUE, "logical_timeseries", "");
     });
 
-    const mqttUrl = options.mqttUrl ?? process.env.MQTT_URL ?? "mqtt://127.0.0.1:1883";
+    const mqttUrl = mosquitto.url;
     const root = `chaos${randomBytes(4).toString("hex")}`;
     const ydocClientId = `${root}-ydoc`;
     const webhookPort = await freePort();
@@ -262,6 +308,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       WRITER_RETRY_MAX_MS: "5000",
       WRITER_LEASE_MS: "15000",
       INFLUXDB_TIMEOUT_MS: "5000",
+      UBIDOTS_URL: ubidotsUrl,
+      UBIDOTS_API_TOKEN: ubidotsToken,
+      UBIDOTS_RATE_LIMIT: "20",
+      UBIDOTS_TIMEOUT_MS: "5000",
+      AXISTECH_TOKEN: axisToken,
+      AXISTECH_API_URL: vendorUrl,
+      AXISTECH_POLL_SECONDS: "0.5",
+      POLLER_RETRY_SECONDS: "0.2",
+      POLLER_RETRY_MAX_SECONDS: "2",
       MQTT_URL: mqttUrl,
       YDOC_MQTT_TOPICS: `${root}/YDOC/+`,
       YDOC_MQTT_CLIENT_ID: ydocClientId,
@@ -269,22 +324,21 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const processes = [
       new ComponentProcess("ttn-webhook", ["run", "ttn-webhook"], env, logDir),
       new ComponentProcess("ydoc", ["run", "ydoc"], env, logDir),
+      new ComponentProcess("axistech", ["run", "axistech"], env, logDir),
       new ComponentProcess("mapper-a", ["run", "mapper"], env, logDir),
       new ComponentProcess("mapper-b", ["run", "mapper"], env, logDir),
       new ComponentProcess("frred-a", ["run", "frred"], env, logDir),
       new ComponentProcess("frred-b", ["run", "frred"], env, logDir),
       new ComponentProcess("influxdb-a", ["run", "influxdb"], env, logDir),
       new ComponentProcess("influxdb-b", ["run", "influxdb"], env, logDir),
+      new ComponentProcess("ubidots-a", ["run", "ubidots"], env, logDir),
+      new ComponentProcess("ubidots-b", ["run", "ubidots"], env, logDir),
     ];
+    // Stopped together: one by one, their grace periods would add up.
+    teardown.add(() => Promise.all(processes.map((p) => p.close())));
     for (const p of processes) {
-      teardown.add(() => p.close());
       p.start();
     }
-    // The persistent session the YDOC source keeps on the shared MQTT broker goes with the run.
-    teardown.add(async () => {
-      const c = await mqtt.connectAsync(mqttUrl, { clientId: ydocClientId, clean: true });
-      await c.endAsync();
-    });
     const url = `http://127.0.0.1:${webhookPort}/ttn/webhook/up`;
     await until("chaos run: the system ready", 120_000, async () => {
       const ready = await fetch(`http://127.0.0.1:${webhookPort}/readyz`);
@@ -300,6 +354,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const refusals: RefusalLog = [];
     const maxAttempts = options.maxAttempts ?? 20;
     const send = async (input: Input): Promise<boolean> => {
+      if (input.kind === "axistech") {
+        // Served from now on; owed once the poller saved it as read (checked at the end).
+        vendor.add(input.record!);
+        return true;
+      }
       if (input.kind === "ydoc") {
         await publisher.publishAsync(input.topic!, input.bytes, { qos: 1 });
         return true;
@@ -308,17 +367,26 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     };
 
     // One input per device first, so every device exists and can be mapped before the load.
+    // (The AxisTech stations' first records are older than any record of the load.)
     const counts = {
       uplinks: options.ttnDevices,
       mqtt: options.ydocDevices,
+      axis: 0,
       ttnDevices: options.ttnDevices,
       ydocDevices: options.ydocDevices,
+      axisStations: options.axisStations,
     };
-    const warmUp = makeInputs(root, counts, 1_000_000_000, 1_000_000);
+    const warmUp = [
+      ...makeInputs(root, counts, 1_000_000_000, 1_000_000),
+      ...Array.from({ length: options.axisStations }, (_, d) =>
+        axisInput(1_000_100_000 + d, d, -1),
+      ),
+    ];
     await Promise.all(warmUp.map(send));
+    const devices = options.ttnDevices + options.ydocDevices + options.axisStations;
     await until("chaos run: every device seen", 60_000, async () => {
       const rows = await pool.query<{ n: string }>("select count(*) as n from physical_devices");
-      return Number(rows.rows[0]!.n) >= options.ttnDevices + options.ydocDevices;
+      return Number(rows.rows[0]!.n) >= devices;
     });
     await pool.query(
       `with pd as (select uid from physical_devices),
@@ -330,8 +398,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const inputs = makeInputs(root, {
       uplinks: options.uplinks,
       mqtt: options.mqttMessages,
+      axis: options.axisRecords,
       ttnDevices: options.ttnDevices,
       ydocDevices: options.ydocDevices,
+      axisStations: options.axisStations,
     });
     const byIndex = new Map(inputs.map((i) => [i.index, i]));
     const acceptedAt = new Map<string, number>();
@@ -359,18 +429,23 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       rabbit,
       postgres,
       pool,
+      mosquitto,
       influx,
+      ubidots,
+      vendor,
       frredDir,
     });
     const windows: FaultWindow[] = [];
-    const spacing = options.loadMs / (faults.length + 1);
+    // Spread over the first three quarters of the load: a fault that runs late (a restart on a
+    // loaded machine) still has fresh inputs after it to measure the recovery by.
+    const spacing = (options.loadMs * 0.75) / faults.length;
     const loadStart = clock();
     const chaos = (async () => {
       for (const [k, fault] of faults.entries()) {
         if (options.abort?.signal.aborted) {
           return;
         }
-        const due = (k + 1) * spacing - (clock() - loadStart);
+        const due = (k + 0.5) * spacing - (clock() - loadStart);
         if (due > 0) {
           await sleep(due);
         }
@@ -383,6 +458,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
     const ttn = inputs.filter((i) => i.kind === "ttn");
     const ydoc = inputs.filter((i) => i.kind === "ydoc");
+    const axis = inputs.filter((i) => i.kind === "axistech");
     const track = async (input: Input): Promise<void> => {
       if (await send(input)) {
         acceptedAt.set(input.correlationId, clock());
@@ -393,24 +469,36 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     await Promise.all([
       paced(ttn, options.loadMs, 32, track),
       paced(ydoc, options.loadMs, 4, track),
+      // One at a time: a station's records appear in time order, as a vendor's do.
+      paced(axis, options.loadMs, 1, track),
       chaos,
     ]);
     const loadMs = clock() - loadStart;
     log(`load done in ${loadMs} ms: ${acceptedAt.size} accepted, ${givenUp.size} given up`);
 
-    // Drain: every accepted input at every destination, or the time runs out.
+    // Drain: the poller through every record served and every accepted input at every
+    // destination, or the time runs out.
     const drainStart = clock();
-    const acceptedIds = [...acceptedAt.keys()];
+    const lastServed = new Map<string, number>();
+    for (const i of axis) {
+      lastServed.set(i.record!.code, Date.parse(i.record!.time));
+    }
     await until("chaos run: every destination caught up", options.drainMs, async () => {
+      const saved = await pollerProgress(pool);
+      if (![...lastServed].every(([code, at]) => (saved.get(code) ?? -1) >= at)) {
+        return false;
+      }
+      const ids = [...acceptedAt.keys()];
       const files = new Set((await readdir(frredDir)).map((n) => n.slice(0, 36)));
-      const seqs = new Set(influx.lines.map((l) => /\bseq=([0-9.]+)/.exec(l.line)?.[1]));
+      const seqs = new Set(influx.lines.map((l) => INDEX_FIELD.exec(l.line)?.[1]));
+      const dots = new Set(ubidots.arrivals.map((a) => a.correlationId));
       const pts = await pool.query<{ n: string }>(
         "select count(*) as n from physical_timeseries where logical_uid is not null",
       );
       return (
-        acceptedIds.every((id) => files.has(id)) &&
-        [...acceptedAt.keys()].length <= seqs.size &&
-        Number(pts.rows[0]!.n) >= acceptedIds.length
+        ids.every((id) => files.has(id) && dots.has(id)) &&
+        ids.length <= seqs.size &&
+        Number(pts.rows[0]!.n) >= ids.length
       );
     }).catch((err: Error) => log(err.message));
     // What is still in flight (a late redelivery) has a moment to show itself as a duplicate.
@@ -419,18 +507,30 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     sampling = false;
     await sampler;
 
+    // A vendor record is accepted once the poller saved its progress past it; one it never got
+    // to is owed nowhere (and fails the run below: the drain gives the poller time enough).
+    const saved = await pollerProgress(pool);
+    const unread = new Set<string>();
+    for (const i of axis) {
+      if (Date.parse(i.record!.time) > (saved.get(i.record!.code) ?? -1)) {
+        acceptedAt.delete(i.correlationId);
+        unread.add(i.correlationId);
+      }
+    }
+
     const accepted: AcceptedInput[] = inputs
       .filter((i) => acceptedAt.has(i.correlationId))
       .map((i) => ({ correlationId: i.correlationId, device: i.device, seq: i.seq }));
-    const tolerated = new Set([...givenUp, ...warmUp.map((w) => w.correlationId)]);
+    const tolerated = new Set([...givenUp, ...unread, ...warmUp.map((w) => w.correlationId)]);
     const frred = await frredContents(frredDir, t0);
     const influxIds = influx.lines.map((l) => {
-      const seq = /\bseq=([0-9.]+)/.exec(l.line)?.[1];
+      const seq = INDEX_FIELD.exec(l.line)?.[1];
       const input = seq === undefined ? undefined : byIndex.get(Number(seq));
       return input?.correlationId ?? `unknown line ${l.line.slice(0, 60)}`;
     });
     const warmIds = new Set(warmUp.map((w) => w.correlationId));
     const tap = await drainTap(rabbit.url);
+    const dots = dotsByMessage(ubidots.arrivals);
     const contents = [
       {
         name: "raw_messages",
@@ -457,6 +557,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           influxIds,
         ),
       },
+      {
+        name: "Ubidots stand-in",
+        // Ubidots keeps one dot per variable and timestamp (doc/ubidots.md § Duplicates): a dot
+        // received again verbatim is the same dot; the same message's variable received with
+        // another value or timestamp would be a duplicate.
+        correlationIds: dots.correlationIds,
+      },
     ];
     const destinations = contents.map((c) =>
       reconcileDestination(
@@ -465,15 +572,18 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         tolerated,
       ),
     );
-    // An input has arrived when it is at both final destinations: the later of the two times.
+    // An input has arrived when it is at every final destination: the latest of the times.
     const arrivedAt = new Map(frred.map((f) => [f.id, f.at]));
-    influx.lines.forEach((l, i) => {
-      const id = influxIds[i]!;
-      const at = arrivedAt.get(id);
-      if (at !== undefined) {
-        arrivedAt.set(id, Math.max(at, l.at));
+    const later = (id: string, at: number): void => {
+      const before = arrivedAt.get(id);
+      if (before !== undefined) {
+        arrivedAt.set(id, Math.max(before, at));
       }
-    });
+    };
+    influx.lines.forEach((l, i) => later(influxIds[i]!, l.at));
+    for (const a of ubidots.arrivals) {
+      later(a.correlationId ?? "", a.at - t0);
+    }
     const recovery = recoveryTimes(windows, acceptedAt, arrivedAt);
 
     const refusalsByFault: Record<string, number> = {};
@@ -514,6 +624,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     for (const [q, n] of Object.entries(deadLettered)) {
       failures.push(`${q}: ${n} dead-lettered`);
     }
+    if (unread.size > 0) {
+      failures.push(
+        `axistech poller: ${unread.size} records served and never saved as read: ${[...unread].slice(0, 50).join(" ")}`,
+      );
+    }
     for (const [label, exits] of Object.entries(crashes)) {
       failures.push(`${label} exited on its own: ${exits.join(", ")}`);
     }
@@ -531,6 +646,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       deadLettered,
       tapRedeliveries: tap.redelivered,
       influxRewrites: influx.lines.length - new Set(influx.lines.map((l) => l.line)).size,
+      ubidotsRewrites: dots.rewrites,
+      polled: { saved: axis.length - unread.size, served: axis.length },
       crashes,
       loadMs,
       drainMs,
@@ -544,6 +661,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       await rm(workDir, { recursive: true, force: true });
     }
   }
+}
+
+/** The AxisTech poller's saved progress: per station code, the last record time read (ms). */
+async function pollerProgress(pool: pg.Pool): Promise<Map<string, number>> {
+  const rows = await pool.query<{ code: string; ms: number }>(
+    `select device_key as code, extract(epoch from last_ts::timestamptz) * 1000 as ms
+       from poller_state where source_name = 'axistech' and last_ts is not null`,
+  );
+  return new Map(rows.rows.map((r) => [r.code, Number(r.ms)]));
 }
 
 /** The ids of `lines`, a line repeated verbatim counted once. */

@@ -10,6 +10,7 @@ import { QUEUE_NAMES } from "../bus/topology.js";
 import type { Config } from "../core/config.js";
 import { PermanentError } from "../core/errors.js";
 import type { Logger } from "../core/logger.js";
+import type { Metrics } from "../core/metrics.js";
 import {
   decodeMessage,
   messageKey,
@@ -17,6 +18,7 @@ import {
   type NormalisedMessage,
 } from "../core/message.js";
 import type { Db } from "../db/database.js";
+import { countAllHeld } from "../db/repositories/held-messages.js";
 import {
   insertPhysicalTimeseries,
   replayedRawMessages,
@@ -30,6 +32,7 @@ import {
   newestPerLogicalDevice,
   type RouteDecision,
 } from "./route.js";
+import { heldMetrics } from "./held-metrics.js";
 import { mapperSettings } from "./settings.js";
 
 /** What the mapper needs from its process; wired by the composition root. */
@@ -37,6 +40,7 @@ export interface MapperDeps {
   readonly config: Config;
   readonly logger: Logger;
   readonly db: Db;
+  readonly metrics: Metrics;
   openQueue(options: OpenQueueOptions): QueueIntake;
   openPublisher(options: OpenPublisherOptions): Publisher;
 }
@@ -85,6 +89,12 @@ export function createMapper(deps: MapperDeps): MapperComponent {
   const { config, db } = deps;
   const logger = deps.logger.child({ component: "mapper" });
   const settings = mapperSettings(config);
+  const held = heldMetrics({
+    metrics: deps.metrics,
+    logger,
+    count: () => countAllHeld(db),
+    maxAgeMs: settings.heldCountSeconds * 1000,
+  }).held;
   const lts = deps.openPublisher({
     exchange: config.amqp.ltsExchange,
     logger,
@@ -149,6 +159,9 @@ export function createMapper(deps: MapperDeps): MapperComponent {
         holdReason: d.kind === "hold" ? d.reason : null,
         rawCorrelationId: p.rawId,
       });
+      if (d.kind === "hold") {
+        held.inc({ reason: d.reason });
+      }
       if (d.kind === "forward") {
         forwards.push(d);
         outgoing.push({

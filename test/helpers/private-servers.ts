@@ -317,3 +317,94 @@ export async function startPrivateCluster(size = 3): Promise<PrivateCluster> {
   }
   return { nodes, urls: nodes.map((n) => n.url).join(","), stop };
 }
+
+export interface PrivateMosquitto {
+  readonly port: number;
+  readonly url: string;
+  /**
+   * A broker restart: SIGTERM (Mosquitto saves its sessions and queued QoS 1 messages to its
+   * persistence file on the way out), then a fresh start on the same file.
+   */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A Mosquitto broker of a run's own (Debian's binary, its own port and persistence directory
+ * under /tmp), which the run may restart without touching the shared broker on 1883.
+ */
+export async function startPrivateMosquitto(): Promise<PrivateMosquitto> {
+  const dir = await mkdtemp(join(tmpdir(), "private-mosquitto-"));
+  const port = await freePort();
+  const conf = join(dir, "mosquitto.conf");
+  await writeFile(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      "allow_anonymous true",
+      "persistence true",
+      `persistence_location ${dir}/`,
+      // Queued QoS 1 messages for an offline persistent session are kept, however many.
+      "max_queued_messages 0",
+      // As root Mosquitto would switch to the mosquitto user, who cannot write this directory.
+      ...(asRoot ? ["user root"] : []),
+      "log_dest stderr",
+      "log_type error",
+      "log_type warning",
+    ].join("\n") + "\n",
+  );
+  let child: ChildProcess | undefined;
+  let stopped = false;
+  const listening = async (): Promise<boolean> => {
+    const { connect } = await import("node:net");
+    return new Promise((resolve) => {
+      const s = connect(port, "127.0.0.1", () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on("error", () => resolve(false));
+    });
+  };
+  const start = async (): Promise<void> => {
+    if (stopped) {
+      return;
+    }
+    child = spawn("/usr/sbin/mosquitto", ["-c", conf], { stdio: "ignore", cwd: dir });
+    const proc = child;
+    await until(`Mosquitto on port ${port} did not start`, 30_000, async () => {
+      if (proc.exitCode !== null) {
+        throw new Error(`Mosquitto exited with ${proc.exitCode} while starting`);
+      }
+      return listening();
+    });
+  };
+  const terminate = async (): Promise<void> => {
+    const proc = child;
+    child = undefined;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) {
+      return;
+    }
+    const gone = new Promise((r) => proc.once("exit", r));
+    proc.kill("SIGTERM");
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+    await gone;
+    clearTimeout(timer);
+  };
+  await start();
+  return {
+    port,
+    url: `mqtt://127.0.0.1:${port}`,
+    async restart() {
+      await terminate();
+      await start();
+    },
+    async stop() {
+      if (stopped) {
+        return;
+      }
+      stopped = true;
+      await terminate();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -56,6 +56,18 @@ export class UbidotsStandIn {
   readonly faults: Fault[] = [];
   /** Fails the next n GETs of device records with 500. */
   failGets = 0;
+  /**
+   * Every dot stored (answered 201), in arrival order, a dot written over again included: what a
+   * run reconciles by the `broker_correlation_id` of the dot's context.
+   */
+  readonly arrivals: {
+    label: string;
+    variable: string;
+    timestamp: number;
+    value: number;
+    correlationId: string | undefined;
+    at: number;
+  }[] = [];
   /** Every (method, path) received, in order. */
   readonly log: { method: string; path: string; at: number }[] = [];
 
@@ -232,6 +244,15 @@ export class UbidotsStandIn {
         }
         // Same variable, same timestamp: one dot, the newer value.
         stored.set(timestamp, { value: dot.value, timestamp, context: dot.context });
+        const cid = dot.context?.broker_correlation_id;
+        this.arrivals.push({
+          label,
+          variable,
+          timestamp,
+          value: dot.value,
+          correlationId: typeof cid === "string" ? cid : undefined,
+          at: Date.now(),
+        });
         return { status_code: 201 };
       });
     }

@@ -5,18 +5,21 @@ import { runChaos } from "../../bench/chaos/run.js";
 
 /**
  * The short chaos run (`npm run chaos` is the long one): the real system as separate processes on
- * a PostgreSQL and a RabbitMQ of its own, every fault once over a minute of mixed load, then every
- * accepted input reconciled by correlation id at every destination.
+ * a PostgreSQL, a RabbitMQ and a Mosquitto of its own, every fault once over a minute and a half
+ * of mixed load, then every accepted input reconciled by correlation id at every destination.
  */
 describe("chaos run (short)", () => {
   it("loses and duplicates nothing accepted across every fault", async () => {
     const lines: string[] = [];
     const report = await runChaos({
-      uplinks: 1700,
-      mqttMessages: 700,
+      uplinks: 1600,
+      mqttMessages: 600,
+      axisRecords: 240,
       ttnDevices: 40,
       ydocDevices: 8,
-      loadMs: 60_000,
+      axisStations: 4,
+      // 15 faults, each with fresh load after it (a loaded machine stretches the restarts).
+      loadMs: 90_000,
       holdMs: 3_000,
       drainMs: 120_000,
       log: (line) => lines.push(line),
@@ -27,7 +30,12 @@ describe("chaos run (short)", () => {
     // Every fault ran, and each one was followed by fresh inputs getting through.
     expect(report.faults.map((f) => f.name)).toContain("RabbitMQ restarted");
     expect(report.faults.map((f) => f.name)).toContain("PostgreSQL restarted");
-    expect(report.faults).toHaveLength(11);
+    expect(report.faults.map((f) => f.name)).toContain("MQTT broker restarted");
+    expect(report.faults.map((f) => f.name)).toContain("kill -9 axistech");
+    expect(report.faults.map((f) => f.name)).toContain("kill -9 ubidots-a");
+    expect(report.faults).toHaveLength(15);
+    // The poller read every record the vendor served, and each was owed everywhere.
+    expect(report.polled).toEqual({ saved: 240, served: 240 });
     expect(report.accepted).toBeGreaterThan(2000);
     expect(report.failures, `${text}\n${lines.join("\n")}`).toEqual([]);
     expect(report.ok).toBe(true);
@@ -44,5 +52,5 @@ describe("chaos run (short)", () => {
         duplicated: [],
       });
     }
-  }, 420_000);
+  }, 540_000);
 });

@@ -122,6 +122,8 @@ beforeAll(async () => {
     INFLUXDB_TOKEN: "token",
     YDOC_MQTT_TOPICS: `${root}/YDOC/+`,
     YDOC_MQTT_CLIENT_ID: `${root}-ydoc`,
+    // Counted at every scrape, so the held uplinks below show at once.
+    MAPPER_HELD_COUNT_SECONDS: "0",
     EAGLEIO_API_TOKEN: "t",
     // Nothing listens there: the poller's polls fail, and it counts them.
     EAGLEIO_API_URL: `http://127.0.0.1:${await freePort()}`,
@@ -148,7 +150,7 @@ beforeAll(async () => {
     60_000,
     "every process serving /metrics",
   );
-  // A few messages, so the counters have samples.
+  // A few messages, so the counters have samples; their device has no mapping, so they are held.
   const url = `http://127.0.0.1:${webhookPort}/ttn/webhook/up`;
   for (let i = 0; i < 5; i++) {
     await deliverUplink(
@@ -259,6 +261,17 @@ describe("dashboards and alerts", () => {
       },
       30_000,
       "the uplinks counted",
+    );
+    // The mapper reports them held, by reason: the count of stored rows and its own decisions.
+    await waitFor(
+      async () => {
+        const q = await promApi<Query>(
+          `query?query=${encodeURIComponent('max(broker_mapper_held_messages{reason="no_mapping"}) >= 5 and max(broker_mapper_held_total{reason="no_mapping"}) >= 5')}`,
+        );
+        return q.result.length > 0;
+      },
+      30_000,
+      "the held uplinks counted",
     );
   }, 200_000);
 

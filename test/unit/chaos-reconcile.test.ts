@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   allAccountedFor,
   describeFailures,
+  dotsByMessage,
   reconcileDestination,
   recoveryTimes,
   type AcceptedInput,
@@ -95,5 +96,31 @@ describe("chaos reconciliation", () => {
       { name: "f", recoveryMs: 1100 },
       { name: "late", recoveryMs: undefined },
     ]);
+  });
+});
+
+describe("Ubidots dots by message", () => {
+  const dot = (cid: string, variable: string, value: number, timestamp = 1) => ({
+    label: "dev",
+    variable,
+    timestamp,
+    value,
+    correlationId: cid,
+  });
+
+  it("counts a message once whatever its variables, and a verbatim repeat as a rewrite", () => {
+    const r = dotsByMessage([
+      dot("a", "seq", 1),
+      dot("a", "rssi", -80),
+      dot("b", "seq", 2, 2),
+      dot("a", "seq", 1),
+    ]);
+    expect(r).toEqual({ correlationIds: ["a", "b"], rewrites: 1 });
+  });
+
+  it("counts a variable received again with another value or timestamp as a duplicate", () => {
+    const r = dotsByMessage([dot("a", "seq", 1), dot("a", "seq", 1, 5), dot("a", "seq", 7)]);
+    expect(r.correlationIds).toEqual(["a", "a", "a"]);
+    expect(r.rewrites).toBe(0);
   });
 });

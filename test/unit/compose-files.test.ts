@@ -1,16 +1,37 @@
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 
+import { Ajv } from "ajv";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 
 /**
  * The Compose files, checked mechanically since no Docker engine runs here and Debian's
- * docker-compose 1.29 rejects the `env_file: [{path, required: false}]` form (Compose 2.24+).
- * Not the Compose specification's JSON schema (no current copy of it comes through a package
- * registry here): the rules below are the parts of it these files use, plus cross-references a
- * schema cannot see (dependencies, overlays, mounted files, the Prometheus scrape list).
+ * docker-compose 1.29 rejects the `env_file: [{path, required: false}]` form (Compose 2.24+):
+ * each file, and each overlay merged over the base, against the Compose Specification's JSON
+ * schema (the copy the `dclint` package ships, a devDependency; validated with Ajv), then
+ * cross-references a schema cannot see (dependencies and their healthchecks, overlays, mounted
+ * files, named volumes, the Prometheus scrape list) and values it leaves as free strings.
  */
+
+const SCHEMA_FILE = join(
+  dirname(createRequire(import.meta.url).resolve("dclint/package.json")),
+  "schemas",
+  "compose.schema.json",
+);
+const validateCompose = new Ajv({ allErrors: true, strict: false }).compile({
+  ...(JSON.parse(readFileSync(SCHEMA_FILE, "utf8")) as object),
+  // Draft-07, which the file names by its https address; Ajv knows it by the canonical one.
+  $schema: "http://json-schema.org/draft-07/schema#",
+});
+
+/** The schema's complaints about a Compose model, one line each; none when it is valid. */
+function schemaProblems(model: unknown): string[] {
+  return validateCompose(model)
+    ? []
+    : (validateCompose.errors ?? []).map((e) => `${e.instancePath || "/"} ${e.message ?? ""}`);
+}
 
 const COMPOSE = new URL("../../compose/", import.meta.url).pathname;
 
@@ -25,39 +46,6 @@ function load(name: string): ComposeFile {
   return parse(readFileSync(join(COMPOSE, name), "utf8"), { merge: true }) as ComposeFile;
 }
 
-const TOP_LEVEL = new Set([
-  "version",
-  "name",
-  "services",
-  "volumes",
-  "networks",
-  "configs",
-  "secrets",
-]);
-const SERVICE_KEYS = new Set([
-  "build",
-  "command",
-  "container_name",
-  "depends_on",
-  "entrypoint",
-  "env_file",
-  "environment",
-  "expose",
-  "healthcheck",
-  "hostname",
-  "image",
-  "labels",
-  "logging",
-  "networks",
-  "ports",
-  "profiles",
-  "restart",
-  "stop_grace_period",
-  "stop_signal",
-  "user",
-  "volumes",
-  "working_dir",
-]);
 const RESTART = new Set(["no", "always", "on-failure", "unless-stopped"]);
 const CONDITIONS = new Set([
   "service_started",
@@ -76,27 +64,11 @@ function substituted(value: string): string {
 /** Problems of one service as the base file and `overlay` together define it. */
 function serviceProblems(name: string, s: Service, all: Record<string, Service>): string[] {
   const problems: string[] = [];
-  for (const key of Object.keys(s)) {
-    if (!SERVICE_KEYS.has(key) && !key.startsWith("x-")) {
-      problems.push(`${name}: unknown key ${key}`);
-    }
-  }
   if (s.image === undefined && s.build === undefined) {
     problems.push(`${name}: neither image nor build`);
   }
   if (s.restart !== undefined && !RESTART.has(String(s.restart))) {
     problems.push(`${name}: restart ${String(s.restart)}`);
-  }
-  for (const entry of (s.env_file as unknown[] | undefined) ?? []) {
-    const ok =
-      typeof entry === "string" ||
-      (typeof entry === "object" &&
-        entry !== null &&
-        typeof (entry as { path?: unknown }).path === "string" &&
-        ["undefined", "boolean"].includes(typeof (entry as { required?: unknown }).required));
-    if (!ok) {
-      problems.push(`${name}: env_file entry ${JSON.stringify(entry)}`);
-    }
   }
   const deps = s.depends_on;
   const depNames = Array.isArray(deps) ? (deps as string[]) : Object.keys((deps as object) ?? {});
@@ -135,12 +107,6 @@ function serviceProblems(name: string, s: Service, all: Record<string, Service>)
       problems.push(`${name}: healthcheck test ${JSON.stringify(test)}`);
     }
   }
-  if (
-    s.profiles !== undefined &&
-    !(Array.isArray(s.profiles) && s.profiles.every((p) => typeof p === "string"))
-  ) {
-    problems.push(`${name}: profiles must be a list of names`);
-  }
   return problems;
 }
 
@@ -156,6 +122,20 @@ function merged(base: ComposeFile, overlay: ComposeFile): ComposeFile {
 describe("Compose files", () => {
   const base = load("docker-compose.yml");
 
+  for (const name of ["docker-compose.yml", "production.yml", "test.yml"]) {
+    it(`${name} is valid against the Compose Specification's JSON schema`, () => {
+      expect(schemaProblems(load(name))).toEqual([]);
+    });
+  }
+
+  it("the schema is the current one: it refuses what the specification refuses", () => {
+    expect(
+      schemaProblems({ services: { a: { image: "x", env_file: [{ required: false }] } } }),
+    ).not.toEqual([]);
+    expect(schemaProblems({ services: { a: { image: "x", no_such_key: 1 } } })).not.toEqual([]);
+    expect(schemaProblems({ servics: {} })).not.toEqual([]);
+  });
+
   for (const overlayName of ["production.yml", "test.yml"]) {
     it(`docker-compose.yml + ${overlayName} is a valid Compose model`, () => {
       const overlay = load(overlayName);
@@ -164,12 +144,7 @@ describe("Compose files", () => {
       );
       expect(extra, "overlay services missing from the base").toEqual([]);
       const model = merged(base, overlay);
-      const problems: string[] = [];
-      for (const key of Object.keys(model)) {
-        if (!TOP_LEVEL.has(key) && !key.startsWith("x-")) {
-          problems.push(`unknown top-level key ${key}`);
-        }
-      }
+      const problems = schemaProblems(model);
       const services = model.services ?? {};
       for (const [name, s] of Object.entries(services)) {
         problems.push(...serviceProblems(name, s, services));

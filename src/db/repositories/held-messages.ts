@@ -106,6 +106,14 @@ export async function countHeld(db: Db, selection: HeldSelection): Promise<Recor
   return Object.fromEntries(rows.map((r) => [r.reason ?? UNRECORDED_REASON, Number(r.n)]));
 }
 
+/** Every held message, per reason (the partial index on held rows serves it). */
+export async function countAllHeld(db: Db): Promise<Record<string, number>> {
+  const { rows } = await sql<{ reason: string | null; n: string }>`
+    select hold_reason as reason, count(*) as n from physical_timeseries
+    where logical_uid is null group by hold_reason`.execute(db);
+  return Object.fromEntries(rows.map((r) => [r.reason ?? UNRECORDED_REASON, Number(r.n)]));
+}
+
 /** One claimed row, ready to publish. */
 export interface ClaimedMessage {
   readonly uid: number;
