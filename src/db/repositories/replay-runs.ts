@@ -1,6 +1,7 @@
 import { sql, type RawBuilder } from "kysely";
 
 import type { Db } from "../database.js";
+import { withPlainPlans } from "../plain-plans.js";
 
 /**
  * Replays' records (replay_runs, migration 013) and the raw messages they select. A replay takes
@@ -116,10 +117,7 @@ export async function selectRawBatch(
   // PostgreSQL cannot estimate how many rows the selection's filters keep, so on a large table
   // it plans this walk along the uid index as a parallel scan, and starting its workers cost
   // ten times the walk itself (60 ms against 6 ms per batch at 1,000,000 raw rows).
-  const { rows } = await db.transaction().execute(async (trx) => {
-    await sql`set local max_parallel_workers_per_gather = 0`.execute(trx);
-    return query.execute(trx);
-  });
+  const { rows } = await withPlainPlans(db, (trx) => query.execute(trx));
   return rows.map((r) => ({
     uid: r.uid,
     correlationId: r.correlation_id,
