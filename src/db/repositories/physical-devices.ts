@@ -367,6 +367,10 @@ export async function recordSightings(
     }),
   );
   const nowIso = new Date(now).toISOString();
+  // The uids as an array too: PostgreSQL estimates a json record set at 100 rows whatever its
+  // size, and then read the whole device table twice per batch (20 ms at 20,000 devices);
+  // `= any(array)` is estimated by the array and found through the primary key.
+  const uids = rows.map((r) => r.uid);
   // `locked` takes the row locks in uid order before any row is updated, so two batches that
   // share devices queue behind each other instead of deadlocking. greatest() ignores NULLs, so a
   // device never seen before takes the sighting's time.
@@ -377,7 +381,7 @@ export async function recordSightings(
     ), locked as materialized (
       select d.uid, case when d.last_seen > ${nowIso}::timestamptz then ${nowIso}::timestamptz
                          else d.last_seen end as seen
-      from physical_devices d where d.uid in (select uid from v) order by d.uid for update
+      from physical_devices d where d.uid = any(${uids}::int[]) order by d.uid for update
     )
     update physical_devices as pd set
       last_seen = greatest(l.seen, v.last_seen),
@@ -388,6 +392,6 @@ export async function recordSightings(
       properties = case when v.last_msg is not null and v.msg_seen >= coalesce(l.seen, '-infinity')
                         then jsonb_set(pd.properties, '{last_msg}', v.last_msg) else pd.properties end
     from v join locked l on l.uid = v.uid
-    where pd.uid = v.uid`.execute(db);
+    where pd.uid = v.uid and pd.uid = any(${uids}::int[])`.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }

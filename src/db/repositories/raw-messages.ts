@@ -82,5 +82,7 @@ export async function linkRawMessages(
   await sql`
     update raw_messages r set physical_uid = v.uid
     from jsonb_to_recordset(${payload}::jsonb) as v(cid uuid, uid int)
-    where r.correlation_id = v.cid and r.physical_uid is distinct from v.uid`.execute(db);
+    where r.correlation_id = v.cid and r.physical_uid is distinct from v.uid
+      -- Found by key: PostgreSQL estimates the record set at 100 rows whatever its size.
+      and r.correlation_id = any(${links.map((l) => l.correlationId)}::uuid[])`.execute(db);
 }

@@ -87,12 +87,17 @@ export async function recordLogicalSightings(
     as v(uid int, last_seen timestamptz, last_msg jsonb)`;
   // Lock in uid order first: concurrent batches touching the same devices then queue behind
   // each other instead of deadlocking in whatever order the UPDATE's join visits rows.
+  // The uids as an array too, so the rows are found by key (PostgreSQL estimates a json record
+  // set at 100 rows whatever its size).
+  const uids = sightings.map((s) => s.uid);
   await sql`select ld.uid from logical_devices ld join ${news} on ld.uid = v.uid
-            where ld.last_seen is null or v.last_seen >= ld.last_seen
+            where ld.uid = any(${uids}::int[])
+              and (ld.last_seen is null or v.last_seen >= ld.last_seen)
             order by ld.uid for update of ld`.execute(db);
   await sql`
     update logical_devices ld
     set last_seen = v.last_seen, properties = jsonb_set(ld.properties, '{last_msg}', v.last_msg)
     from ${news}
-    where ld.uid = v.uid and (ld.last_seen is null or v.last_seen >= ld.last_seen)`.execute(db);
+    where ld.uid = v.uid and ld.uid = any(${uids}::int[])
+      and (ld.last_seen is null or v.last_seen >= ld.last_seen)`.execute(db);
 }
