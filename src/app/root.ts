@@ -45,6 +45,12 @@ export async function startSystem(
      * pg_stat_activity. Default `broker <components> host:pid`.
      */
     connectionName?: string;
+    /**
+     * How long each teardown step of `stop()` may take before it is abandoned, ms. Default
+     * 5 000; the tests give more, since a machine running many suites at once stretches every
+     * step without anything being wrong.
+     */
+    stopStepTimeoutMs?: number;
   } = {},
 ): Promise<RunningSystem> {
   const componentNames = resolveComponentNames(names);
@@ -95,7 +101,7 @@ export async function startSystem(
       deps,
       components,
       opsPort: portOf(server),
-      stop: () => lifecycle.close(),
+      stop: () => lifecycle.close(options.stopStepTimeoutMs),
     };
   } catch (err) {
     await lifecycle.close().catch(() => undefined);
