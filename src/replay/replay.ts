@@ -375,6 +375,7 @@ async function storeBatch(
       publishedThrough,
     });
   });
+  // Per device in time order, as a release publishes.
   out.sort((a, b) => a.pUid - b.pUid || a.micros - b.micros);
   return { messages: out.map((o) => o.message), held };
 }
@@ -490,6 +491,7 @@ export async function replay(
       // messages of two batches never share rows, so the overlap changes nothing but the time
       // taken. Their selects run one after another (each starts after the last one's end);
       // their decoding and lookups overlap.
+      // Undefined once the selection is exhausted; the first select starts from an empty batch.
       let selected: Promise<RawRecord[] | undefined> = Promise.resolve([]);
       let after = run.storedThrough;
       const ahead: Promise<PlannedBatch | undefined>[] = [];
@@ -520,9 +522,9 @@ export async function replay(
       // own; an interrupted run publishes again from there (republishInterrupted).
       let confirmedThrough = run.storedThrough;
       let publishing: Promise<number> | undefined;
+      planAhead();
       try {
         for (;;) {
-          planAhead();
           const pending = ahead.shift()!;
           planAhead();
           const batch = await pending;
