@@ -4,15 +4,19 @@ import type amqp from "amqplib";
 
 export { freePort } from "../test/helpers/ports.js";
 
-/** Starts `broker run <components>` from dist/ as its own process, as production would. */
+/**
+ * Starts `broker run <components>` from dist/ (or BENCH_BROKER_DIST, another build's output, to
+ * compare two builds in one session) as its own process, as production would.
+ */
 export function startBroker(components: string[], env: Record<string, string>): ChildProcess {
+  const dist = process.env.BENCH_BROKER_DIST ?? "dist";
   // BENCH_PROFILE=<dir> writes a V8 CPU profile of each broker process there.
   const profile = process.env.BENCH_PROFILE
     ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`]
     : [];
   const child = spawn(
     process.execPath,
-    [...profile, "dist/src/cli/main.js", "run", ...components],
+    [...profile, `${dist}/src/cli/main.js`, "run", ...components],
     {
       env: { ...process.env, ...env },
       stdio: ["ignore", "ignore", "inherit"],

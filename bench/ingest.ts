@@ -11,7 +11,8 @@
  *
  * Maximum throughput is closed loop (autocannon, BENCH_CONNECTIONS connections); fixed loads are
  * open loop (bench/open-loop.ts) at each of BENCH_RATES requests/s for BENCH_OPEN_SECONDS each.
- * BENCH_INGEST_REQUESTS (default 20000) requests per closed-loop run, BENCH_DEVICES devices.
+ * BENCH_INGEST_REQUESTS (default 20000) requests per closed-loop run, BENCH_DEVICES devices;
+ * BENCH_INGEST_RUNS picks runs (a profile or an A/B of two builds needs only one).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
@@ -34,6 +35,10 @@ const DEVICES = Number(process.env.BENCH_DEVICES ?? 1_000);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
 const RATES = (process.env.BENCH_RATES ?? "500,1000").split(",").map(Number);
 const OPEN_SECONDS = Number(process.env.BENCH_OPEN_SECONDS ?? 10);
+/** Which runs (BENCH_INGEST_RUNS, comma-separated): ceiling, known, new, path. Default all. */
+const RUNS = new Set(
+  (process.env.BENCH_INGEST_RUNS ?? "ceiling,known,new,path").split(",").map((r) => r.trim()),
+);
 
 /** One row of the ingest table. */
 export interface IngestFigure {
@@ -312,15 +317,17 @@ async function wholePath(
 /** Every ingest run, in order; uplink indexes never repeat across runs. */
 export async function ingestFigures(ctx: IngestContext): Promise<IngestFigure[]> {
   const out: IngestFigure[] = [];
-  const ceiling = await startCeiling();
-  try {
-    const url = `http://127.0.0.1:${ceiling.port}/ttn/webhook/up`;
-    out.push(await closedLoop("ceiling (HTTP + JSON parse, 204)", url, knownDevices(0)));
-    for (const rate of RATES) {
-      out.push(await fixedLoad("ceiling (HTTP + JSON parse, 204)", url, rate, knownDevices(0)));
+  if (RUNS.has("ceiling")) {
+    const ceiling = await startCeiling();
+    try {
+      const url = `http://127.0.0.1:${ceiling.port}/ttn/webhook/up`;
+      out.push(await closedLoop("ceiling (HTTP + JSON parse, 204)", url, knownDevices(0)));
+      for (const rate of RATES) {
+        out.push(await fixedLoad("ceiling (HTTP + JSON parse, 204)", url, rate, knownDevices(0)));
+      }
+    } finally {
+      await stopBroker(ceiling.child);
     }
-  } finally {
-    await stopBroker(ceiling.child);
   }
   let first = 1_000_000;
   const advance = (n: number): number => {
@@ -330,6 +337,9 @@ export async function ingestFigures(ctx: IngestContext): Promise<IngestFigure[]>
   };
   await withWebhook(ctx, {}, async (url) => {
     await knowAndMapDevices(ctx, url);
+    if (!RUNS.has("known")) {
+      return;
+    }
     out.push(
       await closedLoop("ttn-webhook alone, known devices", url, knownDevices(advance(REQUESTS))),
     );
@@ -343,16 +353,22 @@ export async function ingestFigures(ctx: IngestContext): Promise<IngestFigure[]>
         ),
       );
     }
-    out.push(
-      await closedLoop(
-        "ttn-webhook alone, every uplink a new device",
-        url,
-        newDevices(advance(REQUESTS)),
-      ),
-    );
   });
-  out.push(await wholePath(ctx, advance(REQUESTS), undefined));
-  out.push(await wholePath(ctx, advance(RATES[0]! * OPEN_SECONDS), RATES[0]!));
+  if (RUNS.has("new")) {
+    await withWebhook(ctx, {}, async (url) => {
+      out.push(
+        await closedLoop(
+          "ttn-webhook alone, every uplink a new device",
+          url,
+          newDevices(advance(REQUESTS)),
+        ),
+      );
+    });
+  }
+  if (RUNS.has("path")) {
+    out.push(await wholePath(ctx, advance(REQUESTS), undefined));
+    out.push(await wholePath(ctx, advance(RATES[0]! * OPEN_SECONDS), RATES[0]!));
+  }
   return out;
 }
 

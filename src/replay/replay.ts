@@ -12,7 +12,7 @@ import {
 } from "../core/message.js";
 import { parseInstantMicros } from "../core/time.js";
 import type { Db } from "../db/database.js";
-import { findPhysicalDevicesBySourceIds } from "../db/repositories/physical-devices.js";
+import { findPhysicalDeviceUids } from "../db/repositories/physical-devices.js";
 import {
   findRowsOfRawMessages,
   forwardedRowsOfReplay,
@@ -152,11 +152,11 @@ async function normaliseBatch(
   const uidOf = new Map<string, number>();
   for (const [source, lookups] of wanted) {
     const keys = [...lookups.keys()];
-    const found = await findPhysicalDevicesBySourceIds(db, source, [...lookups.values()]);
+    const found = await findPhysicalDeviceUids(db, source, [...lookups.values()]);
     keys.forEach((k, i) => {
-      const device = found[i];
-      if (device) {
-        uidOf.set(`${source}\u0000${k}`, device.uid);
+      const uid = found[i];
+      if (uid !== undefined) {
+        uidOf.set(`${source}\u0000${k}`, uid);
       }
     });
   }

@@ -11,7 +11,7 @@ import {
 } from "../core/message.js";
 import {
   findOrCreatePhysicalDevices,
-  findPhysicalDevicesBySourceIds,
+  findPhysicalDeviceUids,
   recordSightings,
 } from "../db/repositories/physical-devices.js";
 import {
@@ -374,7 +374,7 @@ export class IngestPipeline {
     const keys = normalised.map((n) => (n ? JSON.stringify(n.device.lookup) : undefined));
     const distinct = [...new Set(keys.filter((k): k is string => k !== undefined))];
     const firstOf = new Map(distinct.map((k) => [k, normalised[keys.indexOf(k)]!]));
-    const found = await findPhysicalDevicesBySourceIds(
+    const found = await findPhysicalDeviceUids(
       db,
       source,
       distinct.map((k) => JSON.parse(k) as JsonObject),
@@ -382,9 +382,9 @@ export class IngestPipeline {
     const uidOf = new Map<string, number>();
     const toCreate: string[] = [];
     for (const [i, key] of distinct.entries()) {
-      const device = found[i];
-      if (device) {
-        uidOf.set(key, device.uid);
+      const uid = found[i];
+      if (uid !== undefined) {
+        uidOf.set(key, uid);
       } else {
         toCreate.push(key);
       }

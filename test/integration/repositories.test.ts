@@ -26,6 +26,7 @@ import {
   findOrCreatePhysicalDevice,
   findOrCreatePhysicalDevices,
   findPhysicalDevicesBySourceIds,
+  findPhysicalDeviceUids,
   getPhysicalDevice,
   listPhysicalDevices,
   listUnmappedPhysicalDevices,
@@ -176,6 +177,16 @@ describe("physical devices", () => {
     expect(found.map((x) => x?.uid)).toEqual([b.uid, undefined, a.uid, d.uid, undefined, b.uid]);
     expect(found[0]).toEqual(b);
     expect(await findPhysicalDevicesBySourceIds(db, "ttn", [])).toEqual([]);
+    // The ingest path's uid-only form answers the same, in the same order.
+    expect(
+      await findPhysicalDeviceUids(db, "ttn", [
+        { dev_eui: "F2" },
+        { dev_eui: "nope" },
+        { other: 1, dev_eui: "F1" },
+        { dev_eui: "F2" },
+      ]),
+    ).toEqual([b.uid, undefined, d.uid, b.uid]);
+    expect(await findPhysicalDeviceUids(db, "ttn", [])).toEqual([]);
   });
 
   it("findOrCreate never creates the same device twice under concurrency", async () => {
