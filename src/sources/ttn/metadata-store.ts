@@ -6,9 +6,10 @@ import { withActor } from "../../events/actor.js";
 import type { DeviceMetadata } from "./metadata.js";
 
 /**
- * The TTN component's own queries on physical_devices. The predicates below are spelled exactly
- * as in the partial index of db/migrations/006_ttn.sql, so finding pending devices reads the
- * index, not the (large, TOASTed) properties of every device.
+ * The TTN component's own queries on physical_devices. Pending devices are found through
+ * `ttn_metadata_pending` (db/migrations/020_hot_sightings.sql, kept by triggers from the marker in
+ * properties), not by reading the (large) properties of every device; the marker is checked
+ * again on the few rows found, so it stays the truth.
  */
 
 export interface PendingDevice {
@@ -24,11 +25,11 @@ export async function listPendingTtnDevices(
   skip: readonly number[] = [],
 ): Promise<PendingDevice[]> {
   const { rows } = await sql<{ uid: number; app_id: string; dev_id: string }>`
-    select uid, source_ids->>'app_id' as app_id, source_ids->>'dev_id' as dev_id
-    from physical_devices
-    where source_name = 'ttn' and properties ? 'ttn_metadata_pending'
-      and source_ids ? 'app_id' and source_ids ? 'dev_id' and not (uid = any(${[...skip]}::int[]))
-    order by uid limit ${limit}`.execute(db);
+    select d.uid, d.source_ids->>'app_id' as app_id, d.source_ids->>'dev_id' as dev_id
+    from ttn_metadata_pending p join physical_devices d on d.uid = p.uid
+    where d.source_name = 'ttn' and d.properties ? 'ttn_metadata_pending'
+      and d.source_ids ? 'app_id' and d.source_ids ? 'dev_id' and not (p.uid = any(${[...skip]}::int[]))
+    order by p.uid limit ${limit}`.execute(db);
   return rows.map((r) => ({ uid: r.uid, appId: r.app_id, devId: r.dev_id }));
 }
 
