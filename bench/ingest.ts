@@ -86,8 +86,8 @@ export function benchUplink(device: number, i: number): string {
 }
 
 /** Bodies from uplink index `first` on: known devices cycle, new ones are one per uplink. */
-type Bodies = (i: number) => string;
-const knownDevices =
+export type Bodies = (i: number) => string;
+export const knownDevices =
   (first: number): Bodies =>
   (i) =>
     benchUplink((first + i) % DEVICES, first + i);
@@ -201,7 +201,7 @@ async function withWebhook<T>(
 }
 
 /** One uplink per device (they are created), then a logical device mapped to each. */
-async function knowAndMapDevices(ctx: IngestContext, url: string): Promise<void> {
+export async function knowAndMapDevices(ctx: IngestContext, url: string): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < DEVICES) {

@@ -6,26 +6,40 @@ export interface OpenLoopResult {
   readonly latenciesMs: number[];
   /** Requests answered other than 204, or failed on the socket. */
   readonly failures: number;
+  /** The failures by HTTP status or socket error code (`503`, `ECONNRESET`). */
+  readonly failuresBy: Readonly<Record<string, number>>;
   /** From the first due time to the last answer, s. */
   readonly seconds: number;
+}
+
+/** The keep-alive pool an open-loop run uses. */
+export function newAgent(): Agent {
+  return new Agent({ keepAlive: true, maxSockets: 1024 });
 }
 
 /**
  * An open-loop load: request i is due at start + i / rate, whatever the answers so far, so a
  * slow server meets a growing queue instead of a politely waiting client (a closed loop hides
  * that delay). Latency counts from the due time, not from when the socket got to send it.
- * Keep-alive sockets, as The Things Stack uses.
+ * Keep-alive sockets, as The Things Stack uses: a pool of the run's own, or `shared` (left open,
+ * so runs one after another keep their connections, as one long-lived sender would).
  */
 export async function openLoop(
   url: string,
   ratePerSecond: number,
   count: number,
   body: (i: number) => string,
+  shared?: Agent,
 ): Promise<OpenLoopResult> {
-  const agent = new Agent({ keepAlive: true, maxSockets: 1024 });
+  const agent = shared ?? newAgent();
   const target = new URL(url);
   const latenciesMs: number[] = [];
   let failures = 0;
+  const failuresBy: Record<string, number> = {};
+  const fail = (kind: string): void => {
+    failures++;
+    failuresBy[kind] = (failuresBy[kind] ?? 0) + 1;
+  };
   let answered = 0;
   let done: () => void = () => undefined;
   const finished = new Promise<void>((resolve) => (done = resolve));
@@ -53,14 +67,14 @@ export async function openLoop(
         res.on("end", () => {
           latenciesMs.push(performance.now() - due);
           if (res.statusCode !== 204) {
-            failures++;
+            fail(String(res.statusCode));
           }
           settle();
         });
       },
     );
-    req.on("error", () => {
-      failures++;
+    req.on("error", (err: NodeJS.ErrnoException) => {
+      fail(err.code ?? err.message);
       settle();
     });
     req.end(payload);
@@ -77,6 +91,8 @@ export async function openLoop(
     await new Promise((r) => setTimeout(r, 1));
   }
   await finished;
-  agent.destroy();
-  return { latenciesMs, failures, seconds: (performance.now() - start) / 1000 };
+  if (shared === undefined) {
+    agent.destroy();
+  }
+  return { latenciesMs, failures, failuresBy, seconds: (performance.now() - start) / 1000 };
 }

@@ -10,8 +10,14 @@
  * BENCH_HELD (default 100000) the held messages released (bench/release.ts);
  * BENCH_CLI_RUNS (default 20) the CLI start-up runs (bench/cli-startup.ts); BENCH_REPLAY
  * (default 1000000, 0 to leave it out) the raw uplinks replayed (bench/replay.ts).
- * BENCH_ONLY (comma-separated: startup, mapper, path, decoders, release, replay, writers, ingest)
- * runs only those parts; the ingest part (bench/ingest.ts) has settings of its own.
+ * BENCH_ONLY (comma-separated: startup, mapper, path, decoders, release, replay, writers, ingest,
+ * soak) runs only those parts; the ingest part (bench/ingest.ts) has settings of its own.
+ *
+ * The soak part (bench/soak.ts, issue 11's memory and flatness targets) runs only when BENCH_ONLY
+ * names it, never by default: it lasts over half an hour. One `broker run all` process;
+ * BENCH_SOAK_PEAK_RATE (default 1000) req/s for BENCH_SOAK_PEAK_SECONDS (default 60) for the peak
+ * RSS, then BENCH_SOAK_RATE (default 300) req/s for BENCH_SOAK_SECONDS (default 1800), sampled
+ * every BENCH_SOAK_SAMPLE_SECONDS (default 10); BENCH_DEVICES devices.
  */
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
@@ -21,12 +27,10 @@ import { join } from "node:path";
 import amqp from "amqplib";
 import pg from "pg";
 
-import { deadLetterQueueName, QUEUE_NAMES } from "../src/bus/topology.js";
-import { INFLUXDB_QUEUE } from "../src/delivery/influxdb/influxdb-writer.js";
-import { UBIDOTS_QUEUE } from "../src/delivery/ubidots/ubidots-writer.js";
+import { QUEUE_NAMES } from "../src/bus/topology.js";
 import { migrate } from "../src/db/migrate.js";
+import { knownDeadLetterQueues } from "../src/dlq/catalogue.js";
 import { ttnCorrelationId } from "../src/sources/ttn/normalise.js";
-import { TTN_DEAD_LETTER_QUEUE } from "../src/sources/ttn/webhook.js";
 import {
   BENCH_APPLICATION,
   BENCH_FRM_PAYLOAD,
@@ -46,6 +50,8 @@ import { cliStartup, printStartup, type StartupFigures } from "./cli-startup.js"
 import { releaseRun } from "./release.js";
 import { ingestFigures, mapTtnDevices, printIngest, type IngestFigure } from "./ingest.js";
 import { REPLAY_MESSAGES, replayRun } from "./replay.js";
+import { printSoak, type SoakReport } from "./soak-report.js";
+import { soakFigures } from "./soak.js";
 import { figures, formatRow, type Figures } from "./stats.js";
 import {
   influxFigures,
@@ -61,6 +67,8 @@ const DEVICES = Number(process.env.BENCH_DEVICES ?? 1_000);
 const DECODES = Number(process.env.BENCH_DECODES ?? 20_000);
 const ONLY = process.env.BENCH_ONLY?.split(",").map((p) => p.trim());
 const part = (name: string): boolean => ONLY === undefined || ONLY.includes(name);
+/** Parts that run only when BENCH_ONLY names them. */
+const named = (name: string): boolean => ONLY?.includes(name) === true;
 const PG_BASE = {
   host: process.env.PGHOST ?? "127.0.0.1",
   port: Number(process.env.PGPORT ?? 5432),
@@ -337,6 +345,7 @@ async function main(): Promise<void> {
   let startup: StartupFigures[] = [];
   const writers: WriterFigure[] = [];
   let ingest: IngestFigure[] = [];
+  let soak: SoakReport | undefined;
   try {
     await migrate(pool);
     await setupDevices(pool);
@@ -432,13 +441,26 @@ async function main(): Promise<void> {
     if (writerCopies().length > 0) {
       writers.push(...(await writerCopiesFigures(conn, pool, env, writerCopies(), MESSAGES)));
     }
+    // Last: its 1,000 req/s peak and half an hour of load would disturb any part after it.
+    if (named("soak")) {
+      soak = await soakFigures({
+        conn,
+        pool,
+        env,
+        queuePrefix: names.QUEUE_PREFIX,
+        ltsExchange: names.LTS_EXCHANGE,
+      });
+    }
   } finally {
     const ch = await conn.createChannel();
-    for (const q of [QUEUE_NAMES.mapper, QUEUE_NAMES.frred, UBIDOTS_QUEUE, INFLUXDB_QUEUE]) {
-      await ch.deleteQueue(queue(q)).catch(() => undefined);
-      await ch.deleteQueue(deadLetterQueueName(queue(q))).catch(() => undefined);
+    // Every consumer's queue and every dead-letter queue a component may have declared (`broker
+    // run all` in the soak declares more than the single-component parts).
+    for (const q of [
+      ...Object.values(QUEUE_NAMES).map(queue),
+      ...knownDeadLetterQueues(names.QUEUE_PREFIX).map((d) => d.name),
+    ]) {
+      await ch.deleteQueue(q).catch(() => undefined);
     }
-    await ch.deleteQueue(queue(TTN_DEAD_LETTER_QUEUE)).catch(() => undefined);
     for (const ex of [
       names.PTS_EXCHANGE,
       names.LTS_EXCHANGE,
@@ -479,6 +501,9 @@ async function main(): Promise<void> {
   }
   if (startup.length > 0) {
     printStartup(startup);
+  }
+  if (soak !== undefined) {
+    printSoak(soak);
   }
   if (writers.length > 0) {
     console.log("\n| writer run | messages | seconds | msg/s | notes |");

@@ -3,6 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { Db } from "../../src/db/database.js";
 import {
+  enqueueDeliveries,
+  markDelivered,
+  pendingDeliveries,
+  type QueuedMessageInput,
+} from "../../src/db/repositories/delivery-queue.js";
+import {
   createLogicalDevice,
   deleteLogicalDevice,
   getLogicalDevice,
@@ -620,6 +626,28 @@ describe("raw messages", () => {
       { source_name: "ttn", json_msg: null, text_msg: "NULL" },
       { source_name: "ydoc", json_msg: null, text_msg: '{"a": "\\' },
     ]);
+  });
+});
+
+describe("delivery queue", () => {
+  it("counts a writer's undelivered messages only", async () => {
+    const item = (n: number): QueuedMessageInput => ({
+      msgKey: `00000000-0000-4000-8000-0000000001${String(n).padStart(2, "0")}`,
+      lUid: 1,
+      pUid: 1,
+      correlationId: `pending-${n}`,
+      body: "{}",
+    });
+    await enqueueDeliveries(db, "pending-a", [item(1), item(2), item(3)]);
+    await enqueueDeliveries(db, "pending-b", [item(1)]);
+    const { rows } = await sql<{ id: string }>`
+      select id::text as id from delivery_queue where writer = 'pending-a' order by id limit 1`.execute(
+      db,
+    );
+    await markDelivered(db, [rows[0]!.id]);
+    expect(await pendingDeliveries(db, "pending-a")).toBe(2);
+    expect(await pendingDeliveries(db, "pending-b")).toBe(1);
+    expect(await pendingDeliveries(db, "pending-none")).toBe(0);
   });
 });
 

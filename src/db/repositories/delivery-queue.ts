@@ -173,6 +173,17 @@ export async function oldestPendingAgeSeconds(db: Db, writer: string): Promise<n
   return Math.max(0, rows[0]?.age ?? 0);
 }
 
+/**
+ * How many messages wait for the writer (undelivered rows), counted on the pending rows' partial
+ * index alone, so a caller may ask every few seconds while delivered rows pile up.
+ */
+export async function pendingDeliveries(db: Db, writer: string): Promise<number> {
+  const { rows } = await sql<{ n: string }>`
+    select count(*)::text as n from delivery_queue
+    where writer = ${writer} and delivered_at is null`.execute(db);
+  return Number(rows[0]?.n ?? 0);
+}
+
 /** Forgets delivered rows older than `olderThanMs` (at most `limit` per call); returns how many. */
 export async function pruneDelivered(
   db: Db,
