@@ -201,6 +201,31 @@ describe("TTN message types and correlation ids", () => {
     expect(ttnCorrelationId(next, bytes)).not.toBe(ttnCorrelationId(netvox, bytes));
   });
 
+  it("keeps every id it ever gave: stored rows and retried posts are matched by them", () => {
+    // Pinned values: a change here would store a retried uplink twice across an upgrade.
+    const bytes = Buffer.from(text("ttn_uplink_temphumid-netvox-r718a_2022-12-16.json"));
+    expect(ttnIds(JSON.parse(bytes.toString()), bytes)).toEqual({
+      correlationId: "3ba42caf-d337-5311-9f6a-32f3c21a8df6",
+      uplinkKey: "a70c0cc8-c83f-5a25-8236-a48a78c91f37",
+    });
+    const join = Buffer.from(text("ttn_v3_join_accept_example.json"));
+    expect(ttnIds(JSON.parse(join.toString()), join)).toEqual({
+      correlationId: "11bfa421-0fa6-5f87-9369-e59f0d3c25c1",
+    });
+    // A lone surrogate in a device id (escaped in the body) is part of the ids too.
+    const odd = Buffer.from(
+      JSON.stringify({
+        end_device_ids: { device_id: "d\ud800é", application_ids: { application_id: "a" } },
+        uplink_message: { f_cnt: 1 },
+        received_at: "2024-01-01T00:00:00Z",
+      }),
+    );
+    expect(ttnIds(JSON.parse(odd.toString()), odd)).toEqual({
+      correlationId: "deea5795-4dc1-53a4-a93e-7942c1277b3a",
+      uplinkKey: "bc30f72c-54c1-5584-a1b6-a46e7865f600",
+    });
+  });
+
   it("derives other bodies' ids from their bytes", () => {
     const a = ttnCorrelationId(undefined, Buffer.from("not json"));
     expect(a).toBe(ttnCorrelationId(undefined, Buffer.from("not json")));

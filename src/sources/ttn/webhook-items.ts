@@ -11,9 +11,9 @@ import {
   type LocalDecoding,
 } from "./decoding.js";
 import {
+  checkUplink,
   isSimulated,
   normaliseTtnUplink,
-  parseUplink,
   ttnCorrelationId,
   ttnIds,
   ttnMessageType,
@@ -24,14 +24,6 @@ import {
 /** A request body as text: PostgreSQL text cannot hold NUL, so NUL is kept as U+FFFD. */
 function bodyText(bytes: Buffer): string {
   return bytes.toString("utf8").replaceAll("\u0000", "\uFFFD");
-}
-
-function tryUplink(json: unknown): Uplink | undefined {
-  try {
-    return json === undefined ? undefined : parseUplink(json);
-  } catch {
-    return undefined;
-  }
 }
 
 /** What decoding needs of the webhook's settings (a replay builds the same). */
@@ -85,8 +77,10 @@ export function buildWebhookItem(
   const json = decoded.ok ? decoded.value : undefined;
   // A raw copy with text beside the JSON means JSON.parse rounded a number.
   const exact = !(decoded.ok && decoded.raw.text !== undefined);
-  const { correlationId, uplinkKey } = ttnIds(json, bytes, exact);
-  const up = tryUplink(json);
+  // Checked once here, used by the ids, the decoder and the normaliser alike.
+  const check = json === undefined ? undefined : checkUplink(json);
+  const { correlationId, uplinkKey } = ttnIds(json, bytes, exact, check);
+  const up = check?.problem === undefined ? check?.shape : undefined;
   const t = up === undefined ? undefined : uplinkTime(up);
   const ts = t !== undefined && parseInstant(t) !== undefined ? t : arrivedAt;
   // Not published (TTN_ACCEPT_SIMULATED=false): kept raw only, no device is created or seen.
@@ -97,7 +91,7 @@ export function buildWebhookItem(
   const normaliseUplink = async () =>
     rawOnly
       ? undefined
-      : normaliseTtnUplink(json, correlationId, arrivedAt, { decoding: await decoding });
+      : normaliseTtnUplink(json, correlationId, arrivedAt, { decoding: await decoding, check });
   return {
     raw: { correlationId, ts, ...decoded.raw, ...(uplinkKey === undefined ? {} : { uplinkKey }) },
     normalise: async () => {
