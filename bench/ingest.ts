@@ -27,6 +27,7 @@ import { QUEUE_NAMES } from "../src/bus/topology.js";
 import { ttnCorrelationId } from "../src/sources/ttn/normalise.js";
 import { BENCH_APPLICATION, BENCH_FRM_PAYLOAD } from "./decoders.js";
 import { consumeCounting, freePort, startBroker, stopBroker, waitReady } from "./harness.js";
+import { accountCpu, CORES, type CpuAccount } from "./cpu-account.js";
 import { openLoop } from "./open-loop.js";
 import { percentile } from "./stats.js";
 
@@ -54,6 +55,8 @@ export interface IngestFigure {
   readonly p99Ms: number;
   readonly maxMs: number;
   readonly failures: number;
+  /** Where the CPU went over the run (bench/cpu-account.ts). */
+  readonly cpu?: CpuAccount;
 }
 
 export interface IngestContext {
@@ -181,7 +184,7 @@ async function purge(ctx: IngestContext, queue: string): Promise<void> {
 async function withWebhook<T>(
   ctx: IngestContext,
   extraEnv: Record<string, string>,
-  body: (url: string) => Promise<T>,
+  body: (url: string, pid: number) => Promise<T>,
 ): Promise<T> {
   const port = await freePort();
   const opsPort = await freePort();
@@ -193,7 +196,7 @@ async function withWebhook<T>(
   });
   try {
     await waitReady(opsPort);
-    return await body(`http://127.0.0.1:${port}/ttn/webhook/up`);
+    return await body(`http://127.0.0.1:${port}/ttn/webhook/up`, child.pid!);
   } finally {
     await stopBroker(child);
     await purge(ctx, ctx.queuePrefix + QUEUE_NAMES.mapper);
@@ -271,27 +274,35 @@ async function wholePath(
       }
     });
     const url = `http://127.0.0.1:${port}/ttn/webhook/up`;
-    const started = Date.now();
-    // The send time is stamped when the body is built (closed loop: as the request goes out).
-    const stamped: Bodies = (i) => {
-      // A load generator may ask for a body or two past the count: the last one again (its
-      // repeat is stored once and forwarded under the same msg_key, so it changes no figure).
-      const k = Math.min(i, count - 1);
-      sentAt.set(cids[k]!, Date.now());
-      return bodies[k]!;
+    const pids = {
+      "ttn-webhook": children[0]!.pid!,
+      mapper: children[1]!.pid!,
+      frred: children[2]!.pid!,
     };
-    const http =
-      rate === undefined
-        ? await closedLoop("whole path", url, stamped)
-        : await fixedLoad("whole path", url, rate, stamped);
-    const until = Date.now() + 600_000;
-    while ((await readdir(dir)).filter((n) => !n.startsWith(".")).length < count) {
-      if (Date.now() > until) {
-        throw new Error("timed out waiting for FRRED files");
+    const measured = await accountCpu(pids, async () => {
+      const started = Date.now();
+      // The send time is stamped when the body is built (closed loop: as the request goes out).
+      const stamped: Bodies = (i) => {
+        // A load generator may ask for a body or two past the count: the last one again (its
+        // repeat is stored once and forwarded under the same msg_key, so it changes no figure).
+        const k = Math.min(i, count - 1);
+        sentAt.set(cids[k]!, Date.now());
+        return bodies[k]!;
+      };
+      const http =
+        rate === undefined
+          ? await closedLoop("whole path", url, stamped)
+          : await fixedLoad("whole path", url, rate, stamped);
+      const until = Date.now() + 600_000;
+      while ((await readdir(dir)).filter((n) => !n.startsWith(".")).length < count) {
+        if (Date.now() > until) {
+          throw new Error("timed out waiting for FRRED files");
+        }
+        await new Promise((r) => setTimeout(r, 50));
       }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const seconds = (Date.now() - started) / 1000;
+      return { http, seconds: (Date.now() - started) / 1000 };
+    });
+    const { http, seconds } = measured.result;
     await stop();
     const sorted = latencies.sort((a, b) => a - b);
     return {
@@ -305,6 +316,7 @@ async function wholePath(
       p99Ms: percentile(sorted, 99),
       maxMs: sorted.at(-1) ?? Number.NaN,
       failures: http.failures,
+      cpu: measured.cpu,
     };
   } finally {
     await ch.deleteQueue(capture).catch(() => undefined);
@@ -314,6 +326,15 @@ async function wholePath(
   }
 }
 
+/** `run`'s figure with the CPU it cost, the processes in `pids` counted on their own. */
+async function withCpu(
+  pids: Readonly<Record<string, number>>,
+  run: () => Promise<IngestFigure>,
+): Promise<IngestFigure> {
+  const { result, cpu } = await accountCpu(pids, run);
+  return { ...result, cpu };
+}
+
 /** Every ingest run, in order; uplink indexes never repeat across runs. */
 export async function ingestFigures(ctx: IngestContext): Promise<IngestFigure[]> {
   const out: IngestFigure[] = [];
@@ -321,9 +342,18 @@ export async function ingestFigures(ctx: IngestContext): Promise<IngestFigure[]>
     const ceiling = await startCeiling();
     try {
       const url = `http://127.0.0.1:${ceiling.port}/ttn/webhook/up`;
-      out.push(await closedLoop("ceiling (HTTP + JSON parse, 204)", url, knownDevices(0)));
+      const pids = { ceiling: ceiling.child.pid! };
+      out.push(
+        await withCpu(pids, () =>
+          closedLoop("ceiling (HTTP + JSON parse, 204)", url, knownDevices(0)),
+        ),
+      );
       for (const rate of RATES) {
-        out.push(await fixedLoad("ceiling (HTTP + JSON parse, 204)", url, rate, knownDevices(0)));
+        out.push(
+          await withCpu(pids, () =>
+            fixedLoad("ceiling (HTTP + JSON parse, 204)", url, rate, knownDevices(0)),
+          ),
+        );
       }
     } finally {
       await stopBroker(ceiling.child);
@@ -335,32 +365,30 @@ export async function ingestFigures(ctx: IngestContext): Promise<IngestFigure[]>
     first += n;
     return at;
   };
-  await withWebhook(ctx, {}, async (url) => {
+  await withWebhook(ctx, {}, async (url, pid) => {
     await knowAndMapDevices(ctx, url);
     if (!RUNS.has("known")) {
       return;
     }
+    const pids = { "ttn-webhook": pid };
     out.push(
-      await closedLoop("ttn-webhook alone, known devices", url, knownDevices(advance(REQUESTS))),
+      await withCpu(pids, () =>
+        closedLoop("ttn-webhook alone, known devices", url, knownDevices(advance(REQUESTS))),
+      ),
     );
     for (const rate of RATES) {
+      const bodies = knownDevices(advance(rate * OPEN_SECONDS));
       out.push(
-        await fixedLoad(
-          "ttn-webhook alone, known devices",
-          url,
-          rate,
-          knownDevices(advance(rate * OPEN_SECONDS)),
-        ),
+        await withCpu(pids, () => fixedLoad("ttn-webhook alone, known devices", url, rate, bodies)),
       );
     }
   });
   if (RUNS.has("new")) {
-    await withWebhook(ctx, {}, async (url) => {
+    await withWebhook(ctx, {}, async (url, pid) => {
+      const bodies = newDevices(advance(REQUESTS));
       out.push(
-        await closedLoop(
-          "ttn-webhook alone, every uplink a new device",
-          url,
-          newDevices(advance(REQUESTS)),
+        await withCpu({ "ttn-webhook": pid }, () =>
+          closedLoop("ttn-webhook alone, every uplink a new device", url, bodies),
         ),
       );
     });
@@ -386,6 +414,35 @@ export function printIngest(figures: readonly IngestFigure[]): void {
     const ratio = ceiling === undefined ? "" : (f.perSecond / ceiling).toFixed(2);
     console.log(
       `| ${f.name} | ${f.offered} | ${f.requests} | ${f.seconds.toFixed(1)} | ${Math.round(f.perSecond)} | ${ratio} | ${f.p50Ms.toFixed(1)} | ${f.p95Ms.toFixed(1)} | ${f.p99Ms.toFixed(1)} | ${f.maxMs.toFixed(1)} | ${f.failures} |`,
+    );
+  }
+  printCpu(figures);
+}
+
+/**
+ * Where the CPU went, per request: when the machine is near fully busy, the rate is bound by CPU
+ * and the largest consumers are what to make cheaper; when it is not, by waiting.
+ */
+function printCpu(figures: readonly IngestFigure[]): void {
+  const parties = [...new Set(figures.flatMap((f) => Object.keys(f.cpu?.ms ?? {})))];
+  if (parties.length === 0) {
+    return;
+  }
+  console.log(
+    `\nCPU per request, ms (machine busy: share of ${CORES} cores' time not idle during the run, every process counted)\n`,
+  );
+  console.log(`| ingest run | offered req/s | machine busy | ${parties.join(" | ")} |`);
+  console.log(`|---|---|---|${parties.map(() => "---|").join("")}`);
+  for (const f of figures) {
+    if (f.cpu === undefined) {
+      continue;
+    }
+    const cells = parties.map((p) => {
+      const ms = f.cpu!.ms[p];
+      return ms === undefined || Number.isNaN(ms) ? "" : (ms / f.requests).toFixed(3);
+    });
+    console.log(
+      `| ${f.name} | ${f.offered} | ${(100 * f.cpu.busy).toFixed(0)} % | ${cells.join(" | ")} |`,
     );
   }
 }
