@@ -10,7 +10,7 @@ import {
   type NormalisedMessage,
 } from "../core/message.js";
 import {
-  findOrCreatePhysicalDevices,
+  findOrCreatePhysicalDeviceUids,
   findPhysicalDeviceUids,
   recordSightings,
 } from "../db/repositories/physical-devices.js";
@@ -392,7 +392,7 @@ export class IngestPipeline {
     if (toCreate.length > 0) {
       // Every new device of the batch in one transaction (one commit, a few statements).
       const created = await withActor(db, `component:${source}`, (trx) =>
-        findOrCreatePhysicalDevices(
+        findOrCreatePhysicalDeviceUids(
           trx,
           source,
           toCreate.map((key) => {
@@ -404,7 +404,7 @@ export class IngestPipeline {
           }),
         ),
       );
-      created.forEach(({ device }, i) => uidOf.set(toCreate[i]!, device.uid));
+      created.forEach(({ uid }, i) => uidOf.set(toCreate[i]!, uid));
     }
 
     const outgoing: OutgoingMessage[] = [];

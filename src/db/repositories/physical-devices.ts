@@ -242,6 +242,25 @@ export async function findOrCreatePhysicalDevices(
   sourceName: string,
   wanted: readonly { lookup: JsonObject; create: NewPhysicalDevice }[],
 ): Promise<{ device: PhysicalDevice; created: boolean }[]> {
+  const found = await findOrCreatePhysicalDeviceUids(trx, sourceName, wanted);
+  const devices = await findPhysicalDevicesBySourceIds(
+    trx,
+    sourceName,
+    wanted.map((w) => w.lookup),
+  );
+  return found.map(({ created }, i) => ({ device: devices[i]!, created }));
+}
+
+/**
+ * {@link findOrCreatePhysicalDevices} answering uids only (the ingest path: reading back every
+ * new device's row, its properties holding the whole first message, only to take its uid cost
+ * more than creating it).
+ */
+export async function findOrCreatePhysicalDeviceUids(
+  trx: Transaction<Database>,
+  sourceName: string,
+  wanted: readonly { lookup: JsonObject; create: NewPhysicalDevice }[],
+): Promise<{ uid: number; created: boolean }[]> {
   if (wanted.length === 0) {
     return [];
   }
@@ -256,7 +275,7 @@ export async function findOrCreatePhysicalDevices(
         order by h offset 0
       ) ordered
     ) locked`.execute(trx);
-  const existing = await findPhysicalDevicesBySourceIds(trx, sourceName, lookups);
+  const existing = await findPhysicalDeviceUids(trx, sourceName, lookups);
   // One new device per distinct lookup (the first wanted entry of it describes the device).
   const missing = new Map<string, { lookup: JsonObject; create: NewPhysicalDevice }>();
   wanted.forEach((w, i) => {
@@ -266,7 +285,7 @@ export async function findOrCreatePhysicalDevices(
     }
   });
   if (missing.size === 0) {
-    return existing.map((device) => ({ device: device!, created: false }));
+    return existing.map((uid) => ({ uid: uid!, created: false }));
   }
   const rows = [...missing.values()].map(({ lookup, create }) => ({
     name: create.name,
@@ -290,14 +309,14 @@ export async function findOrCreatePhysicalDevices(
   } catch (err) {
     return unknownSource(err);
   }
-  const found = await findPhysicalDevicesBySourceIds(trx, sourceName, lookups);
-  return found.map((device, i) => {
-    if (device === undefined) {
+  const found = await findPhysicalDeviceUids(trx, sourceName, lookups);
+  return found.map((uid, i) => {
+    if (uid === undefined) {
       // The row just inserted contains the lookup: only a bug gets here.
       throw new Error(`device for ${JSON.stringify(lookups[i])} not found after creating it`);
     }
     // `created` once per new device: for the wanted entry that described it.
-    return { device, created: missing.get(JSON.stringify(lookups[i])) === wanted[i] };
+    return { uid, created: missing.get(JSON.stringify(lookups[i])) === wanted[i] };
   });
 }
 
