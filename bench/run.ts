@@ -47,6 +47,7 @@ import {
   waitReady,
 } from "./harness.js";
 import { cliStartup, printStartup, type StartupFigures } from "./cli-startup.js";
+import { accountCpu, CORES, type CpuAccount } from "./cpu-account.js";
 import { releaseRun } from "./release.js";
 import { ingestFigures, mapTtnDevices, printIngest, type IngestFigure } from "./ingest.js";
 import { REPLAY_MESSAGES, replayRun } from "./replay.js";
@@ -342,6 +343,7 @@ async function main(): Promise<void> {
     LOG_LEVEL: "warn",
   };
   const results: Figures[] = [];
+  const mapperCpu: { name: string; messages: number; cpu: CpuAccount }[] = [];
   let startup: StartupFigures[] = [];
   const writers: WriterFigure[] = [];
   let ingest: IngestFigure[] = [];
@@ -363,7 +365,11 @@ async function main(): Promise<void> {
       // The same two hops with only the router's bus parts in between: the ceiling for the mapper.
       const relay = await startRelay(env);
       try {
-        results.push(await mapperRun(conn, pool, env, "relay", MESSAGES));
+        const { result, cpu } = await accountCpu({ relay: relay.pid! }, () =>
+          mapperRun(conn, pool, env, "relay", MESSAGES),
+        );
+        results.push(result);
+        mapperCpu.push({ name: result.name, messages: result.messages, cpu });
       } finally {
         await stopBroker(relay);
       }
@@ -372,7 +378,11 @@ async function main(): Promise<void> {
       try {
         await waitReady(opsPort);
         await mapperRun(conn, pool, env, "warmup", Math.min(2000, MESSAGES));
-        results.push(await mapperRun(conn, pool, env, "measured", MESSAGES));
+        const { result, cpu } = await accountCpu({ mapper: mapper.pid! }, () =>
+          mapperRun(conn, pool, env, "measured", MESSAGES),
+        );
+        results.push(result);
+        mapperCpu.push({ name: result.name, messages: result.messages, cpu });
       } finally {
         await stopBroker(mapper);
       }
@@ -485,6 +495,20 @@ async function main(): Promise<void> {
     console.log("|---|---|---|---|---|---|");
     for (const r of results) {
       console.log(formatRow(r));
+    }
+  }
+  if (mapperCpu.length > 0) {
+    // Whether the mapper is bound by CPU on this machine, and whose: see bench/cpu-account.ts.
+    const parties = [...new Set(mapperCpu.flatMap((r) => Object.keys(r.cpu.ms)))];
+    console.log(`\nCPU per message, µs (machine busy: share of ${CORES} cores not idle)\n`);
+    console.log(`| run | machine busy | ${parties.join(" | ")} |`);
+    console.log(`|---|---|${parties.map(() => "---|").join("")}`);
+    for (const r of mapperCpu) {
+      const cells = parties.map((p) => {
+        const ms = r.cpu.ms[p];
+        return ms === undefined ? "" : ((1000 * ms) / r.messages).toFixed(0);
+      });
+      console.log(`| ${r.name} | ${(100 * r.cpu.busy).toFixed(0)} % | ${cells.join(" | ")} |`);
     }
   }
   if (part("mapper")) {
