@@ -4,6 +4,7 @@ import type pg from "pg";
 import type { Config } from "../core/config.js";
 import type { Logger } from "../core/logger.js";
 import { createPool } from "./pool.js";
+import { preparingPool } from "./prepared.js";
 import type { Database } from "./tables.js";
 
 export type Db = Kysely<Database>;
@@ -29,7 +30,7 @@ export function createDatabase(
   } = {},
 ): DatabaseHandle {
   const pool = createPool(config, logger, options.applicationName);
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparingPool(pool) }) });
   let closed: Promise<void> | undefined;
   return {
     db,

@@ -18,6 +18,7 @@ import {
 } from "./logical-devices.js";
 import { physicalDeviceColumnsText, physicalDeviceFromRow } from "./device-rows.js";
 import { FOREIGN_KEY_VIOLATION, RegistryError, sqlState } from "./registry-error.js";
+import { preparedAs } from "../prepared.js";
 
 /** Columns of a physical device read through `alias`, named `${prefix}column`. */
 export function physicalDeviceColumns(alias: string, prefix = ""): RawBuilder<unknown> {
@@ -182,7 +183,7 @@ export async function findPhysicalDeviceUids(
   if (lookups.length === 0) {
     return [];
   }
-  const { rows } = await sql<{ uid: number | null }>`
+  const { rows } = await sql<{ uid: number | null }>`${sql.raw(preparedAs("device_uids"))}
     select u.uid from broker_device_uids(${sourceName}, ${lookups.map((k) => toJson(k))}::jsonb[]) u
     order by u.ord`.execute(db);
   return rows.map((r) => r.uid ?? undefined);
@@ -415,7 +416,7 @@ export async function recordSightings(
   // `locked` takes the row locks in uid order before any row is updated, so two batches that
   // share devices queue behind each other instead of deadlocking. greatest() ignores NULLs, so a
   // device never seen before takes the sighting's time.
-  const result = await sql`
+  const result = await sql`${sql.raw(preparedAs("device_sightings"))}
     with v as materialized (
       select * from jsonb_to_recordset(${toJson(rows)}::jsonb)
         as v(uid integer, last_seen timestamptz, source_ids jsonb, last_msg jsonb, msg_seen timestamptz)

@@ -2,6 +2,7 @@ import { sql } from "kysely";
 
 import type { Db } from "../database.js";
 import { withPlainPlans } from "../plain-plans.js";
+import { preparedAs } from "../prepared.js";
 
 export interface TimeseriesRow {
   readonly physicalUid: number;
@@ -43,7 +44,7 @@ async function insertRows(
   }
   // Array parameters rather than seven per row: the statement text and its plan stay the
   // same whatever the batch size, which PostgreSQL's 65,535-parameter limit would otherwise cap.
-  const result = await sql`
+  const result = await sql`${sql.raw(preparedAs("pts_insert"))}
     insert into physical_timeseries
       (physical_uid, logical_uid, ts, json_msg, msg_key, hold_reason, raw_correlation_id, replay_id)
     select u.*, ${replayId}::uuid from unnest(
@@ -71,7 +72,7 @@ export async function replayedRawMessages(
   if (ids.length === 0) {
     return new Set();
   }
-  const { rows } = await sql<{ cid: string }>`
+  const { rows } = await sql<{ cid: string }>`${sql.raw(preparedAs("pts_replayed"))}
     select distinct raw_correlation_id::text as cid from physical_timeseries
     where raw_correlation_id = any(${ids}::uuid[]) and replay_id is not null`.execute(db);
   return new Set(rows.map((r) => r.cid));

@@ -1,6 +1,7 @@
 import { sql } from "kysely";
 
 import type { Db } from "../database.js";
+import { preparedAs } from "../prepared.js";
 
 /** One arrival for the raw store: exactly one of `json` / `text` is set. */
 export interface RawMessageInput {
@@ -27,7 +28,7 @@ export async function insertRawMessages(db: Db, rows: readonly RawMessageInput[]
     return 0;
   }
   // Array parameters, as insertPhysicalTimeseries: one plan, no parameter ceiling on batch size.
-  const result = await sql`
+  const result = await sql`${sql.raw(preparedAs("raw_insert"))}
     insert into raw_messages (source_name, correlation_id, ts, json_msg, text_msg, uplink_key)
     select * from unnest(
       ${rows.map((r) => r.sourceName)}::text[],
@@ -54,7 +55,10 @@ export async function flagConflictingUplinks(
   if (keys.length === 0) {
     return [];
   }
-  const { rows: flagged } = await sql<{ uplink_key: string; correlation_ids: string[] }>`
+  const { rows: flagged } = await sql<{
+    uplink_key: string;
+    correlation_ids: string[];
+  }>`${sql.raw(preparedAs("raw_conflicts"))}
     with c as (
       select uplink_key from raw_messages
       where uplink_key = any(${keys}::uuid[])
@@ -79,7 +83,7 @@ export async function linkRawMessages(
     return;
   }
   const payload = JSON.stringify(links.map((l) => ({ cid: l.correlationId, uid: l.physicalUid })));
-  await sql`
+  await sql`${sql.raw(preparedAs("raw_link"))}
     update raw_messages r set physical_uid = v.uid
     from jsonb_to_recordset(${payload}::jsonb) as v(cid uuid, uid int)
     where r.correlation_id = v.cid and r.physical_uid is distinct from v.uid

@@ -3,6 +3,7 @@ import { sql } from "kysely";
 import { parseInstantMicros } from "../../core/time.js";
 import type { DeviceRoute, MappingPeriod } from "../../mapper/route.js";
 import type { Db } from "../database.js";
+import { preparedAs } from "../prepared.js";
 
 /**
  * The mapper's view of the registry for a batch: each existing physical device among `uids`
@@ -90,11 +91,12 @@ export async function recordLogicalSightings(
   // The uids as an array too, so the rows are found by key (PostgreSQL estimates a json record
   // set at 100 rows whatever its size).
   const uids = sightings.map((s) => s.uid);
-  await sql`select ld.uid from logical_devices ld join ${news} on ld.uid = v.uid
+  await sql`${sql.raw(preparedAs("logical_lock"))}
+            select ld.uid from logical_devices ld join ${news} on ld.uid = v.uid
             where ld.uid = any(${uids}::int[])
               and (ld.last_seen is null or v.last_seen >= ld.last_seen)
             order by ld.uid for update of ld`.execute(db);
-  await sql`
+  await sql`${sql.raw(preparedAs("logical_sightings"))}
     update logical_devices ld
     set last_seen = v.last_seen, properties = jsonb_set(ld.properties, '{last_msg}', v.last_msg)
     from ${news}

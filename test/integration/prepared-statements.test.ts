@@ -1,0 +1,40 @@
+import { sql } from "kysely";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import type { Db } from "../../src/db/database.js";
+import { preparedAs } from "../../src/db/prepared.js";
+import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+
+let testDb: TestDatabase;
+let db: Db;
+
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+  db = testDb.handle.db;
+});
+
+afterAll(async () => {
+  await testDb.drop();
+});
+
+describe("prepared statements", () => {
+  it("sends a marked statement as a named one, once per connection, and others unnamed", async () => {
+    await db.connection().execute(async (conn) => {
+      for (const n of [1, 2, 3]) {
+        const { rows } = await sql<{ n: number }>`${sql.raw(preparedAs("test_echo"))}
+          select ${n}::int as n`.execute(conn);
+        expect(rows).toEqual([{ n }]);
+      }
+      await sql`select 1 as unmarked`.execute(conn);
+      const { rows } = await sql<{ name: string; statement: string }>`
+        select name, statement from pg_prepared_statements`.execute(conn);
+      expect(rows).toEqual([
+        { name: "test_echo", statement: expect.stringContaining("select $1::int as n") },
+      ]);
+    });
+  });
+
+  it("refuses a name that could not be a marker", () => {
+    expect(() => preparedAs("Bad name")).toThrow(/lower case/);
+  });
+});
