@@ -44,6 +44,10 @@ const envSchema = z.object({
   PGPASSWORD: z.string().default(""),
   PGDATABASE: z.string().default("broker"),
   PG_POOL_SIZE: positiveInt.default(10),
+  PG_PREPARED_STATEMENTS: z
+    .enum(["true", "false"], { message: "must be true or false" })
+    .default("true")
+    .transform((v) => v === "true"),
   DISPLAY_TZ: z
     .string()
     .default("UTC")
@@ -102,6 +106,12 @@ export interface Config {
     readonly database: string;
     /** Maximum connections in this process's pool. Default 10. */
     readonly poolSize: number;
+    /**
+     * Whether the hot-path statements are prepared by name on each connection (src/db/prepared.ts).
+     * Default true; false behind a pooler that cannot keep them (PgBouncer in transaction mode
+     * before 1.21, or with max_prepared_statements = 0).
+     */
+    readonly preparedStatements?: boolean;
     /**
      * The sessions' time zone (DISPLAY_TZ, an IANA name): the offset every datetime read from
      * the database is written in. Default UTC. IoTa showed the database server's zone (its TZ).
@@ -192,6 +202,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       password: env.PGPASSWORD,
       database: env.PGDATABASE,
       poolSize: env.PG_POOL_SIZE,
+      preparedStatements: env.PG_PREPARED_STATEMENTS,
       timeZone: env.DISPLAY_TZ,
     }),
     amqp: Object.freeze({

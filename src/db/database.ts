@@ -30,7 +30,11 @@ export function createDatabase(
   } = {},
 ): DatabaseHandle {
   const pool = createPool(config, logger, options.applicationName);
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparingPool(pool) }) });
+  const db = new Kysely<Database>({
+    dialect: new PostgresDialect({
+      pool: config.preparedStatements === false ? pool : preparingPool(pool),
+    }),
+  });
   let closed: Promise<void> | undefined;
   return {
     db,

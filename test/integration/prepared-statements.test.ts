@@ -1,7 +1,8 @@
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import type { Db } from "../../src/db/database.js";
+import { createLogger } from "../../src/core/logger.js";
+import { createDatabase, type Db } from "../../src/db/database.js";
 import { preparedAs } from "../../src/db/prepared.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
 
@@ -32,6 +33,22 @@ describe("prepared statements", () => {
         { name: "test_echo", statement: expect.stringContaining("select $1::int as n") },
       ]);
     });
+  });
+
+  it("prepares nothing with PG_PREPARED_STATEMENTS=false (behind an old PgBouncer)", async () => {
+    const plain = createDatabase(
+      { ...testDb.pg, preparedStatements: false },
+      createLogger({ level: "silent" }),
+    );
+    try {
+      await plain.db.connection().execute(async (conn) => {
+        await sql`${sql.raw(preparedAs("test_echo"))} select 1 as n`.execute(conn);
+        const { rows } = await sql`select name from pg_prepared_statements`.execute(conn);
+        expect(rows).toEqual([]);
+      });
+    } finally {
+      await plain.close();
+    }
   });
 
   it("refuses a name that could not be a marker", () => {
