@@ -1,4 +1,4 @@
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, readlink } from "node:fs/promises";
 
 /** What Linux's /proc says about one process at one moment. */
 export interface ProcessFigures {
@@ -10,6 +10,11 @@ export interface ProcessFigures {
   readonly threads: number;
   /** Open file descriptors: entries of /proc/<pid>/fd (sockets, files, pipes, epoll). */
   readonly fds: number;
+  /**
+   * Of {@link fds}, the sockets: HTTP keep-alive connections come and go with the load (the
+   * load generator opens more when answers are slow), so a leak shows in the others first.
+   */
+  readonly sockets: number;
 }
 
 export async function processFigures(pid: number): Promise<ProcessFigures> {
@@ -27,6 +32,18 @@ export async function processFigures(pid: number): Promise<ProcessFigures> {
     rssMb: mb(field("VmRSS")),
     hwmMb: mb(field("VmHWM")),
     threads: field("Threads"),
-    fds: (await readdir(`/proc/${pid}/fd`)).length,
+    ...(await descriptors(pid)),
   };
+}
+
+async function descriptors(pid: number): Promise<{ fds: number; sockets: number }> {
+  const entries = await readdir(`/proc/${pid}/fd`);
+  let sockets = 0;
+  for (const fd of entries) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => "");
+    if (target.startsWith("socket:")) {
+      sockets++;
+    }
+  }
+  return { fds: entries.length, sockets };
 }
