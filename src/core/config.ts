@@ -82,6 +82,7 @@ const envSchema = z.object({
   DATABOLT_SHARED_DIR: z.string().optional(),
   FRRED_DIR: z.string().optional(),
   FRRED_SOURCES: list.optional(),
+  FRRED_THREADS: z.coerce.number().int().min(1).max(64).default(8),
 
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   LOG_FORMAT: z.enum(["auto", "json", "pretty"]).default("auto"),
@@ -144,6 +145,11 @@ export interface Config {
     readonly dir: string | undefined;
     /** Sources whose messages are written; undefined means all. */
     readonly sources: readonly string[] | undefined;
+    /**
+     * Threads writing message directories at the same time (FRRED_THREADS), each waiting on its
+     * own fsyncs. Default 8.
+     */
+    readonly threads: number;
   };
   readonly logLevel: string;
   /**
@@ -217,6 +223,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     frred: Object.freeze({
       dir: frredDir,
       sources: env.FRRED_SOURCES ? Object.freeze([...env.FRRED_SOURCES]) : undefined,
+      threads: env.FRRED_THREADS,
     }),
     logLevel: env.LOG_LEVEL,
     logFormat: env.LOG_FORMAT,

@@ -42,7 +42,10 @@ export function createFrredWriter(deps: WriterDeps): WriterComponent {
     );
   }
   const logger = deps.logger.child({ component: "frred" });
-  const files = new FrredFiles({ dir: resolve(config.frred.dir) });
+  const files = new FrredFiles({
+    dir: resolve(config.frred.dir),
+    concurrency: config.frred.threads,
+  });
   const sources = config.frred.sources ? new Set(config.frred.sources) : undefined;
   /** A physical device's source never changes, so found names are kept for the process's life. */
   const sourceNames = new Map<number, string>();
@@ -172,6 +175,9 @@ export function createFrredWriter(deps: WriterDeps): WriterComponent {
     },
     async onStop() {
       clearInterval(timer);
+      // createWriter has waited for the delivery loops (up to its limit); a write still under
+      // way now fails and its messages come back with the lease.
+      await files.close();
     },
   });
 }
