@@ -136,17 +136,22 @@ export function createFrredWriter(deps: WriterDeps): WriterComponent {
         writeFailing = false;
         await checkDirectory().catch(() => undefined);
       }
+      // Checked once per batch, so a batch whose debug lines would be dropped builds no fields
+      // (a directory name each) for them.
+      const debug = logger.isLevelEnabled("debug");
       toWrite.forEach(({ index, item }, i) => {
         const result = results[i];
-        const fields = {
-          broker_correlation_id: item.message.broker_correlation_id,
-          l_uid: item.message.l_uid,
-          directory: messageDirectoryName(item),
-        };
-        if (result === "exists") {
-          logger.info(fields, "message directory already present; counted as delivered");
-        } else {
-          logger.debug(fields, "message written");
+        if (result === "exists" || debug) {
+          const fields = {
+            broker_correlation_id: item.message.broker_correlation_id,
+            l_uid: item.message.l_uid,
+            directory: messageDirectoryName(item),
+          };
+          if (result === "exists") {
+            logger.info(fields, "message directory already present; counted as delivered");
+          } else {
+            logger.debug(fields, "message written");
+          }
         }
         outcomes[index] = { status: "delivered" };
       });
