@@ -82,7 +82,7 @@ const envSchema = z.object({
   DATABOLT_SHARED_DIR: z.string().optional(),
   FRRED_DIR: z.string().optional(),
   FRRED_SOURCES: list.optional(),
-  FRRED_THREADS: z.coerce.number().int().min(1).max(64).default(8),
+  FRRED_THREADS: z.coerce.number().int().min(1).max(64).default(4),
 
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   LOG_FORMAT: z.enum(["auto", "json", "pretty"]).default("auto"),
@@ -147,7 +147,7 @@ export interface Config {
     readonly sources: readonly string[] | undefined;
     /**
      * Threads writing message directories at the same time (FRRED_THREADS), each waiting on its
-     * own fsyncs. Default 8.
+     * own fsyncs. Default 4.
      */
     readonly threads: number;
   };

@@ -45,7 +45,9 @@ export interface FrredFilesOptions {
    * File threads (frred-thread.ts) writing message directories at the same time; a call of
    * {@link FrredFiles.write} shares its directories among them, each thread writing its share
    * one directory after another, so up to this many fsyncs wait at once. Started when first
-   * needed; about 8 MB of memory each. Default 8.
+   * needed; about 8 MB of memory each. Default 4: on a 2-vCPU machine with a local ext4, 2, 8
+   * and 16 were no faster, and more threads cost more CPU per message (doc/benchmarks.md
+   * § FRRED writer alone).
    */
   concurrency?: number;
 }
@@ -114,7 +116,7 @@ export class FrredFiles {
   constructor(options: FrredFilesOptions) {
     this.dir = options.dir;
     this.#staleMs = options.staleTemporaryMs ?? 3_600_000;
-    this.#threads = new FileThreads(options.concurrency ?? 8);
+    this.#threads = new FileThreads(options.concurrency ?? 4);
   }
 
   /** Whether the base directory exists, is a directory, and this process may create entries in it. */

@@ -134,10 +134,9 @@ export class FileThreads {
     try {
       worker = new Worker(entry.script, {
         eval: entry.eval,
-        // Nothing of the process's environment (secrets) reaches the thread.
+        // Nothing of the process's environment (secrets) reaches the thread. No heap limit:
+        // a job holds its messages, which may be large, and the code is our own.
         env: {},
-        // A job holds a few hundred short strings.
-        resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 8 },
       });
     } catch {
       return undefined;
