@@ -86,6 +86,7 @@ const envSchema = z.object({
   DATABOLT_SHARED_DIR: z.string().optional(),
   FRRED_DIR: z.string().optional(),
   FRRED_SOURCES: list.optional(),
+  FRRED_THREADS: z.coerce.number().int().min(1).max(64).default(4),
 
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   LOG_FORMAT: z.enum(["auto", "json", "pretty"]).default("auto"),
@@ -154,6 +155,11 @@ export interface Config {
     readonly dir: string | undefined;
     /** Sources whose messages are written; undefined means all. */
     readonly sources: readonly string[] | undefined;
+    /**
+     * Threads writing message directories at the same time (FRRED_THREADS), each waiting on its
+     * own fsyncs. Default 4.
+     */
+    readonly threads: number;
   };
   readonly logLevel: string;
   /**
@@ -228,6 +234,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     frred: Object.freeze({
       dir: frredDir,
       sources: env.FRRED_SOURCES ? Object.freeze([...env.FRRED_SOURCES]) : undefined,
+      threads: env.FRRED_THREADS,
     }),
     logLevel: env.LOG_LEVEL,
     logFormat: env.LOG_FORMAT,

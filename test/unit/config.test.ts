@@ -56,6 +56,12 @@ describe("configuration", () => {
     ]);
   });
 
+  it("takes the number of FRRED file threads from FRRED_THREADS, 4 by default", () => {
+    expect(loadConfig({}).frred.threads).toBe(4);
+    expect(loadConfig({ FRRED_THREADS: "8" }).frred.threads).toBe(8);
+    expect(() => loadConfig({ FRRED_THREADS: "0" })).toThrow(/FRRED_THREADS/);
+  });
+
   it("names every bad variable in one error, at start-up", () => {
     try {
       loadConfig({ PGPORT: "not-a-port", QUEUE_TYPE: "lazy", PREFETCH: "0" });

@@ -109,6 +109,43 @@ describe("FrredFiles", () => {
     expect(entries.some((e) => e.startsWith(".tmp-"))).toBe(false);
   });
 
+  it("answers in input order when the directories are shared among threads, new and existing mixed", async () => {
+    const files = new FrredFiles({ dir: base, concurrency: 3 });
+    const items = Array.from({ length: 20 }, () => item());
+    const earlier = items.filter((_, i) => i % 3 === 0);
+    await files.write(earlier);
+    const results = await files.write(items);
+    expect(results).toEqual(items.map((_, i) => (i % 3 === 0 ? "exists" : "written")));
+    expect((await readdir(base)).sort()).toEqual(items.map(messageDirectoryName).sort());
+    await files.close();
+  });
+
+  it("sets the modes itself when the process umask would strip them", async () => {
+    const previous = process.umask(0o077);
+    try {
+      // A new writer's threads read the umask when they start.
+      const files = new FrredFiles({ dir: base });
+      const m = item();
+      expect(await files.write([m])).toEqual(["written"]);
+      const dir = join(base, messageDirectoryName(m));
+      expect((await stat(dir)).mode & 0o777).toBe(0o755);
+      expect((await stat(join(dir, `${m.message.broker_correlation_id}.json`))).mode & 0o777).toBe(
+        0o644,
+      );
+      await files.close();
+    } finally {
+      process.umask(previous);
+    }
+  });
+
+  it("fails transiently once closed", async () => {
+    const files = new FrredFiles({ dir: base });
+    expect(await files.write([item()])).toEqual(["written"]);
+    await files.close();
+    await expect(files.write([item()])).rejects.toBeInstanceOf(TransientError);
+    expect(await readdir(base)).toHaveLength(1);
+  });
+
   it("treats a missing base directory as transient and does not create it", async () => {
     const missing = join(base, "not-mounted");
     const files = new FrredFiles({ dir: missing });

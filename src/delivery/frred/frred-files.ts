@@ -1,10 +1,11 @@
-import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { access, chmod, lstat, mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { access, lstat, open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 
 import { TransientError } from "../../core/errors.js";
 import type { NormalisedMessage } from "../../core/message.js";
+import { TEMPORARY_PREFIX, type FileEntry, type WriteResult } from "./frred-thread-protocol.js";
+import { FileThreads, FileWriteError } from "./frred-threads.js";
 
 /**
  * The file-system side of the FRRED (DataBolt) writer: one directory per message, written
@@ -18,12 +19,12 @@ import type { NormalisedMessage } from "../../core/message.js";
  * ```
  */
 
-/** Permissions of the message directories (IoTa's umask 0 made them world-writable). */
-export const DIRECTORY_MODE = 0o755;
-/** Permissions of the message files. */
-export const FILE_MODE = 0o644;
-/** Prefix of the temporary directories a write builds before renaming them into place. */
-export const TEMPORARY_PREFIX = ".tmp-";
+export {
+  DIRECTORY_MODE,
+  FILE_MODE,
+  TEMPORARY_PREFIX,
+  type WriteResult,
+} from "./frred-thread-protocol.js";
 
 /** What the writer needs from one message. */
 export interface FrredItem {
@@ -31,9 +32,6 @@ export interface FrredItem {
   /** The message's idempotency key ({@link messageKey}), UUID-shaped. */
   readonly key: string;
 }
-
-/** `written`: the directory was created now; `exists`: it was already there (redelivery, replay). */
-export type WriteResult = "written" | "exists";
 
 export type DirectoryState =
   { readonly usable: true } | { readonly usable: false; readonly problem: string };
@@ -43,7 +41,14 @@ export interface FrredFilesOptions {
   dir: string;
   /** Age after which a leftover temporary directory is removed by {@link FrredFiles.removeStaleTemporaries}, in ms. Default 1 hour. */
   staleTemporaryMs?: number;
-  /** Message directories written in parallel within one call of {@link FrredFiles.write}. Default 16. */
+  /**
+   * File threads (frred-thread.ts) writing message directories at the same time; a call of
+   * {@link FrredFiles.write} shares its directories among them, each thread writing its share
+   * one directory after another, so up to this many fsyncs wait at once. Started when first
+   * needed; about 8 MB of memory each. Default 4: on a 2-vCPU machine with a local ext4, 2, 8
+   * and 16 were no faster, and more threads cost more CPU per message (doc/benchmarks.md
+   * § FRRED writer alone).
+   */
   concurrency?: number;
 }
 
@@ -88,70 +93,30 @@ async function syncDirectory(path: string): Promise<void> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch (err) {
-    if (codeOf(err) === "ENOENT") {
-      return false;
-    }
-    throw err;
-  }
-}
-
-/** Runs `fn` over `items` with at most `limit` calls in flight; results in input order. */
-async function mapLimited<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  let failed = false;
-  async function worker(): Promise<void> {
-    while (!failed && next < items.length) {
-      const i = next++;
-      try {
-        results[i] = await fn(items[i]!);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  }
-  const settled = await Promise.allSettled(
-    Array.from({ length: Math.min(limit, items.length) }, () => worker()),
-  );
-  const rejected = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
-  if (rejected) {
-    throw rejected.reason;
-  }
-  return results;
-}
-
 /**
  * Writes message directories under one base directory.
  *
  * Atomic: each message's file is written and fsynced inside a temporary sibling directory
- * (`.tmp-<name>-<random>`), which is then renamed to its final name; the base directory is
- * fsynced before {@link write} resolves. A reader never sees a half-written directory.
+ * (`.tmp-<name>-<unique>`), which is fsynced and then renamed to its final name; the base
+ * directory is fsynced once per {@link write}, after every rename and before it resolves. A
+ * reader never sees a half-written directory.
  *
  * Idempotent: a message whose directory already exists is not rewritten and counts as written.
  *
  * Every file-system failure is a {@link TransientError}: the caller keeps the messages and
  * retries later. The base directory is never created (a missing mount must not silently fill
- * the root file system).
+ * the root file system). The directories are written by file threads (frred-threads.ts);
+ * {@link close} stops them.
  */
 export class FrredFiles {
   readonly dir: string;
   readonly #staleMs: number;
-  readonly #concurrency: number;
+  readonly #threads: FileThreads;
 
   constructor(options: FrredFilesOptions) {
     this.dir = options.dir;
     this.#staleMs = options.staleTemporaryMs ?? 3_600_000;
-    this.#concurrency = Math.max(1, options.concurrency ?? 16);
+    this.#threads = new FileThreads(options.concurrency ?? 4);
   }
 
   /** Whether the base directory exists, is a directory, and this process may create entries in it. */
@@ -192,67 +157,41 @@ export class FrredFiles {
     if (!state.usable) {
       throw new TransientError(state.problem);
     }
-    const byName = new Map<string, FrredItem>();
+    const byName = new Map<string, FileEntry>();
     for (const item of items) {
       const name = messageDirectoryName(item);
       if (!byName.has(name)) {
-        byName.set(name, item);
+        byName.set(name, {
+          name,
+          file: messageFileName(item),
+          content: messageFileContent(item),
+        });
       }
     }
     const names = [...byName.keys()];
-    const results = await mapLimited(names, this.#concurrency, (name) =>
-      this.#writeOne(name, byName.get(name)!),
-    );
-    const resultByName = new Map(names.map((name, i) => [name, results[i]!]));
-    if (results.includes("written")) {
-      try {
-        // Makes the renames themselves durable before the caller acknowledges anything.
-        await syncDirectory(this.dir);
-      } catch (err) {
-        throw transient(`cannot fsync FRRED directory ${this.dir}`, err);
-      }
+    let results: WriteResult[];
+    try {
+      results = await this.#threads.write(this.dir, [...byName.values()]);
+    } catch (err) {
+      // A thread that died or could not start is as transient as a full disk.
+      const target = err instanceof FileWriteError ? err.target : this.dir;
+      throw transient(`cannot write FRRED message directory ${target}`, err);
     }
+    try {
+      // Makes the renames durable before the caller acknowledges anything. Also when every
+      // directory was there already: one may be the rename of a call that failed before its
+      // fsync, or of another copy that has not reached its own yet.
+      await syncDirectory(this.dir);
+    } catch (err) {
+      throw transient(`cannot fsync FRRED directory ${this.dir}`, err);
+    }
+    const resultByName = new Map(names.map((name, i) => [name, results[i]!]));
     return items.map((item) => resultByName.get(messageDirectoryName(item))!);
   }
 
-  async #writeOne(name: string, item: FrredItem): Promise<WriteResult> {
-    const target = join(this.dir, name);
-    let temporary: string | undefined;
-    try {
-      if (await exists(target)) {
-        return "exists";
-      }
-      temporary = join(this.dir, `${TEMPORARY_PREFIX}${name}-${randomBytes(6).toString("hex")}`);
-      await mkdir(temporary, { mode: DIRECTORY_MODE });
-      // mkdir and open apply the process umask; set the modes explicitly.
-      await chmod(temporary, DIRECTORY_MODE);
-      const file = await open(join(temporary, messageFileName(item)), "wx", FILE_MODE);
-      try {
-        await file.chmod(FILE_MODE);
-        await file.writeFile(messageFileContent(item), "utf8");
-        await file.sync();
-      } finally {
-        await file.close();
-      }
-      await syncDirectory(temporary);
-      try {
-        await rename(temporary, target);
-      } catch (err) {
-        const code = codeOf(err);
-        if (code === "ENOTEMPTY" || code === "EEXIST") {
-          // Another copy of this writer finished the same message first.
-          await rm(temporary, { recursive: true, force: true });
-          return "exists";
-        }
-        throw err;
-      }
-      return "written";
-    } catch (err) {
-      if (temporary !== undefined) {
-        await rm(temporary, { recursive: true, force: true }).catch(() => undefined);
-      }
-      throw transient(`cannot write FRRED message directory ${target}`, err);
-    }
+  /** Stops the file threads; a write still under way fails (transiently). */
+  async close(): Promise<void> {
+    await this.#threads.close();
   }
 
   /**

@@ -42,7 +42,10 @@ export function createFrredWriter(deps: WriterDeps): WriterComponent {
     );
   }
   const logger = deps.logger.child({ component: "frred" });
-  const files = new FrredFiles({ dir: resolve(config.frred.dir) });
+  const files = new FrredFiles({
+    dir: resolve(config.frred.dir),
+    concurrency: config.frred.threads,
+  });
   const sources = config.frred.sources ? new Set(config.frred.sources) : undefined;
   /** A physical device's source never changes, so found names are kept for the process's life. */
   const sourceNames = new Map<number, string>();
@@ -133,17 +136,22 @@ export function createFrredWriter(deps: WriterDeps): WriterComponent {
         writeFailing = false;
         await checkDirectory().catch(() => undefined);
       }
+      // Checked once per batch, so a batch whose debug lines would be dropped builds no fields
+      // (a directory name each) for them.
+      const debug = logger.isLevelEnabled("debug");
       toWrite.forEach(({ index, item }, i) => {
         const result = results[i];
-        const fields = {
-          broker_correlation_id: item.message.broker_correlation_id,
-          l_uid: item.message.l_uid,
-          directory: messageDirectoryName(item),
-        };
-        if (result === "exists") {
-          logger.info(fields, "message directory already present; counted as delivered");
-        } else {
-          logger.debug(fields, "message written");
+        if (result === "exists" || debug) {
+          const fields = {
+            broker_correlation_id: item.message.broker_correlation_id,
+            l_uid: item.message.l_uid,
+            directory: messageDirectoryName(item),
+          };
+          if (result === "exists") {
+            logger.info(fields, "message directory already present; counted as delivered");
+          } else {
+            logger.debug(fields, "message written");
+          }
         }
         outcomes[index] = { status: "delivered" };
       });
@@ -172,6 +180,9 @@ export function createFrredWriter(deps: WriterDeps): WriterComponent {
     },
     async onStop() {
       clearInterval(timer);
+      // createWriter has waited for the delivery loops (up to its limit); a write still under
+      // way now fails and its messages come back with the lease.
+      await files.close();
     },
   });
 }

@@ -10,7 +10,7 @@ import type {
   WorkerData,
   WorkerReady,
 } from "./protocol.js";
-import { workerEntry } from "./worker-entry.js";
+import { workerEntry } from "../../../runtime/worker-entry.js";
 
 export interface DecoderPoolOptions {
   /** Directory holding `uplink/<name>.js` (TTN_DECODERS_DIR). */
@@ -162,7 +162,7 @@ export class DecoderPool {
   }
 
   #spawn(): Slot | undefined {
-    const entry = workerEntry();
+    const entry = workerEntry(import.meta.url, "decoder-worker");
     let worker: Worker;
     try {
       worker = new Worker(entry.script, {
