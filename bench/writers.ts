@@ -7,6 +7,8 @@
  * BENCH_UBIDOTS_WINDOW_S (default 15) is how long each Ubidots run is measured.
  * BENCH_WRITERS_COPIES (e.g. 1,2,4) adds {@link writerCopiesFigures}: the FRRED and InfluxDB
  * writers with that many processes sharing each queue, against the bus-only ceiling.
+ * BENCH_FRRED_KEEP=1 leaves the FRRED runs' files in place (their directory is printed) instead
+ * of removing them, so that the next run is not slowed by the removal (see writerCopiesFigures).
  */
 import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -278,7 +280,14 @@ export async function writerCopiesFigures(
     }
   } finally {
     await influx.stop();
-    await rm(dir, { recursive: true, force: true });
+    if (process.env.BENCH_FRRED_KEEP === "1") {
+      // On ext4 without a journal (this machine's disk) inode allocation skips inodes freed in
+      // the last one to five minutes, one by one: right after 40,000 were removed, the next
+      // run's mkdirs and creates cost several times more kernel time, whatever build it runs.
+      console.log(`FRRED files kept in ${dir}`);
+    } else {
+      await rm(dir, { recursive: true, force: true });
+    }
   }
   return out;
 }
