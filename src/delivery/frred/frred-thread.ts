@@ -29,8 +29,9 @@ import {
  * A FRRED file thread (see frred-threads.ts): writes each message directory of the jobs it is
  * sent with synchronous calls, one directory after another. On the main thread every one of the
  * dozen file-system calls per message was a round trip through libuv's pool (4 threads) and a
- * promise: that, not the disk, bounded the writer. Here a job costs one round trip, and a
- * blocking fsync holds only this thread.
+ * promise, about half of the main thread's work, with at most 4 fsyncs waiting at once
+ * (doc/benchmarks.md § FRRED writer alone). Here a job costs one round trip, and a blocking
+ * fsync holds only this thread.
  */
 
 /**
