@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 
 import pg from "pg";
-import { inject } from "vitest";
+import { afterAll, beforeAll, inject } from "vitest";
 
 import type { Config } from "../../src/core/config.js";
 import { createLogger } from "../../src/core/logger.js";
-import { createDatabase, type DatabaseHandle } from "../../src/db/database.js";
+import { createDatabase, type DatabaseHandle, type Db } from "../../src/db/database.js";
 import { PG } from "./env.js";
 
 async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
@@ -60,6 +60,34 @@ export async function createTestDatabase(options: { empty?: boolean } = {}): Pro
     async drop() {
       await handle.close();
       await withAdmin((admin) => admin.query(`drop database if exists ${name} with (force)`));
+    },
+  };
+}
+
+/**
+ * The test file's own database ({@link createTestDatabase}), created before its tests and
+ * dropped after them. Read `db` and `testDb` inside tests or hooks, not at the top level.
+ */
+export function useTestDatabase(): { readonly db: Db; readonly testDb: TestDatabase } {
+  let current: TestDatabase | undefined;
+  beforeAll(async () => {
+    current = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await current?.drop();
+  });
+  const get = (): TestDatabase => {
+    if (current === undefined) {
+      throw new Error("the test database exists only while the file's tests run");
+    }
+    return current;
+  };
+  return {
+    get db() {
+      return get().handle.db;
+    },
+    get testDb() {
+      return get();
     },
   };
 }

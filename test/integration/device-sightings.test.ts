@@ -1,5 +1,5 @@
 import { sql } from "kysely";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 
 import type { Db } from "../../src/db/database.js";
 import {
@@ -11,19 +11,9 @@ import {
 import { createLogicalDevice } from "../../src/db/repositories/logical-devices.js";
 import { recordLogicalSightings } from "../../src/db/repositories/routes.js";
 import { listPendingTtnDevices } from "../../src/sources/ttn/metadata-store.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { useTestDatabase } from "../helpers/db.js";
 
-let testDb: TestDatabase;
-let db: Db;
-
-beforeAll(async () => {
-  testDb = await createTestDatabase();
-  db = testDb.handle.db;
-});
-
-afterAll(async () => {
-  await testDb.drop();
-});
+const database = useTestDatabase();
 
 /**
  * Updates of `table` that were heap-only, counted in this transaction (PostgreSQL's per-
@@ -39,6 +29,7 @@ async function hotUpdates(trx: Db, table: string): Promise<number> {
 
 describe("device sightings", () => {
   it("are heap-only updates: no index of the device is rewritten per message", async () => {
+    const { db } = database;
     const pd = await createPhysicalDevice(db, {
       source_name: "ttn",
       name: "hot",
@@ -60,6 +51,7 @@ describe("device sightings", () => {
   });
 
   it("leave the pending TTN metadata list as the marker in properties says", async () => {
+    const { db } = database;
     const pending = async (): Promise<number[]> =>
       (await listPendingTtnDevices(db, 1000)).map((d) => d.uid);
     const marked = await createPhysicalDevice(db, {

@@ -1,25 +1,16 @@
 import { sql } from "kysely";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 
 import { createLogger } from "../../src/core/logger.js";
-import { createDatabase, type Db } from "../../src/db/database.js";
+import { createDatabase } from "../../src/db/database.js";
 import { preparedAs } from "../../src/db/prepared.js";
-import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
+import { useTestDatabase } from "../helpers/db.js";
 
-let testDb: TestDatabase;
-let db: Db;
-
-beforeAll(async () => {
-  testDb = await createTestDatabase();
-  db = testDb.handle.db;
-});
-
-afterAll(async () => {
-  await testDb.drop();
-});
+const database = useTestDatabase();
 
 describe("prepared statements", () => {
   it("sends a marked statement as a named one, once per connection, and others unnamed", async () => {
+    const { db } = database;
     await db.connection().execute(async (conn) => {
       for (const n of [1, 2, 3]) {
         const { rows } = await sql<{ n: number }>`${sql.raw(preparedAs("test_echo"))}
@@ -36,6 +27,7 @@ describe("prepared statements", () => {
   });
 
   it("prepares nothing with PG_PREPARED_STATEMENTS=false (behind an old PgBouncer)", async () => {
+    const { testDb } = database;
     const plain = createDatabase(
       { ...testDb.pg, preparedStatements: false },
       createLogger({ level: "silent" }),
