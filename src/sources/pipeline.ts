@@ -59,6 +59,13 @@ export interface IngestItem {
    * through this ingest path again: {@link MQTT_TOPIC_HEADER}, {@link POLL_CONTEXT_HEADER}.
    */
   readonly replayHeaders?: Readonly<Record<string, string>>;
+  /**
+   * The device's `lookup` (what {@link Normalised} will say), when the source can tell it
+   * cheaply before normalising. A device found by it is stored in the raw row itself, so the
+   * row needs no link update afterwards (one statement and one dead row fewer per message).
+   * A hint the database cannot use is ignored: the raw copy never depends on it.
+   */
+  readonly deviceHint?: JsonObject | undefined;
 }
 
 /** Dead-letter header: the MQTT topic a rejected payload arrived on. */
@@ -313,7 +320,8 @@ export class IngestPipeline {
       { err: refused, broker_correlation_id: item.raw.correlationId, source: this.#sourceName },
       "the database refused a raw copy; storing it as text",
     );
-    const asText: IngestItem = { ...item, raw: textOnly(item.raw) };
+    // Without its hint too: the raw copy as text depends on nothing but itself.
+    const asText: IngestItem = { ...item, raw: textOnly(item.raw), deviceHint: undefined };
     try {
       return await this.#ingestBatch([asText]);
     } catch (thrown) {
@@ -338,12 +346,21 @@ export class IngestPipeline {
   async #ingestBatch(items: readonly IngestItem[]): Promise<IngestResult[]> {
     const { db } = this.#deps.database;
     const source = this.#sourceName;
-    const rows = items.map((i) => ({ ...i.raw, sourceName: source }));
+    // Devices known from the hints, by lookup key: their raw rows are stored already linked.
+    const uidOf = await this.#hintedDevices(items);
+    const prelinked = items.map((i) =>
+      i.deviceHint === undefined ? undefined : uidOf.get(JSON.stringify(i.deviceHint)),
+    );
+    const rows = items.map((i, n) => ({ ...i.raw, sourceName: source, physicalUid: prelinked[n] }));
+    let inserted: number;
     try {
-      await insertRawMessages(db, rows);
+      inserted = await insertRawMessages(db, rows);
     } catch (err) {
       throw new RawStoreError(err);
     }
+    // A correlation id stored before (a repeated POST) kept its first row, which may not be
+    // linked yet: then every row of the batch goes through the link update (a no-op when linked).
+    const allNew = inserted === rows.length;
     // A separate statement, after the insert committed: of two conflicting bodies in concurrent
     // batches, the later one's check sees both.
     const conflicts = await flagConflictingUplinks(db, rows);
@@ -374,14 +391,14 @@ export class IngestPipeline {
     const keys = normalised.map((n) => (n ? JSON.stringify(n.device.lookup) : undefined));
     const distinct = [...new Set(keys.filter((k): k is string => k !== undefined))];
     const firstOf = new Map(distinct.map((k) => [k, normalised[keys.indexOf(k)]!]));
+    const unknown = distinct.filter((k) => !uidOf.has(k));
     const found = await findPhysicalDeviceUids(
       db,
       source,
-      distinct.map((k) => JSON.parse(k) as JsonObject),
+      unknown.map((k) => JSON.parse(k) as JsonObject),
     );
-    const uidOf = new Map<string, number>();
     const toCreate: string[] = [];
-    for (const [i, key] of distinct.entries()) {
+    for (const [i, key] of unknown.entries()) {
       const uid = found[i];
       if (uid !== undefined) {
         uidOf.set(key, uid);
@@ -419,7 +436,9 @@ export class IngestPipeline {
       const uid = uidOf.get(key)!;
       const item = items[i]!;
       sightings.push({ uid, ...n.device.sighting });
-      links.push({ correlationId: item.raw.correlationId, physicalUid: uid });
+      if (!allNew || prelinked[i] !== uid) {
+        links.push({ correlationId: item.raw.correlationId, physicalUid: uid });
+      }
       let messages: NormalisedMessage[];
       try {
         messages = n.messages(uid).map(parseMessage);
@@ -456,14 +475,20 @@ export class IngestPipeline {
       outbox !== undefined &&
       outgoing.length > 0 &&
       (outbox.pending || !this.#deps.amqp.isConnected);
-    const linkAndSight = (): Promise<void> =>
-      db.transaction().execute(async (trx) => {
+    const linkAndSight = async (): Promise<void> => {
+      if (links.length === 0 && !stored) {
+        // One statement needs no transaction of its own: two round trips fewer per batch.
+        await recordSightings(db, sightings);
+        return;
+      }
+      await db.transaction().execute(async (trx) => {
         await recordSightings(trx, sightings);
         await linkRawMessages(trx, links);
         if (stored) {
           await insertOutbox(trx, source, toStore);
         }
       });
+    };
     if (stored) {
       await outbox.record(linkAndSight);
     } else {
@@ -472,6 +497,39 @@ export class IngestPipeline {
     }
     this.#deps.metrics.messagesOut.inc({ component: source }, outgoing.length);
     return results.map((r) => r ?? { status: "accepted", published: 0 });
+  }
+
+  /**
+   * The uids of the devices the items' hints name, by lookup key (one statement for the batch).
+   * Empty when no item has a hint or the lookup failed: a hint only saves work, so its failure
+   * is left to the raw insert to report (an outage fails that too; bad content does not).
+   */
+  async #hintedDevices(items: readonly IngestItem[]): Promise<Map<string, number>> {
+    const keys = [
+      ...new Set(
+        items.flatMap((i) => (i.deviceHint === undefined ? [] : [JSON.stringify(i.deviceHint)])),
+      ),
+    ];
+    const uids = new Map<string, number>();
+    if (keys.length === 0) {
+      return uids;
+    }
+    try {
+      const found = await findPhysicalDeviceUids(
+        this.#deps.database.db,
+        this.#sourceName,
+        keys.map((k) => JSON.parse(k) as JsonObject),
+      );
+      keys.forEach((k, i) => {
+        const uid = found[i];
+        if (uid !== undefined) {
+          uids.set(k, uid);
+        }
+      });
+    } catch (err) {
+      this.#deps.logger.debug({ err, source: this.#sourceName }, "device hints not looked up");
+    }
+    return uids;
   }
 
   /**

@@ -160,6 +160,57 @@ describe("TTN webhook against PostgreSQL and RabbitMQ", () => {
     expect(new Set(published.map((m) => m.broker_correlation_id)).size).toBe(1);
   });
 
+  it("stores a known device's raw row already linked (no update), and links a repeated uplink whose first copy was not", async () => {
+    await sql(`
+      create table raw_updates (correlation_id uuid);
+      create function note_raw_update() returns trigger language plpgsql as $$
+        begin insert into raw_updates values (new.correlation_id); return new; end $$;
+      create trigger note_raw_update before update on raw_messages
+        for each row execute function note_raw_update()`);
+    try {
+      const eui = "00000000000000b7";
+      const linkOf = async (fCnt: number) =>
+        sql<{ physical_uid: number | null; correlation_id: string }>(
+          `select physical_uid, correlation_id from raw_messages
+           where json_msg->'end_device_ids'->>'dev_eui' = $1
+             and (json_msg->'uplink_message'->>'f_cnt')::int = $2`,
+          [eui, fCnt],
+        );
+      // A new device: its first raw row is linked once the device exists (one update).
+      expect((await post(uplink(eui, 1, "2023-06-01T00:00:01Z"))).status).toBe(204);
+      const [first] = await linkOf(1);
+      const [device] = await sql<{ uid: number }>(
+        "select uid from physical_devices where source_ids->>'dev_eui' = $1",
+        [eui],
+      );
+      expect(first!.physical_uid).toBe(device!.uid);
+      expect(await sql("select 1 from raw_updates")).toHaveLength(1);
+
+      // Known now: the next uplink's raw row is inserted linked and never updated.
+      expect((await post(uplink(eui, 2, "2023-06-01T00:00:02Z"))).status).toBe(204);
+      const [second] = await linkOf(2);
+      expect(second!.physical_uid).toBe(device!.uid);
+      expect(await sql("select 1 from raw_updates")).toHaveLength(1);
+
+      // A first copy stored but never linked (the process died between the two): posting the
+      // uplink again keeps that first row, and links it.
+      await sql("update raw_messages set physical_uid = null where correlation_id = $1", [
+        second!.correlation_id,
+      ]);
+      expect((await post(uplink(eui, 2, "2023-06-01T00:00:02Z"))).status).toBe(204);
+      const again = await linkOf(2);
+      expect(again).toEqual([
+        { physical_uid: device!.uid, correlation_id: second!.correlation_id },
+      ]);
+    } finally {
+      await sql(`
+        drop trigger note_raw_update on raw_messages;
+        drop function note_raw_update();
+        drop table raw_updates`);
+      await drainPhysical();
+    }
+  });
+
   it("follows registry changes to a device it has seen", async () => {
     const eui = "00000000000000c7";
     expect((await post(uplink(eui, 1, "2023-07-01T00:00:00Z"))).status).toBe(204);

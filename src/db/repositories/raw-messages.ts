@@ -19,24 +19,35 @@ export interface RawMessageInput {
   readonly uplinkKey?: string;
 }
 
+/** A raw row to store, with its device's uid when the source knew it before normalising. */
+export interface RawMessageRowInput extends RawMessageInput {
+  /** Stored in `physical_uid` at once, which spares a link update (and a dead row) later. */
+  readonly physicalUid?: number | undefined;
+}
+
 /**
  * Stores a batch of raw messages in one statement. A correlation id already present (the same
  * uplink posted again) is skipped: the first copy is the record. Returns how many were new.
  */
-export async function insertRawMessages(db: Db, rows: readonly RawMessageInput[]): Promise<number> {
+export async function insertRawMessages(
+  db: Db,
+  rows: readonly RawMessageRowInput[],
+): Promise<number> {
   if (rows.length === 0) {
     return 0;
   }
   // Array parameters, as insertPhysicalTimeseries: one plan, no parameter ceiling on batch size.
   const result = await sql`${sql.raw(preparedAs("raw_insert"))}
-    insert into raw_messages (source_name, correlation_id, ts, json_msg, text_msg, uplink_key)
+    insert into raw_messages (source_name, correlation_id, ts, json_msg, text_msg, uplink_key,
+                              physical_uid)
     select * from unnest(
       ${rows.map((r) => r.sourceName)}::text[],
       ${rows.map((r) => r.correlationId)}::uuid[],
       ${rows.map((r) => r.ts)}::timestamptz[],
       ${rows.map((r) => (r.json === undefined ? null : JSON.stringify(r.json)))}::jsonb[],
       ${rows.map((r) => r.text ?? null)}::text[],
-      ${rows.map((r) => r.uplinkKey ?? null)}::uuid[])
+      ${rows.map((r) => r.uplinkKey ?? null)}::uuid[],
+      ${rows.map((r) => r.physicalUid ?? null)}::int[])
     on conflict (correlation_id) do nothing`.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }

@@ -208,6 +208,20 @@ export function isSimulated(u: Uplink): boolean {
   return u.simulated === true;
 }
 
+/**
+ * How an uplink's device is found: by DevEUI (lower-cased), or app_id + dev_id for an ABP
+ * device without one. The webhook asks for it before normalising, to store the raw row linked.
+ */
+export function ttnDeviceLookup(
+  u: Uplink,
+): { dev_eui: string } | { app_id: string; dev_id: string } {
+  const ids = u.end_device_ids;
+  const devEui = ids.dev_eui?.toLowerCase();
+  return devEui
+    ? { dev_eui: devEui }
+    : { app_id: ids.application_ids.application_id, dev_id: ids.device_id };
+}
+
 export interface TtnNormaliseOptions {
   /**
    * The local decoder's result, when one ran (see decoding.ts). It replaces TTN's
@@ -245,7 +259,7 @@ export function normaliseTtnUplink(
   const sourceIds = devEui
     ? { app_id: appId, dev_id: devId, dev_eui: devEui }
     : { app_id: appId, dev_id: devId };
-  const lookup = devEui ? { dev_eui: devEui } : { app_id: appId, dev_id: devId };
+  const lookup = ttnDeviceLookup(u);
   const decoding = options.decoding;
   // The body's own object, not zod's validated copy: the copy turns a `__proto__` key into a
   // prototype, and the point would vanish.

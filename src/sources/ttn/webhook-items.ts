@@ -15,6 +15,7 @@ import {
   isSimulated,
   normaliseTtnUplink,
   ttnCorrelationId,
+  ttnDeviceLookup,
   ttnIds,
   ttnMessageType,
   uplinkTime,
@@ -94,6 +95,8 @@ export function buildWebhookItem(
       : normaliseTtnUplink(json, correlationId, arrivedAt, { decoding: await decoding, check });
   return {
     raw: { correlationId, ts, ...decoded.raw, ...(uplinkKey === undefined ? {} : { uplinkKey }) },
+    // Only for what will be normalised (an uplink that is not kept raw only).
+    deviceHint: up !== undefined && !rawOnly ? ttnDeviceLookup(up) : undefined,
     normalise: async () => {
       if (!decoded.ok) {
         throw new PermanentError(decoded.reason, decoded.error);
