@@ -346,21 +346,37 @@ export class IngestPipeline {
   async #ingestBatch(items: readonly IngestItem[]): Promise<IngestResult[]> {
     const { db } = this.#deps.database;
     const source = this.#sourceName;
-    // Devices known from the hints, by lookup key: their raw rows are stored already linked.
-    const uidOf = await this.#hintedDevices(items);
-    const prelinked = items.map((i) =>
-      i.deviceHint === undefined ? undefined : uidOf.get(JSON.stringify(i.deviceHint)),
+    // Devices named by the items' hints are looked up in the raw insert itself, and their rows
+    // stored linked: one statement, no link update (and no dead row) afterwards.
+    const hintKeys = items.map((i) =>
+      i.deviceHint === undefined ? undefined : JSON.stringify(i.deviceHint),
     );
-    const rows = items.map((i, n) => ({ ...i.raw, sourceName: source, physicalUid: prelinked[n] }));
-    let inserted: number;
+    const distinctHints = [...new Set(hintKeys.filter((k): k is string => k !== undefined))];
+    const hintIndex = new Map(distinctHints.map((k, n) => [k, n]));
+    const rows = items.map((i, n) => ({
+      ...i.raw,
+      sourceName: source,
+      deviceIndex: hintKeys[n] === undefined ? undefined : hintIndex.get(hintKeys[n]),
+    }));
+    let linkedAtInsert: Map<string, number | null>;
     try {
-      inserted = await insertRawMessages(db, rows);
+      linkedAtInsert = await insertRawMessages(db, rows, {
+        sourceName: source,
+        lookups: distinctHints.map((k) => JSON.parse(k) as JsonObject),
+      });
     } catch (err) {
       throw new RawStoreError(err);
     }
-    // A correlation id stored before (a repeated POST) kept its first row, which may not be
-    // linked yet: then every row of the batch goes through the link update (a no-op when linked).
-    const allNew = inserted === rows.length;
+    // What the rows were stored linked to; a row not stored now (its correlation id was, before)
+    // goes through the link update below, which leaves a row already linked untouched.
+    const prelinked = items.map((i) => linkedAtInsert.get(i.raw.correlationId) ?? undefined);
+    const uidOf = new Map<string, number>();
+    prelinked.forEach((uid, n) => {
+      const key = hintKeys[n];
+      if (uid !== undefined && key !== undefined) {
+        uidOf.set(key, uid);
+      }
+    });
     // A separate statement, after the insert committed: of two conflicting bodies in concurrent
     // batches, the later one's check sees both.
     const conflicts = await flagConflictingUplinks(db, rows);
@@ -436,7 +452,7 @@ export class IngestPipeline {
       const uid = uidOf.get(key)!;
       const item = items[i]!;
       sightings.push({ uid, ...n.device.sighting });
-      if (!allNew || prelinked[i] !== uid) {
+      if (prelinked[i] !== uid) {
         links.push({ correlationId: item.raw.correlationId, physicalUid: uid });
       }
       let messages: NormalisedMessage[];
@@ -497,39 +513,6 @@ export class IngestPipeline {
     }
     this.#deps.metrics.messagesOut.inc({ component: source }, outgoing.length);
     return results.map((r) => r ?? { status: "accepted", published: 0 });
-  }
-
-  /**
-   * The uids of the devices the items' hints name, by lookup key (one statement for the batch).
-   * Empty when no item has a hint or the lookup failed: a hint only saves work, so its failure
-   * is left to the raw insert to report (an outage fails that too; bad content does not).
-   */
-  async #hintedDevices(items: readonly IngestItem[]): Promise<Map<string, number>> {
-    const keys = [
-      ...new Set(
-        items.flatMap((i) => (i.deviceHint === undefined ? [] : [JSON.stringify(i.deviceHint)])),
-      ),
-    ];
-    const uids = new Map<string, number>();
-    if (keys.length === 0) {
-      return uids;
-    }
-    try {
-      const found = await findPhysicalDeviceUids(
-        this.#deps.database.db,
-        this.#sourceName,
-        keys.map((k) => JSON.parse(k) as JsonObject),
-      );
-      keys.forEach((k, i) => {
-        const uid = found[i];
-        if (uid !== undefined) {
-          uids.set(k, uid);
-        }
-      });
-    } catch (err) {
-      this.#deps.logger.debug({ err, source: this.#sourceName }, "device hints not looked up");
-    }
-    return uids;
   }
 
   /**

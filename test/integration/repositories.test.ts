@@ -614,8 +614,8 @@ describe("raw messages", () => {
       { sourceName: "ttn", correlationId: KEY_B, ts: "2024-01-01T00:00:00Z", text: "NULL" },
       { sourceName: "ydoc", correlationId: KEY_C, ts: "2024-01-01T00:00:00Z", text: '{"a": "\\' },
     ];
-    expect(await insertRawMessages(db, rows)).toBe(3);
-    expect(await insertRawMessages(db, [{ ...rows[0]!, json: { other: true } }])).toBe(0);
+    expect((await insertRawMessages(db, rows)).size).toBe(3);
+    expect((await insertRawMessages(db, [{ ...rows[0]!, json: { other: true } }])).size).toBe(0);
     const stored = await sql<{ source_name: string; json_msg: unknown; text_msg: string | null }>`
       select source_name, json_msg, text_msg from raw_messages
       where correlation_id = any(${[KEY_A, KEY_B, KEY_C]}::uuid[]) order by correlation_id`.execute(
@@ -626,6 +626,43 @@ describe("raw messages", () => {
       { source_name: "ttn", json_msg: null, text_msg: "NULL" },
       { source_name: "ydoc", json_msg: null, text_msg: '{"a": "\\' },
     ]);
+  });
+
+  it("stores rows linked to the devices their lookups find, and says which rows are new", async () => {
+    const device = await createPhysicalDevice(db, {
+      source_name: "ttn",
+      name: "raw link",
+      source_ids: { dev_eui: "aa00000000000001", app_id: "a", dev_id: "rl" },
+    });
+    const at = "2024-01-02T00:00:00Z";
+    const ids = [
+      "00000000-0000-4000-8000-0000000000d1",
+      "00000000-0000-4000-8000-0000000000d2",
+      "00000000-0000-4000-8000-0000000000d3",
+    ];
+    const stored = await insertRawMessages(
+      db,
+      [
+        { sourceName: "ttn", correlationId: ids[0]!, ts: at, json: {}, deviceIndex: 1 },
+        { sourceName: "ttn", correlationId: ids[1]!, ts: at, json: {}, deviceIndex: 0 },
+        { sourceName: "ttn", correlationId: ids[2]!, ts: at, text: "x" },
+        // Already stored: not stored again, not in the answer.
+        { sourceName: "ttn", correlationId: KEY_A, ts: at, json: {}, deviceIndex: 1 },
+      ],
+      // The first lookup finds nothing (another source's id shape), the second the device.
+      { sourceName: "ttn", lookups: [{ serial_no: "none" }, { dev_eui: "aa00000000000001" }] },
+    );
+    expect(stored).toEqual(
+      new Map<string, number | null>([
+        [ids[0]!, device.uid],
+        [ids[1]!, null],
+        [ids[2]!, null],
+      ]),
+    );
+    const { rows } = await sql<{ physical_uid: number | null }>`
+      select physical_uid from raw_messages where correlation_id = any(${ids}::uuid[])
+      order by correlation_id`.execute(db);
+    expect(rows.map((r) => r.physical_uid)).toEqual([device.uid, null, null]);
   });
 });
 

@@ -1,5 +1,6 @@
 import { sql } from "kysely";
 
+import type { JsonObject } from "../../core/devices.js";
 import type { Db } from "../database.js";
 import { preparedAs } from "../prepared.js";
 
@@ -19,37 +20,58 @@ export interface RawMessageInput {
   readonly uplinkKey?: string;
 }
 
-/** A raw row to store, with its device's uid when the source knew it before normalising. */
+/** A raw row to store, with where to find its device when the source could tell before normalising. */
 export interface RawMessageRowInput extends RawMessageInput {
-  /** Stored in `physical_uid` at once, which spares a link update (and a dead row) later. */
-  readonly physicalUid?: number | undefined;
+  /** 0-based index into the insert's `devices.lookups`: the row is stored with that device's uid. */
+  readonly deviceIndex?: number | undefined;
+}
+
+/** Devices of one source to look up in the insert itself (see {@link insertRawMessages}). */
+export interface RawDeviceLookups {
+  readonly sourceName: string;
+  /** source_ids subsets, as for the pipeline's device lookup (jsonb containment). */
+  readonly lookups: readonly JsonObject[];
 }
 
 /**
  * Stores a batch of raw messages in one statement. A correlation id already present (the same
- * uplink posted again) is skipped: the first copy is the record. Returns how many were new.
+ * uplink posted again) is skipped: the first copy is the record. A row with a `deviceIndex` is
+ * stored linked to the device its lookup finds, in the same statement, which spares the link
+ * update (and the dead row it leaves) later. Returns each newly stored row's correlation id with
+ * the device uid it was stored with (null: not linked yet).
  */
 export async function insertRawMessages(
   db: Db,
   rows: readonly RawMessageRowInput[],
-): Promise<number> {
+  devices?: RawDeviceLookups,
+): Promise<Map<string, number | null>> {
   if (rows.length === 0) {
-    return 0;
+    return new Map();
   }
   // Array parameters, as insertPhysicalTimeseries: one plan, no parameter ceiling on batch size.
-  const result = await sql`${sql.raw(preparedAs("raw_insert"))}
+  const { rows: stored } = await sql<{
+    correlation_id: string;
+    physical_uid: number | null;
+  }>`${sql.raw(preparedAs("raw_insert"))}
     insert into raw_messages (source_name, correlation_id, ts, json_msg, text_msg, uplink_key,
                               physical_uid)
-    select * from unnest(
+    select r.source_name, r.correlation_id, r.ts, r.json_msg, r.text_msg, r.uplink_key, d.uid
+    from unnest(
       ${rows.map((r) => r.sourceName)}::text[],
       ${rows.map((r) => r.correlationId)}::uuid[],
       ${rows.map((r) => r.ts)}::timestamptz[],
       ${rows.map((r) => (r.json === undefined ? null : JSON.stringify(r.json)))}::jsonb[],
       ${rows.map((r) => r.text ?? null)}::text[],
       ${rows.map((r) => r.uplinkKey ?? null)}::uuid[],
-      ${rows.map((r) => r.physicalUid ?? null)}::int[])
-    on conflict (correlation_id) do nothing`.execute(db);
-  return Number(result.numAffectedRows ?? 0);
+      ${rows.map((r) => (r.deviceIndex === undefined ? null : r.deviceIndex + 1))}::int[])
+      as r(source_name, correlation_id, ts, json_msg, text_msg, uplink_key, device_ord)
+    left join broker_device_uids(
+      ${devices?.sourceName ?? ""}::text,
+      ${(devices?.lookups ?? []).map((k) => JSON.stringify(k))}::jsonb[]) d
+      on d.ord = r.device_ord
+    on conflict (correlation_id) do nothing
+    returning correlation_id::text, physical_uid`.execute(db);
+  return new Map(stored.map((r) => [r.correlation_id, r.physical_uid]));
 }
 
 /**
