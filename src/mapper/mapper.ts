@@ -20,11 +20,11 @@ import {
 import type { Db } from "../db/database.js";
 import { countAllHeld } from "../db/repositories/held-messages.js";
 import {
-  insertPhysicalTimeseries,
+  insertMappedBatch,
   replayedRawMessages,
   type TimeseriesRow,
 } from "../db/repositories/physical-timeseries.js";
-import { loadRoutes, recordLogicalSightings } from "../db/repositories/routes.js";
+import { loadRoutes } from "../db/repositories/routes.js";
 import {
   decideRoute,
   LTS_ROUTING_KEY,
@@ -173,10 +173,7 @@ export function createMapper(deps: MapperDeps): MapperComponent {
       }
     });
 
-    await db.transaction().execute(async (trx) => {
-      await insertPhysicalTimeseries(trx, rows);
-      await recordLogicalSightings(trx, newestPerLogicalDevice(forwards));
-    });
+    await insertMappedBatch(db, rows, newestPerLogicalDevice(forwards));
     // Stored first, then published: a crash in between republishes on redelivery, and the
     // msg_key makes the second insert a no-op.
     await lts.publish(outgoing);

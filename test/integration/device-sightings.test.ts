@@ -9,6 +9,7 @@ import {
   updatePhysicalDevice,
 } from "../../src/db/repositories/physical-devices.js";
 import { createLogicalDevice } from "../../src/db/repositories/logical-devices.js";
+import { insertMappedBatch } from "../../src/db/repositories/physical-timeseries.js";
 import { recordLogicalSightings } from "../../src/db/repositories/routes.js";
 import { listPendingTtnDevices } from "../../src/sources/ttn/metadata-store.js";
 import { useTestDatabase } from "../helpers/db.js";
@@ -90,5 +91,48 @@ describe("device sightings", () => {
     expect(await pending()).toContain(plain.uid);
     await deletePhysicalDevice(db, plain.uid);
     expect(await pending()).not.toContain(plain.uid);
+  });
+
+  it("of a mapped batch are stored with its rows in one statement; concurrent batches in opposite orders end with the newest, without deadlock", async () => {
+    const { db } = database;
+    const pd = await createPhysicalDevice(db, { source_name: "ttn", name: "mapped" });
+    const lds = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => createLogicalDevice(db, { name: `mapped ${i}` })),
+    );
+    const at = (second: number): string =>
+      `2026-02-01T00:00:${String(second).padStart(2, "0")}.000Z`;
+    let key = 0;
+    const batch = (order: typeof lds, second: number) =>
+      insertMappedBatch(
+        db,
+        order.map((ld) => ({
+          physicalUid: pd.uid,
+          logicalUid: ld.uid,
+          ts: at(second),
+          json: JSON.stringify({ second }),
+          msgKey: `00000000-0000-4000-8000-${String(++key).padStart(12, "0")}`,
+        })),
+        order.map((ld) => ({ uid: ld.uid, lastSeen: at(second), lastMsg: { second } })),
+      );
+    const reversed = [...lds].reverse();
+    const shuffled = [...lds].sort((a, b) => ((a.uid * 7919) % 31) - ((b.uid * 7919) % 31));
+    for (let round = 0; round < 3; round++) {
+      const results = await Promise.all(
+        [lds, reversed, shuffled, lds, reversed, shuffled].map((order, i) =>
+          batch(order, round * 10 + i),
+        ),
+      );
+      expect(results).toEqual([30, 30, 30, 30, 30, 30]);
+    }
+    const newest = async () =>
+      (
+        await sql<{ newest: boolean; last_msg: unknown }>`
+          select last_seen = ${at(25)}::timestamptz as newest, properties->'last_msg' as last_msg
+          from logical_devices where uid = any(${lds.map((ld) => ld.uid)}::int[])`.execute(db)
+      ).rows;
+    expect(await newest()).toEqual(lds.map(() => ({ newest: true, last_msg: { second: 25 } })));
+    // A batch of older messages is stored but moves nothing back.
+    expect(await batch(lds, 1)).toBe(30);
+    expect(await newest()).toEqual(lds.map(() => ({ newest: true, last_msg: { second: 25 } })));
   });
 });

@@ -1,8 +1,9 @@
-import { sql } from "kysely";
+import { sql, type RawBuilder } from "kysely";
 
 import type { Db } from "../database.js";
 import { withPlainPlans } from "../plain-plans.js";
 import { preparedAs } from "../prepared.js";
+import { logicalSightingsCtes, type LogicalSighting } from "./routes.js";
 
 export interface TimeseriesRow {
   readonly physicalUid: number;
@@ -33,6 +34,27 @@ export async function insertPhysicalTimeseries(
   return insertRows(db, rows, null);
 }
 
+/**
+ * The mapper's batch in one statement, atomic without a transaction of its own: its rows (as
+ * {@link insertPhysicalTimeseries}) and its logical devices' sightings (as
+ * recordLogicalSightings). One round trip where a transaction took four. Returns how many rows
+ * were new.
+ */
+export async function insertMappedBatch(
+  db: Db,
+  rows: readonly TimeseriesRow[],
+  sightings: readonly LogicalSighting[],
+): Promise<number> {
+  if (rows.length === 0 && sightings.length === 0) {
+    return 0;
+  }
+  const { rows: result } = await sql<{ inserted: number }>`${sql.raw(preparedAs("mapped_batch"))}
+    with inserted as (${timeseriesInsert(rows, null)} returning 1),
+    ${logicalSightingsCtes(sightings)}
+    select (select count(*) from inserted)::int as inserted`.execute(db);
+  return result[0]?.inserted ?? 0;
+}
+
 /** The one insert of physical_timeseries rows; `replayId` stamps a replay's rows. */
 async function insertRows(
   db: Db,
@@ -42,9 +64,19 @@ async function insertRows(
   if (rows.length === 0) {
     return 0;
   }
+  const result = await sql`${sql.raw(preparedAs("pts_insert"))}
+    ${timeseriesInsert(rows, replayId)}`.execute(db);
+  return Number(result.numAffectedRows ?? 0);
+}
+
+/** The insert of {@link insertRows}, as a fragment a larger statement can hold. */
+function timeseriesInsert(
+  rows: readonly TimeseriesRow[],
+  replayId: string | null,
+): RawBuilder<unknown> {
   // Array parameters rather than seven per row: the statement text and its plan stay the
   // same whatever the batch size, which PostgreSQL's 65,535-parameter limit would otherwise cap.
-  const result = await sql`${sql.raw(preparedAs("pts_insert"))}
+  return sql`
     insert into physical_timeseries
       (physical_uid, logical_uid, ts, json_msg, msg_key, hold_reason, raw_correlation_id, replay_id)
     select u.*, ${replayId}::uuid from unnest(
@@ -55,8 +87,7 @@ async function insertRows(
       ${rows.map((r) => r.msgKey)}::uuid[],
       ${rows.map((r) => r.holdReason ?? null)}::text[],
       ${rows.map((r) => r.rawCorrelationId ?? null)}::uuid[]) as u
-    on conflict (msg_key) do nothing`.execute(db);
-  return Number(result.numAffectedRows ?? 0);
+    on conflict (msg_key) do nothing`;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { sql } from "kysely";
+import { sql, type RawBuilder } from "kysely";
 
 import { parseInstantMicros } from "../../core/time.js";
 import type { DeviceRoute, MappingPeriod } from "../../mapper/route.js";
@@ -30,7 +30,7 @@ export async function loadRoutes(
     start_time: string | null;
     end_time: string | null;
     is_active: boolean | null;
-  }>`
+  }>`${sql.raw(preparedAs(window ? "routes_window" : "routes_all"))}
     select pd.uid, pd.source_name, m.logical_uid, m.start_time, m.end_time, m.is_active
     from physical_devices pd
     left join physical_logical_map m on m.physical_uid = pd.uid ${overlaps}
@@ -76,30 +76,49 @@ function instantMicros(text: string): number {
  */
 export async function recordLogicalSightings(
   db: Db,
-  sightings: readonly { uid: number; lastSeen: string; lastMsg: unknown }[],
+  sightings: readonly LogicalSighting[],
 ): Promise<void> {
   if (sightings.length === 0) {
     return;
   }
+  await sql`${sql.raw(preparedAs("logical_sightings_1"))}
+    with ${logicalSightingsCtes(sightings)} select count(*) from sighted`.execute(db);
+}
+
+/** One logical device's news: the newest message forwarded to it in a batch. */
+export interface LogicalSighting {
+  readonly uid: number;
+  readonly lastSeen: string;
+  readonly lastMsg: unknown;
+}
+
+/**
+ * {@link recordLogicalSightings} as common table expressions (`sighting`, `locked`, `sighted`),
+ * for a statement that does more in the same round trip. The rows are locked in uid order
+ * before any is written: concurrent batches touching the same devices then queue behind each
+ * other instead of deadlocking in whatever order the UPDATE's join visits rows. The uids go as
+ * an array too, so the rows are found by key (PostgreSQL estimates a JSON record set at 100
+ * rows whatever its size).
+ */
+export function logicalSightingsCtes(sightings: readonly LogicalSighting[]): RawBuilder<unknown> {
   const payload = JSON.stringify(
     sightings.map((s) => ({ uid: s.uid, last_seen: s.lastSeen, last_msg: s.lastMsg })),
   );
-  const news = sql`jsonb_to_recordset(${payload}::jsonb)
-    as v(uid int, last_seen timestamptz, last_msg jsonb)`;
-  // Lock in uid order first: concurrent batches touching the same devices then queue behind
-  // each other instead of deadlocking in whatever order the UPDATE's join visits rows.
-  // The uids as an array too, so the rows are found by key (PostgreSQL estimates a json record
-  // set at 100 rows whatever its size).
   const uids = sightings.map((s) => s.uid);
-  await sql`${sql.raw(preparedAs("logical_lock"))}
-            select ld.uid from logical_devices ld join ${news} on ld.uid = v.uid
-            where ld.uid = any(${uids}::int[])
-              and (ld.last_seen is null or v.last_seen >= ld.last_seen)
-            order by ld.uid for update of ld`.execute(db);
-  await sql`${sql.raw(preparedAs("logical_sightings"))}
-    update logical_devices ld
-    set last_seen = v.last_seen, properties = jsonb_set(ld.properties, '{last_msg}', v.last_msg)
-    from ${news}
-    where ld.uid = v.uid and ld.uid = any(${uids}::int[])
-      and (ld.last_seen is null or v.last_seen >= ld.last_seen)`.execute(db);
+  return sql`sighting as (
+      select * from jsonb_to_recordset(${payload}::jsonb)
+        as v(uid int, last_seen timestamptz, last_msg jsonb)
+    ), locked as (
+      select ld.uid from logical_devices ld join sighting v on ld.uid = v.uid
+      where ld.uid = any(${uids}::int[])
+        and (ld.last_seen is null or v.last_seen >= ld.last_seen)
+      order by ld.uid for update of ld
+    ), sighted as (
+      update logical_devices ld
+      set last_seen = v.last_seen, properties = jsonb_set(ld.properties, '{last_msg}', v.last_msg)
+      from sighting v, locked l
+      where ld.uid = v.uid and l.uid = ld.uid and ld.uid = any(${uids}::int[])
+        and (ld.last_seen is null or v.last_seen >= ld.last_seen)
+      returning ld.uid
+    )`;
 }
