@@ -1,3 +1,5 @@
+import type { Transaction } from "kysely";
+
 import type { Dependencies } from "../runtime/component.js";
 import { ConfirmedPublisher, type OutgoingMessage } from "../bus/publisher.js";
 import { declareStandaloneDeadLetterQueue, topologyOptions } from "../bus/topology.js";
@@ -13,6 +15,7 @@ import {
   findOrCreatePhysicalDeviceUids,
   findPhysicalDeviceUids,
   recordSightings,
+  type Sighting,
 } from "../db/repositories/physical-devices.js";
 import {
   flagConflictingUplinks,
@@ -22,6 +25,8 @@ import {
 } from "../db/repositories/raw-messages.js";
 import { insertOutbox, type OutboxMessage } from "../db/repositories/ingest-outbox.js";
 import { addSource } from "../db/repositories/sources.js";
+import type { Db } from "../db/database.js";
+import type { Database } from "../db/tables.js";
 import { withActor } from "../events/actor.js";
 import { OutboxRelay } from "./outbox-relay.js";
 
@@ -83,6 +88,24 @@ export type IngestResult =
       /** The underlying error text (e.g. PostgreSQL's), for the log and the dead letter only. */
       readonly detail?: string;
     };
+
+/** What {@link IngestPipeline}'s raw store learnt of the batch's devices. */
+interface StoredRaw {
+  /** Per item, the device uid its raw row was stored with (undefined: none, or stored before). */
+  readonly prelinked: readonly (number | undefined)[];
+  /** Devices found by the hints, by lookup key (JSON text); the pipeline adds the rest. */
+  readonly uidOf: Map<string, number>;
+  /** Lookup keys the raw insert looked up and found no device for. */
+  readonly missed: ReadonlySet<string>;
+}
+
+/** A batch's writes once its devices are known. */
+interface BatchWrites {
+  readonly outgoing: OutgoingMessage[];
+  readonly toStore: OutboxMessage[];
+  readonly sightings: Sighting[];
+  readonly links: { correlationId: string; physicalUid: number }[];
+}
 
 /** Reason of an input whose raw copy could not be stored even as text (nothing else failed). */
 export const RAW_NOT_STORED = "raw_not_stored";
@@ -346,8 +369,106 @@ export class IngestPipeline {
   async #ingestBatch(items: readonly IngestItem[]): Promise<IngestResult[]> {
     const { db } = this.#deps.database;
     const source = this.#sourceName;
-    // Devices named by the items' hints are looked up in the raw insert itself, and their rows
-    // stored linked: one statement, no link update (and no dead row) afterwards.
+    const stored = await this.#storeRaw(items);
+
+    const results: (IngestResult | undefined)[] = new Array(items.length).fill(undefined);
+    const normalised: (Normalised | undefined)[] = await Promise.all(
+      items.map(async (item, i) => {
+        try {
+          const n = await item.normalise();
+          if (!n) {
+            results[i] = { status: "accepted", published: 0 };
+          }
+          return n;
+        } catch (err) {
+          results[i] = this.#reject(err);
+          return undefined;
+        }
+      }),
+    );
+
+    // One lookup per distinct device in the batch not already found by the raw insert; a hint
+    // it found nothing for needs no second look (creating re-checks under a lock).
+    const keys = normalised.map((n) => (n ? JSON.stringify(n.device.lookup) : undefined));
+    const distinct = [...new Set(keys.filter((k): k is string => k !== undefined))];
+    const { uidOf } = stored;
+    const unknown = distinct.filter((k) => !uidOf.has(k) && !stored.missed.has(k));
+    const found = await findPhysicalDeviceUids(
+      db,
+      source,
+      unknown.map((k) => JSON.parse(k) as JsonObject),
+    );
+    unknown.forEach((key, i) => {
+      const uid = found[i];
+      if (uid !== undefined) {
+        uidOf.set(key, uid);
+      }
+    });
+    const toCreate = distinct.filter((k) => !uidOf.has(k));
+
+    const outbox = this.#outbox;
+    // Behind messages already waiting in the outbox, or with RabbitMQ known to be away, the
+    // messages go to the outbox in the transaction that records the batch (one commit makes it
+    // durable).
+    const toOutbox = (outgoing: number): boolean =>
+      outbox !== undefined && outgoing > 0 && (outbox.pending || !this.#deps.amqp.isConnected);
+    const record = async (trx: Db, batch: BatchWrites, intoOutbox: boolean): Promise<void> => {
+      await recordSightings(trx, batch.sightings);
+      await linkRawMessages(trx, batch.links);
+      if (intoOutbox) {
+        await insertOutbox(trx, source, batch.toStore);
+      }
+    };
+
+    let batch: BatchWrites;
+    let intoOutbox = false;
+    if (toCreate.length > 0 && !toOutbox(1)) {
+      // Every new device of the batch in one transaction, and the batch's sightings and links
+      // with them: one commit.
+      batch = await withActor(db, `component:${source}`, async (trx) => {
+        await this.#createDevices(trx, toCreate, keys, normalised, uidOf);
+        const writes = this.#assemble(items, normalised, keys, stored.prelinked, uidOf, results);
+        await record(trx, writes, false);
+        return writes;
+      });
+    } else {
+      if (toCreate.length > 0) {
+        await withActor(db, `component:${source}`, (trx) =>
+          this.#createDevices(trx, toCreate, keys, normalised, uidOf),
+        );
+      }
+      batch = this.#assemble(items, normalised, keys, stored.prelinked, uidOf, results);
+      const writes = batch;
+      intoOutbox = toOutbox(writes.outgoing.length);
+      const write = async (): Promise<void> => {
+        if (writes.links.length === 0 && !intoOutbox) {
+          // One statement needs no transaction of its own: two round trips fewer per batch.
+          await recordSightings(db, writes.sightings);
+          return;
+        }
+        await db.transaction().execute((trx) => record(trx, writes, intoOutbox));
+      };
+      if (intoOutbox && outbox !== undefined) {
+        await outbox.record(write);
+      } else {
+        await write();
+      }
+    }
+    if (!intoOutbox) {
+      await this.#publishOrStore(batch.outgoing, batch.toStore);
+    }
+    this.#deps.metrics.messagesOut.inc({ component: source }, batch.outgoing.length);
+    return results.map((r) => r ?? { status: "accepted", published: 0 });
+  }
+
+  /**
+   * Stores the batch's raw rows (committed) and flags conflicting uplinks. Devices named by the
+   * items' hints are looked up in the raw insert itself and their rows stored linked: one
+   * statement, no link update (and no dead row) afterwards.
+   */
+  async #storeRaw(items: readonly IngestItem[]): Promise<StoredRaw> {
+    const { db } = this.#deps.database;
+    const source = this.#sourceName;
     const hintKeys = items.map((i) =>
       i.deviceHint === undefined ? undefined : JSON.stringify(i.deviceHint),
     );
@@ -367,14 +488,20 @@ export class IngestPipeline {
     } catch (err) {
       throw new RawStoreError(err);
     }
-    // What the rows were stored linked to; a row not stored now (its correlation id was, before)
-    // goes through the link update below, which leaves a row already linked untouched.
+    // A row not stored now (its correlation id was, before) is not in the answer: it goes
+    // through the link update, which leaves a row already linked untouched.
     const prelinked = items.map((i) => linkedAtInsert.get(i.raw.correlationId) ?? undefined);
     const uidOf = new Map<string, number>();
-    prelinked.forEach((uid, n) => {
+    const missed = new Set<string>();
+    items.forEach((item, n) => {
       const key = hintKeys[n];
-      if (uid !== undefined && key !== undefined) {
-        uidOf.set(key, uid);
+      const uid = linkedAtInsert.get(item.raw.correlationId);
+      if (key !== undefined && uid !== undefined) {
+        if (uid === null) {
+          missed.add(key);
+        } else {
+          uidOf.set(key, uid);
+        }
       }
     });
     // A separate statement, after the insert committed: of two conflicting bodies in concurrent
@@ -386,64 +513,44 @@ export class IngestPipeline {
         "different bodies for one uplink (same application, device, received_at and f_cnt): each kept raw with its own correlation id and flagged conflicting",
       );
     }
+    return { prelinked, uidOf, missed };
+  }
 
-    const results: (IngestResult | undefined)[] = new Array(items.length).fill(undefined);
-    const normalised: (Normalised | undefined)[] = await Promise.all(
-      items.map(async (item, i) => {
-        try {
-          const n = await item.normalise();
-          if (!n) {
-            results[i] = { status: "accepted", published: 0 };
-          }
-          return n;
-        } catch (err) {
-          results[i] = this.#reject(err);
-          return undefined;
-        }
+  /** Creates (or finds, under a lock) the devices of `toCreate`, filling `uidOf`. */
+  async #createDevices(
+    trx: Transaction<Database>,
+    toCreate: readonly string[],
+    keys: readonly (string | undefined)[],
+    normalised: readonly (Normalised | undefined)[],
+    uidOf: Map<string, number>,
+  ): Promise<void> {
+    const source = this.#sourceName;
+    const created = await findOrCreatePhysicalDeviceUids(
+      trx,
+      source,
+      toCreate.map((key) => {
+        // The first item of a device describes it.
+        const n = normalised[keys.indexOf(key)]!;
+        return { lookup: n.device.lookup, create: { ...n.device.create, source_name: source } };
       }),
     );
+    created.forEach(({ uid }, i) => uidOf.set(toCreate[i]!, uid));
+  }
 
-    // One lookup per distinct device in the batch; the new ones are created together.
-    const keys = normalised.map((n) => (n ? JSON.stringify(n.device.lookup) : undefined));
-    const distinct = [...new Set(keys.filter((k): k is string => k !== undefined))];
-    const firstOf = new Map(distinct.map((k) => [k, normalised[keys.indexOf(k)]!]));
-    const unknown = distinct.filter((k) => !uidOf.has(k));
-    const found = await findPhysicalDeviceUids(
-      db,
-      source,
-      unknown.map((k) => JSON.parse(k) as JsonObject),
-    );
-    const toCreate: string[] = [];
-    for (const [i, key] of unknown.entries()) {
-      const uid = found[i];
-      if (uid !== undefined) {
-        uidOf.set(key, uid);
-      } else {
-        toCreate.push(key);
-      }
-    }
-    if (toCreate.length > 0) {
-      // Every new device of the batch in one transaction (one commit, a few statements).
-      const created = await withActor(db, `component:${source}`, (trx) =>
-        findOrCreatePhysicalDeviceUids(
-          trx,
-          source,
-          toCreate.map((key) => {
-            const n = firstOf.get(key)!;
-            return {
-              lookup: n.device.lookup,
-              create: { ...n.device.create, source_name: source },
-            };
-          }),
-        ),
-      );
-      created.forEach(({ uid }, i) => uidOf.set(toCreate[i]!, uid));
-    }
-
-    const outgoing: OutgoingMessage[] = [];
-    const toStore: OutboxMessage[] = [];
-    const sightings: Parameters<typeof recordSightings>[1][number][] = [];
-    const links: { correlationId: string; physicalUid: number }[] = [];
+  /**
+   * The batch's writes once every device is known: sightings, links of the raw rows not stored
+   * linked, and the messages to publish (validated; a message that fails the gate rejects its
+   * item). Fills `results` for the items normalised.
+   */
+  #assemble(
+    items: readonly IngestItem[],
+    normalised: readonly (Normalised | undefined)[],
+    keys: readonly (string | undefined)[],
+    prelinked: readonly (number | undefined)[],
+    uidOf: ReadonlyMap<string, number>,
+    results: (IngestResult | undefined)[],
+  ): BatchWrites {
+    const writes: BatchWrites = { outgoing: [], toStore: [], sightings: [], links: [] };
     normalised.forEach((n, i) => {
       const key = keys[i];
       if (!n || key === undefined) {
@@ -451,9 +558,9 @@ export class IngestPipeline {
       }
       const uid = uidOf.get(key)!;
       const item = items[i]!;
-      sightings.push({ uid, ...n.device.sighting });
+      writes.sightings.push({ uid, ...n.device.sighting });
       if (prelinked[i] !== uid) {
-        links.push({ correlationId: item.raw.correlationId, physicalUid: uid });
+        writes.links.push({ correlationId: item.raw.correlationId, physicalUid: uid });
       }
       let messages: NormalisedMessage[];
       try {
@@ -466,14 +573,14 @@ export class IngestPipeline {
         // Serialised once: the same text goes to RabbitMQ or, when it is away, to the outbox.
         const text = JSON.stringify(message);
         const msgKey = messageKey(message);
-        outgoing.push({
+        writes.outgoing.push({
           body: Buffer.from(text, "utf8"),
           messageId: msgKey,
           correlationId: message.broker_correlation_id,
           routingKey: PTS_ROUTING_KEY,
           headers: { [RAW_CORRELATION_HEADER]: item.raw.correlationId },
         });
-        toStore.push({
+        writes.toStore.push({
           correlationId: message.broker_correlation_id,
           rawCorrelationId: item.raw.correlationId,
           msgKey,
@@ -483,36 +590,7 @@ export class IngestPipeline {
       }
       results[i] = { status: "accepted", published: messages.length, physicalUid: uid };
     });
-
-    const outbox = this.#outbox;
-    // Behind messages already waiting in the outbox, or with RabbitMQ known to be away, the
-    // messages go to the outbox in the same transaction (one commit makes the batch durable).
-    const stored =
-      outbox !== undefined &&
-      outgoing.length > 0 &&
-      (outbox.pending || !this.#deps.amqp.isConnected);
-    const linkAndSight = async (): Promise<void> => {
-      if (links.length === 0 && !stored) {
-        // One statement needs no transaction of its own: two round trips fewer per batch.
-        await recordSightings(db, sightings);
-        return;
-      }
-      await db.transaction().execute(async (trx) => {
-        await recordSightings(trx, sightings);
-        await linkRawMessages(trx, links);
-        if (stored) {
-          await insertOutbox(trx, source, toStore);
-        }
-      });
-    };
-    if (stored) {
-      await outbox.record(linkAndSight);
-    } else {
-      await linkAndSight();
-      await this.#publishOrStore(outgoing, toStore);
-    }
-    this.#deps.metrics.messagesOut.inc({ component: source }, outgoing.length);
-    return results.map((r) => r ?? { status: "accepted", published: 0 });
+    return writes;
   }
 
   /**
