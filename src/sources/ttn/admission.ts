@@ -41,11 +41,6 @@ export class Admission {
     this.#logger = options.logger;
   }
 
-  /** Requests held now. */
-  get waiting(): number {
-    return this.#waiting;
-  }
-
   /** Express middleware: admits the request or answers 503 without reading it. */
   readonly middleware: express.RequestHandler = (_req, res, next) => {
     if (this.#waiting >= this.#maxWaiting) {
