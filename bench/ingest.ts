@@ -148,7 +148,8 @@ async function fixedLoad(
     p95Ms: percentile(sorted, 95),
     p99Ms: percentile(sorted, 99),
     maxMs: sorted.at(-1) ?? Number.NaN,
-    failures: r.failures,
+    // A shed request was not ingested: a failure for a throughput figure.
+    failures: r.failures + r.shed,
   };
 }
 

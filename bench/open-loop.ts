@@ -4,17 +4,31 @@ import { Agent, request } from "node:http";
 export interface OpenLoopResult {
   /** Per request: answer time minus the time it was due to be sent (queueing included), ms. */
   readonly latenciesMs: number[];
-  /** Requests answered other than 204, or failed on the socket. */
+  /** Requests answered other than 204 (shed ones apart), or failed on the socket. */
   readonly failures: number;
   /** The failures by HTTP status or socket error code (`503`, `ECONNRESET`). */
   readonly failuresBy: Readonly<Record<string, number>>;
+  /**
+   * Requests the webhook shed (503 `overloaded`, TTN_WEBHOOK_MAX_WAITING): intended above
+   * capacity, the sender retries them; not counted in `failures`.
+   */
+  readonly shed: number;
   /** From the first due time to the last answer, s. */
   readonly seconds: number;
 }
 
+/**
+ * Idle keep-alive sockets are closed after this long, ms: The Things Stack's (Go's http.Transport
+ * default), under the servers' 95 s (src/runtime/http.ts), so the client closes first and never
+ * reuses a connection the server is closing. Without it Node 20's agent keeps idle sockets for
+ * ever: it heeds the server's `Keep-Alive: timeout` hint only when `timeout` is set.
+ */
+const IDLE_TIMEOUT_MS = 90_000;
+
 /** The keep-alive pool an open-loop run uses. */
 export function newAgent(): Agent {
-  return new Agent({ keepAlive: true, maxSockets: 1024 });
+  // `timeout` applies to busy sockets too, but the agent destroys only idle ones on it.
+  return new Agent({ keepAlive: true, maxSockets: 1024, timeout: IDLE_TIMEOUT_MS });
 }
 
 /**
@@ -35,6 +49,7 @@ export async function openLoop(
   const target = new URL(url);
   const latenciesMs: number[] = [];
   let failures = 0;
+  let shed = 0;
   const failuresBy: Record<string, number> = {};
   const fail = (kind: string): void => {
     failures++;
@@ -63,10 +78,18 @@ export async function openLoop(
         },
       },
       (res) => {
-        res.resume();
+        // Only a 503's body is read: it tells a shed request from an outage's.
+        let text = "";
+        if (res.statusCode === 503) {
+          res.setEncoding("utf8").on("data", (chunk: string) => (text += chunk));
+        } else {
+          res.resume();
+        }
         res.on("end", () => {
           latenciesMs.push(performance.now() - due);
-          if (res.statusCode !== 204) {
+          if (res.statusCode === 503 && text.includes('"error":"overloaded"')) {
+            shed++;
+          } else if (res.statusCode !== 204) {
             fail(String(res.statusCode));
           }
           settle();
@@ -94,5 +117,5 @@ export async function openLoop(
   if (shared === undefined) {
     agent.destroy();
   }
-  return { latenciesMs, failures, failuresBy, seconds: (performance.now() - start) / 1000 };
+  return { latenciesMs, failures, failuresBy, shed, seconds: (performance.now() - start) / 1000 };
 }

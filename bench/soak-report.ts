@@ -40,6 +40,8 @@ export interface LoadWindow {
   readonly failures: number;
   /** The failures by HTTP status or socket error code. */
   readonly failuresBy: Readonly<Record<string, number>>;
+  /** Answers 503 `overloaded` (load shedding: intended above capacity, not failures). */
+  readonly shed: number;
 }
 
 /** One phase at a fixed offered rate. */
@@ -92,6 +94,7 @@ function merged(windows: readonly LoadWindow[]): {
   latencies: LatencyHistogram;
   requests: number;
   failures: number;
+  shed: number;
   /** `503 × 12, ECONNRESET × 3`, or empty. */
   kinds: string;
 } {
@@ -108,6 +111,7 @@ function merged(windows: readonly LoadWindow[]): {
     latencies,
     requests: windows.reduce((n, w) => n + w.requests, 0),
     failures: windows.reduce((n, w) => n + w.failures, 0),
+    shed: windows.reduce((n, w) => n + w.shed, 0),
   };
 }
 
@@ -125,9 +129,9 @@ function rssSlope(samples: readonly Sample[]): number {
 function printTable(soak: Phase): void {
   const rowSeconds = soak.seconds < 300 ? soak.sampleSeconds : 60;
   console.log(
-    "\n| min | RSS MB | fds (sockets) | threads | deepest queue | depth | FRRED files | p50 ms | p99 ms | failures |",
+    "\n| min | RSS MB | fds (sockets) | threads | deepest queue | depth | FRRED files | p50 ms | p99 ms | failures | shed |",
   );
-  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|");
   const rows = new Map<number, { samples: Sample[]; windows: LoadWindow[] }>();
   const row = (at: number): { samples: Sample[]; windows: LoadWindow[] } => {
     const key = Math.ceil(at / rowSeconds - 1e-9);
@@ -145,7 +149,7 @@ function printTable(soak: Phase): void {
     const deep = deepest(r.samples);
     const load = merged(r.windows);
     console.log(
-      `| ${minutes(key * rowSeconds)} | ${last?.proc.rssMb.toFixed(1) ?? "–"} | ${last === undefined ? "–" : `${last.proc.fds} (${last.proc.sockets})`} | ${last?.proc.threads ?? "–"} | ${deep.queue} | ${deep.depth} | ${last?.frredFiles ?? "–"} | ${ms(load.latencies.percentile(50))} | ${ms(load.latencies.percentile(99))} | ${load.failures} |`,
+      `| ${minutes(key * rowSeconds)} | ${last?.proc.rssMb.toFixed(1) ?? "–"} | ${last === undefined ? "–" : `${last.proc.fds} (${last.proc.sockets})`} | ${last?.proc.threads ?? "–"} | ${deep.queue} | ${deep.depth} | ${last?.frredFiles ?? "–"} | ${ms(load.latencies.percentile(50))} | ${ms(load.latencies.percentile(99))} | ${load.failures} | ${load.shed} |`,
     );
   }
 }
@@ -161,7 +165,7 @@ export function printSoak(report: SoakReport): void {
   const peakSamples = peak.samples.map((s) => s.proc.rssMb);
   const peakDeep = deepest(peak.samples);
   console.log(
-    `\nPeak: ${peak.rate} req/s offered for ${peak.seconds} s, ${peakLoad.requests} requests answered in ${peak.elapsed.toFixed(1)} s (${Math.round(peakLoad.requests / peak.elapsed)} req/s), p50 ${ms(peakLoad.latencies.percentile(50))} ms, p99 ${ms(peakLoad.latencies.percentile(99))} ms, failures ${peakLoad.failures}; deepest queue ${peakDeep.queue} ${peakDeep.depth}; the queues ${report.drained ? "emptied" : "had NOT emptied"} ${report.drainSeconds.toFixed(0)} s after the last answer.`,
+    `\nPeak: ${peak.rate} req/s offered for ${peak.seconds} s, ${peakLoad.requests} requests answered in ${peak.elapsed.toFixed(1)} s (${Math.round(peakLoad.requests / peak.elapsed)} req/s), p50 ${ms(peakLoad.latencies.percentile(50))} ms, p99 ${ms(peakLoad.latencies.percentile(99))} ms, failures ${peakLoad.failures}, shed ${peakLoad.shed} (503 overloaded, intended above capacity; latencies include them); deepest queue ${peakDeep.queue} ${peakDeep.depth}; the queues ${report.drained ? "emptied" : "had NOT emptied"} ${report.drainSeconds.toFixed(0)} s after the last answer.`,
   );
   console.log(
     `Soak: ${soak.rate} req/s offered for ${soak.seconds} s, sampled every ${soak.sampleSeconds} s.`,
@@ -215,7 +219,12 @@ export function printSoak(report: SoakReport): void {
 
   const soakLoad = merged(soak.windows);
   checks.push(
-    `Failures (not 204, or socket errors): peak ${peakLoad.failures} of ${peakLoad.requests}${peakLoad.kinds === "" ? "" : ` (${peakLoad.kinds})`}, soak ${soakLoad.failures} of ${soakLoad.requests}${soakLoad.kinds === "" ? "" : ` (${soakLoad.kinds})`}: ${verdict(peakLoad.failures + soakLoad.failures === 0)}`,
+    `Failures (not 204 nor shed, or socket errors): peak ${peakLoad.failures} of ${peakLoad.requests}${peakLoad.kinds === "" ? "" : ` (${peakLoad.kinds})`}, soak ${soakLoad.failures} of ${soakLoad.requests}${soakLoad.kinds === "" ? "" : ` (${soakLoad.kinds})`}: ${verdict(peakLoad.failures + soakLoad.failures === 0)}`,
+  );
+  // Shedding at the peak is the bound on waiting requests working; in the soak, below capacity,
+  // it would mean the bound is too low for this machine.
+  checks.push(
+    `Shed (503 overloaded): peak ${peakLoad.shed} of ${peakLoad.requests}, soak ${soakLoad.shed} of ${soakLoad.requests} (none below capacity): ${verdict(soakLoad.shed === 0)}`,
   );
   console.log("\nVerdict (a measurement: the bench does not fail on it):\n");
   for (const c of checks) {

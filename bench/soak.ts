@@ -172,6 +172,7 @@ async function runPhase(
             requests: perWindow,
             failures: r.failures,
             failuresBy: r.failuresBy,
+            shed: r.shed,
           };
         }),
       );

@@ -10,6 +10,7 @@ export class Metrics {
   readonly messagesOut: Counter<"component">;
   readonly deadLettered: Counter<"component" | "reason">;
   readonly retried: Counter<"component">;
+  readonly shed: Counter<"component">;
   readonly processingSeconds: Histogram<"component">;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
@@ -38,6 +39,14 @@ export class Metrics {
     this.retried = new Counter({
       name: "broker_messages_retried_total",
       help: "Messages whose processing failed transiently and was retried",
+      labelNames: ["component"],
+      registers,
+    });
+    // Apart from `retried`, which means a server or destination is unreachable: shedding means
+    // this process has more work than it can do, and asks for another remedy.
+    this.shed = new Counter({
+      name: "broker_messages_shed_total",
+      help: "Requests refused unread because too many were waiting (the sender retries)",
       labelNames: ["component"],
       registers,
     });

@@ -16,8 +16,25 @@ export function listen(app: express.Express, port: number, host?: string): Promi
     // Slow clients cannot hold a stop open for long.
     server.headersTimeout = 15_000;
     server.requestTimeout = 30_000;
+    server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   });
 }
+
+/**
+ * How long a server keeps an idle keep-alive connection, ms (announced as `Keep-Alive:
+ * timeout=95`). Node's default, 5 s, is shorter than most clients keep theirs: a client then
+ * reuses a connection just as the server closes it, and a POST on it fails with ECONNRESET.
+ * The Things Stack is a Go program, whose http.Transport keeps idle connections 90 s and does
+ * not retry a POST on a reused connection; browsers and proxies keep theirs shorter than that
+ * (nginx upstream and AWS load balancers 60 s), so every server here keeps them longer than
+ * 90 s and the client always closes first. Idle connections cost a descriptor each, and a stop
+ * closes them at once (closeServer).
+ *
+ * `headersTimeout` is not raised with it: on Node 20 it runs from a request's first byte, not
+ * while a connection is idle (checked: a connection idle longer than `headersTimeout` serves its
+ * next request), and Node's one rule is `headersTimeout` <= `requestTimeout`, which holds.
+ */
+export const KEEP_ALIVE_TIMEOUT_MS = 95_000;
 
 /**
  * Stops accepting connections and closes idle keep-alive ones; in-flight requests get

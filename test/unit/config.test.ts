@@ -62,6 +62,12 @@ describe("configuration", () => {
     expect(() => loadConfig({ FRRED_THREADS: "0" })).toThrow(/FRRED_THREADS/);
   });
 
+  it("takes the TTN webhook's bound on waiting requests from TTN_WEBHOOK_MAX_WAITING, 1000 by default", () => {
+    expect(loadConfig({}).ttnWebhook.maxWaiting).toBe(1_000);
+    expect(loadConfig({ TTN_WEBHOOK_MAX_WAITING: "50" }).ttnWebhook.maxWaiting).toBe(50);
+    expect(() => loadConfig({ TTN_WEBHOOK_MAX_WAITING: "0" })).toThrow(/TTN_WEBHOOK_MAX_WAITING/);
+  });
+
   it("names every bad variable in one error, at start-up", () => {
     try {
       loadConfig({ PGPORT: "not-a-port", QUEUE_TYPE: "lazy", PREFETCH: "0" });

@@ -7,6 +7,7 @@ import { closeServer, listen, portOf } from "../../runtime/http.js";
 import { createOpsRouter } from "../../runtime/ops.js";
 import { Batcher } from "../../core/batcher.js";
 import { IngestPipeline, type IngestItem, type IngestResult } from "../pipeline.js";
+import { Admission } from "./admission.js";
 import { TtnApiClient } from "./api-client.js";
 import { authConfigured, openWebhookWarning, webhookAuthMiddleware } from "./auth.js";
 import { DecoderNames } from "./decoder-names.js";
@@ -37,7 +38,8 @@ const SEEN_LIMIT = 100_000;
  * kept); 204 too for an uplink whose local decoder failed (raw kept, dead-lettered with the
  * reason: The Things Stack sent nothing wrong); 503 when PostgreSQL cannot take it now (or
  * RabbitMQ, for a body that must be dead-lettered), so the sender retries; 401 before anything is read when credentials are configured and
- * missing. Requests are gathered into small batches so a burst costs a few queries.
+ * missing; 503 too, unread and unstored, while TTN_WEBHOOK_MAX_WAITING requests are held already
+ * (src/sources/ttn/admission.ts). Requests are gathered into small batches so a burst costs a few queries.
  * `POST /ttn/webhook/<anything else>` accepts every TTN message type and stores it raw. New
  * devices' names and locations are fetched from The Things Stack API in the background.
  */
@@ -84,7 +86,12 @@ export function createTtnWebhook(deps: Dependencies): Component {
           retryMaxMs: api.retryMaxMs,
         });
   const seen = new Set<number>();
-  const { maxBodyBytes } = deps.config.ttnWebhook;
+  const { maxBodyBytes, maxWaiting } = deps.config.ttnWebhook;
+  const admission = new Admission({
+    maxWaiting,
+    onShed: () => deps.metrics.shed.inc({ component: "ttn-webhook" }),
+    logger,
+  });
   let server: Server | undefined;
   let stopping = false;
 
@@ -122,7 +129,9 @@ export function createTtnWebhook(deps: Dependencies): Component {
               decoderNames,
             });
       try {
-        const result = await batcher.submit(submitted);
+        const pending = batcher.submit(submitted);
+        admission.track(res, pending);
+        const result = await pending;
         if (result.status === "rejected" && !ANSWERED_204.test(result.reason)) {
           res
             .status(result.reason === "too_large" ? 413 : 400)
@@ -156,8 +165,11 @@ export function createTtnWebhook(deps: Dependencies): Component {
   const auth: express.RequestHandler[] = authConfigured(settings.auth)
     ? [webhookAuthMiddleware(settings.auth, logger)]
     : [];
-  app.post("/ttn/webhook/up", ...auth, raw, handle(true));
-  app.post("/ttn/webhook/:event", ...auth, raw, handle(false));
+  // Admission after credentials (a stranger learns nothing of our load) and before the body is
+  // read (a shed request costs no body and no item).
+  const admit = admission.middleware;
+  app.post("/ttn/webhook/up", ...auth, admit, raw, handle(true));
+  app.post("/ttn/webhook/:event", ...auth, admit, raw, handle(false));
   const component: Component = {
     name: "ttn-webhook",
     async start() {
