@@ -153,10 +153,9 @@ export class FrredFiles {
     if (items.length === 0) {
       return [];
     }
-    const state = await this.checkDirectory();
-    if (!state.usable) {
-      throw new TransientError(state.problem);
-    }
+    // No check of the base directory first (two more file-system round trips per batch): a
+    // missing, non-directory or unwritable base makes the thread's mkdir fail, transiently, and
+    // the writer then checks it for readiness and the log (frred-writer.ts).
     const byName = new Map<string, FileEntry>();
     for (const item of items) {
       const name = messageDirectoryName(item);

@@ -9,6 +9,14 @@ import type { FileEntry, FileJob, FileReply, WriteResult } from "./frred-thread-
  */
 const IN_FLIGHT_PER_THREAD = 2;
 
+/**
+ * Fewest directories a share holds: a small batch (a steady flow is batches of a few messages)
+ * goes to fewer threads, because each share costs a message to a thread and its wake-up, which
+ * on the main thread cost more than the rest of a few messages' work. A backlog's batches of
+ * 250 are still shared among every thread.
+ */
+const MIN_SHARE = 8;
+
 /** A message directory whose write failed in a file thread; `cause` carries the errno code. */
 export class FileWriteError extends Error {
   readonly target: string;
@@ -53,7 +61,7 @@ export class FileThreads {
    * finished, so nothing of this call is still being written when the caller retries.
    */
   async write(dir: string, entries: readonly FileEntry[]): Promise<WriteResult[]> {
-    const shares = Math.min(this.#size, entries.length);
+    const shares = Math.min(this.#size, Math.ceil(entries.length / MIN_SHARE));
     const per = Math.ceil(entries.length / shares);
     const settled = await Promise.allSettled(
       Array.from({ length: shares }, (_, i) =>
