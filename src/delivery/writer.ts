@@ -585,6 +585,10 @@ export function createWriter(deps: WriterDeps, options: WriterOptions): WriterCo
       const mine = handed.shift();
       if (mine !== undefined) {
         pending = mine;
+        // Batches taken in while every loop was busy go to the destination together.
+        while (handed.length > 0 && pending.length + handed[0]!.length <= batchSize) {
+          pending = pending.concat(handed.shift()!);
+        }
       } else {
         let rows: ClaimedRow[];
         try {

@@ -59,13 +59,19 @@ export class FileThreads {
    * Writes `entries` under `dir`, shared among the threads; one result per entry, in order.
    * Rejects (with {@link FileWriteError} for a failed directory) only once every share has
    * finished, so nothing of this call is still being written when the caller retries.
+   * `baseSynced`: the call went to one thread, which also fsynced `dir` after its renames;
+   * otherwise the caller must.
    */
-  async write(dir: string, entries: readonly FileEntry[]): Promise<WriteResult[]> {
+  async write(
+    dir: string,
+    entries: readonly FileEntry[],
+  ): Promise<{ results: WriteResult[]; baseSynced: boolean }> {
     const shares = Math.min(this.#size, Math.ceil(entries.length / MIN_SHARE));
     const per = Math.ceil(entries.length / shares);
+    const syncBase = shares === 1;
     const settled = await Promise.allSettled(
       Array.from({ length: shares }, (_, i) =>
-        this.#run(dir, entries.slice(i * per, (i + 1) * per)),
+        this.#run(dir, entries.slice(i * per, (i + 1) * per), syncBase),
       ),
     );
     const results: WriteResult[] = [];
@@ -75,7 +81,7 @@ export class FileThreads {
       }
       results.push(...s.value);
     }
-    return results;
+    return { results, baseSynced: syncBase };
   }
 
   /** Stops the threads; jobs not answered yet fail. */
@@ -87,7 +93,7 @@ export class FileThreads {
     await Promise.all([...this.#slots].map((slot) => this.#end(slot)));
   }
 
-  #run(dir: string, entries: readonly FileEntry[]): Promise<WriteResult[]> {
+  #run(dir: string, entries: readonly FileEntry[], syncBase: boolean): Promise<WriteResult[]> {
     if (entries.length === 0) {
       return Promise.resolve([]);
     }
@@ -96,7 +102,7 @@ export class FileThreads {
         reject(new Error("FRRED file threads closed"));
         return;
       }
-      this.#queue.push({ job: { id: this.#nextId++, dir, entries }, resolve, reject });
+      this.#queue.push({ job: { id: this.#nextId++, dir, entries, syncBase }, resolve, reject });
       this.#pump();
     });
   }
