@@ -189,8 +189,8 @@ export function checkDelivery(delivery: Delivery): Checked {
  * The message of a claimed row, or undefined when the row no longer holds what intake stored.
  * Every row was checked at the gate ({@link checkDelivery}) before it was inserted (by intake,
  * or by `broker backfill` with the same gate), and its key computed then; the table is ours, so
- * a claim does not validate and hash each message again (that was a fifth of the writer's
- * JavaScript per message). What it still refuses is a body edited by hand: one that is not a
+ * a claim does not validate and hash each message again (a tenth of the writer's main-thread
+ * work in a backlog). What it still refuses is a body edited by hand: one that is not a
  * JSON object, or whose correlation id, devices or points no longer agree with its row.
  */
 export function storedMessage(row: ClaimedRow): LogicalMessage | undefined {
