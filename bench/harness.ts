@@ -72,6 +72,8 @@ export async function waitReady(port: number, timeoutMs = 30_000): Promise<void>
 /**
  * Publishes `count` persistent messages with publisher confirms, keeping up to `window`
  * unconfirmed in flight (as a well-behaved producer does), and resolves when all are confirmed.
+ * With `ratePerSecond`, message i is not sent before start + i / rate (a paced producer, as the
+ * mapper is on the whole path), instead of as fast as the confirms allow.
  */
 export async function publishConfirmed(
   ch: amqp.ConfirmChannel,
@@ -79,11 +81,19 @@ export async function publishConfirmed(
   count: number,
   body: (i: number) => object,
   window = 1000,
+  ratePerSecond?: number,
 ): Promise<void> {
+  const start = Date.now();
   let inFlight = 0;
   let wake: (() => void) | undefined;
   let failure: unknown;
   for (let i = 0; i < count; i++) {
+    if (ratePerSecond !== undefined) {
+      const due = start + (i * 1000) / ratePerSecond;
+      if (due > Date.now()) {
+        await new Promise((r) => setTimeout(r, due - Date.now()));
+      }
+    }
     while (inFlight >= window) {
       await new Promise<void>((r) => (wake = r));
     }

@@ -7,11 +7,14 @@
  * BENCH_UBIDOTS_WINDOW_S (default 15) is how long each Ubidots run is measured.
  * BENCH_WRITERS_COPIES (e.g. 1,2,4) adds {@link writerCopiesFigures}: the FRRED and InfluxDB
  * writers with that many processes sharing each queue, against the bus-only ceiling.
+ * BENCH_WRITERS_COPIES_OF (default `frred,influxdb`) names which of those two writers run, and
+ * BENCH_WRITERS_RATE (messages/s) paces their publisher (default: as fast as confirms allow), so
+ * the writer meets the small batches of a steady flow, as on the whole path, not a backlog.
  * BENCH_FRRED_KEEP=1 leaves the FRRED runs' files in place (their directory is printed) instead
  * of removing them, so that the next run is not slowed by the removal (see writerCopiesFigures).
  */
 import { randomUUID } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -21,6 +24,7 @@ import type pg from "pg";
 import { startInfluxd } from "../test/helpers/influxdb.js";
 import { UbidotsStandIn } from "../test/helpers/ubidots-standin.js";
 import { InfluxStandIn } from "./chaos/influx-standin.js";
+import { accountCpu } from "./cpu-account.js";
 import {
   consumeCounting,
   freePort,
@@ -178,6 +182,18 @@ export async function influxFigures(
   }
 }
 
+/** User and system CPU of a process so far (all its threads), ms; zeros once it has exited. */
+async function userSystemMs(pid: number): Promise<{ user: number; system: number }> {
+  try {
+    const text = await readFile(`/proc/${pid}/stat`, "utf8");
+    const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    // utime and stime are /proc's fields 14 and 15, in ticks of 10 ms.
+    return { user: Number(f[11]) * 10, system: Number(f[12]) * 10 };
+  } catch {
+    return { user: 0, system: 0 };
+  }
+}
+
 /** The copies counts of BENCH_WRITERS_COPIES (`1,2,4`), none when unset. */
 export function writerCopies(): number[] {
   return (process.env.BENCH_WRITERS_COPIES ?? "")
@@ -247,7 +263,14 @@ export async function writerCopiesFigures(
     },
   };
   try {
+    const only = (process.env.BENCH_WRITERS_COPIES_OF ?? "frred,influxdb").split(",");
+    const rate = process.env.BENCH_WRITERS_RATE
+      ? Number(process.env.BENCH_WRITERS_RATE)
+      : undefined;
     for (const [writer, own] of Object.entries(writers)) {
+      if (!only.includes(writer)) {
+        continue;
+      }
       for (const n of copies) {
         const ports = await Promise.all(Array.from({ length: n }, () => freePort()));
         const children = ports.map((port) =>
@@ -258,19 +281,41 @@ export async function writerCopiesFigures(
           const before = await count(pool, writer, true);
           const ch = await conn.createConfirmChannel();
           const started = Date.now();
-          await publishConfirmed(ch, env.LTS_EXCHANGE!, messages, (i) => message(1 + (i % 100), i));
-          await until(
-            async () => (await count(pool, writer, true)) - before >= messages,
-            `${writer} deliveries`,
-          );
+          // The writer processes' CPU (user + system, from /proc) over the run, per message.
+          const pids = Object.fromEntries(children.map((c, i) => [`${writer} ${i}`, c.pid!]));
+          const split = async (): Promise<{ user: number; system: number }> => {
+            const each = await Promise.all(children.map((c) => userSystemMs(c.pid!)));
+            return each.reduce((a, b) => ({ user: a.user + b.user, system: a.system + b.system }));
+          };
+          const splitBefore = await split();
+          const { cpu } = await accountCpu(pids, async () => {
+            await publishConfirmed(
+              ch,
+              env.LTS_EXCHANGE!,
+              messages,
+              (i) => message(1 + (i % 100), i),
+              1000,
+              rate,
+            );
+            await until(
+              async () => (await count(pool, writer, true)) - before >= messages,
+              `${writer} deliveries`,
+            );
+          });
           const seconds = (Date.now() - started) / 1000;
+          const splitAfter = await split();
           await ch.close();
+          const writerMs = Object.keys(pids).reduce((sum, p) => sum + (cpu.ms[p] ?? 0), 0);
+          const perMessage = (ms: number | undefined): string => ((ms ?? 0) / messages).toFixed(3);
           out.push({
-            name: `${writer === "frred" ? "FRRED" : "InfluxDB (stand-in)"}, ${n} process${n === 1 ? "" : "es"}`,
+            name: `${writer === "frred" ? "FRRED" : "InfluxDB (stand-in)"}, ${n} process${n === 1 ? "" : "es"}${rate === undefined ? "" : `, offered ${rate} msg/s`}`,
             messages,
             seconds,
             perSecond: messages / seconds,
-            note: `${((messages / seconds / ceiling.perSecond) * 100).toFixed(0)} % of the ceiling`,
+            note:
+              `${((messages / seconds / ceiling.perSecond) * 100).toFixed(0)} % of the ceiling; ` +
+              `CPU ms/msg: writer ${perMessage(writerMs)} (user ${perMessage(splitAfter.user - splitBefore.user)}, system ${perMessage(splitAfter.system - splitBefore.system)}), PostgreSQL ${perMessage(cpu.ms.PostgreSQL)}, ` +
+              `RabbitMQ ${perMessage(cpu.ms.RabbitMQ)}; busy ${(cpu.busy * 100).toFixed(0)} %`,
           });
         } finally {
           await Promise.all(children.map(stopBroker));

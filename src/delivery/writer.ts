@@ -9,13 +9,16 @@ import type { Logger } from "../core/logger.js";
 import { decodeMessage, messageKey, type LogicalMessage } from "../core/message.js";
 import {
   claimDeliveries,
+  enqueueClaimedDeliveries,
   enqueueDeliveries,
   markDelivered,
   oldestPendingAgeSeconds,
   pruneDelivered,
+  releaseDeliveries,
   removeDeliveries,
   rescheduleDeliveries,
   type ClaimedRow,
+  type QueuedMessageInput,
   type Reschedule,
 } from "../db/repositories/delivery-queue.js";
 import type { Publisher } from "../bus/ports.js";
@@ -139,7 +142,13 @@ export function writerSettings(config: Pick<Config, "env">): WriterSettings {
 }
 
 type Checked =
-  | { readonly ok: true; readonly message: LogicalMessage; readonly key: string }
+  | {
+      readonly ok: true;
+      readonly message: LogicalMessage;
+      readonly key: string;
+      /** The body as text, as it is stored. */
+      readonly text: string;
+    }
   | { readonly ok: false; readonly outcome: Outcome };
 
 /**
@@ -148,9 +157,10 @@ type Checked =
  * logical mapper publishes here, so a message without one is a producer bug).
  */
 export function checkDelivery(delivery: Delivery): Checked {
+  const text = delivery.body.toString("utf8");
   let decoded;
   try {
-    decoded = decodeMessage(delivery.body);
+    decoded = decodeMessage(text);
   } catch (err) {
     if (err instanceof PermanentError) {
       return {
@@ -172,7 +182,35 @@ export function checkDelivery(delivery: Delivery): Checked {
     };
   }
   const message = decoded as LogicalMessage;
-  return { ok: true, message, key: messageKey(message) };
+  return { ok: true, message, key: messageKey(message), text };
+}
+
+/**
+ * The message of a claimed row, or undefined when the row no longer holds what intake stored.
+ * Every row was checked at the gate ({@link checkDelivery}) before it was inserted (by intake,
+ * or by `broker backfill` with the same gate), and its key computed then; the table is ours, so
+ * a claim does not validate and hash each message again (a tenth of the writer's main-thread
+ * work in a backlog). What it still refuses is a body edited by hand: one that is not a
+ * JSON object, or whose correlation id, devices or points no longer agree with its row.
+ */
+export function storedMessage(row: ClaimedRow): LogicalMessage | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(row.body);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) {
+    return undefined;
+  }
+  const m = value as Partial<Record<keyof LogicalMessage, unknown>>;
+  const agrees =
+    m.broker_correlation_id === row.correlationId &&
+    m.l_uid === row.lUid &&
+    m.p_uid === row.pUid &&
+    typeof m.timestamp === "string" &&
+    Array.isArray(m.timeseries);
+  return agrees ? (value as LogicalMessage) : undefined;
 }
 
 interface Pending {
@@ -183,10 +221,17 @@ interface Pending {
 /** Wakes idle loops when this process took messages in. */
 class Wakeup {
   #waiters: (() => void)[] = [];
-  notify(): void {
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) {
+  /** Loops waiting now. */
+  get idle(): number {
+    return this.#waiters.length;
+  }
+  /**
+   * Wakes up to `n` waiting loops (all by default): as many as there are batches to deliver,
+   * not every loop for every intake, since each woken loop runs a claim, empty or not.
+   */
+  notify(n = Infinity): void {
+    const woken = this.#waiters.splice(0, n);
+    for (const w of woken) {
       w();
     }
   }
@@ -195,6 +240,11 @@ class Wakeup {
       const done = (): void => {
         clearTimeout(timer);
         signal.removeEventListener("abort", done);
+        // Gone from the waiters, so a later notify wakes a loop that is really waiting.
+        const i = this.#waiters.indexOf(done);
+        if (i >= 0) {
+          this.#waiters.splice(i, 1);
+        }
         resolve();
       };
       const timer = setTimeout(done, ms);
@@ -240,26 +290,81 @@ export function createWriter(deps: WriterDeps, options: WriterOptions): WriterCo
   const loops: Promise<void>[] = [];
   let timer: NodeJS.Timeout | undefined;
 
+  /**
+   * Batches this process claimed as it took them in, waiting for a loop (see {@link intake}).
+   * Their rows are leased to this process; {@link releaseHanded} gives them back when no loop
+   * will take them soon (a pause, a stop).
+   */
+  const handed: Pending[][] = [];
+
+  /**
+   * Keeps the valid messages of a batch in `delivery_queue` (acknowledged once that committed).
+   * When a delivery loop waits idle and the writer is not paused, the new rows are claimed in
+   * the same insert and handed to the loops with the messages already decoded: at a steady
+   * flow, batches are a few messages each, and a claim statement plus a second decode per batch
+   * cost as much as the rest of the writer's work. In a backlog the loops are busy and claim
+   * from the table in arrival order, as before. Per-device writers always claim, by device.
+   */
   async function intake(batch: readonly Delivery[]): Promise<Outcome[]> {
     const checked = batch.map(checkDelivery);
-    const keep = checked.flatMap((c, i) =>
-      c.ok
-        ? [
-            {
-              msgKey: c.key,
-              lUid: c.message.l_uid,
-              pUid: c.message.p_uid,
-              correlationId: c.message.broker_correlation_id,
-              body: batch[i]!.body.toString("utf8"),
-            },
-          ]
-        : [],
-    );
+    const keep: { readonly input: QueuedMessageInput; readonly message: LogicalMessage }[] = [];
+    for (const c of checked) {
+      if (c.ok) {
+        keep.push({
+          input: {
+            msgKey: c.key,
+            lUid: c.message.l_uid,
+            pUid: c.message.p_uid,
+            correlationId: c.message.broker_correlation_id,
+            body: c.text,
+          },
+          message: c.message,
+        });
+      }
+    }
     if (keep.length > 0) {
-      await enqueueDeliveries(db, name, keep);
-      wakeup.notify();
+      const inputs = keep.map((k) => k.input);
+      const now = Date.now();
+      const handOff =
+        running &&
+        options.perDevice !== true &&
+        wakeup.idle > handed.length &&
+        now >= pauseUntil &&
+        now >= suspendUntil;
+      if (handOff) {
+        const inserted = await enqueueClaimedDeliveries(db, name, inputs, leaseMs);
+        const ids = new Map(inserted.map((r) => [r.msgKey, r.id]));
+        const receivedAt = new Date(now).toISOString();
+        const pending: Pending[] = [];
+        for (const { input, message } of keep) {
+          const id = ids.get(input.msgKey);
+          // The first of two messages with one key is the one inserted (and the only one).
+          if (id !== undefined) {
+            ids.delete(input.msgKey);
+            pending.push({
+              row: { ...input, id, receivedAt, attempts: 0 },
+              item: { message, key: input.msgKey, attempts: 0 },
+            });
+          }
+        }
+        for (let i = 0; i < pending.length; i += batchSize) {
+          handed.push(pending.slice(i, i + batchSize));
+        }
+        wakeup.notify(Math.ceil(pending.length / batchSize));
+      } else {
+        const added = await enqueueDeliveries(db, name, inputs);
+        wakeup.notify(Math.ceil(added / batchSize));
+      }
     }
     return checked.map((c) => (c.ok ? { action: "ack" } : c.outcome));
+  }
+
+  /** Gives the rows of batches no loop has taken back to the table, due at once. */
+  async function releaseHanded(): Promise<void> {
+    const ids = handed.splice(0).flatMap((batch) => batch.map((p) => p.row.id));
+    if (ids.length > 0) {
+      await settleStep("release messages taken in", () => releaseDeliveries(db, ids));
+    }
   }
 
   const queue = deps.openQueue({
@@ -427,19 +532,9 @@ export function createWriter(deps: WriterDeps, options: WriterOptions): WriterCo
     const pending: Pending[] = [];
     const broken: ClaimedRow[] = [];
     for (const row of rows) {
-      const checked = checkDelivery({
-        body: Buffer.from(row.body, "utf8"),
-        messageId: row.msgKey,
-        correlationId: undefined,
-        headers: {},
-        redelivered: false,
-        receivedAt: Date.now(),
-      });
-      if (checked.ok) {
-        pending.push({
-          row,
-          item: { message: checked.message, key: checked.key, attempts: row.attempts },
-        });
+      const message = storedMessage(row);
+      if (message !== undefined) {
+        pending.push({ row, item: { message, key: row.msgKey, attempts: row.attempts } });
       } else {
         // Checked at intake already; only a row edited by hand gets here.
         broken.push(row);
@@ -480,28 +575,43 @@ export function createWriter(deps: WriterDeps, options: WriterOptions): WriterCo
     while (running) {
       const wait = Math.max(pauseUntil, suspendUntil) - Date.now();
       if (wait > 0) {
+        // Batches taken in just before the pause go back rather than wait, claimed, in memory.
+        await releaseHanded();
         await sleep(wait, abort.signal);
         continue;
       }
-      let rows: ClaimedRow[];
-      try {
-        rows = await claimDeliveries(db, name, {
-          limit: batchSize,
-          leaseMs,
-          oneDevice: options.perDevice ?? false,
-        });
-        claimFailures = 0;
-      } catch (err) {
-        const delay = backoffDelay(claimFailures++, { maxMs: 15_000 });
-        logger.warn({ err, retryInMs: delay }, "cannot claim messages yet");
-        await sleep(delay, abort.signal);
-        continue;
+      let pending: Pending[];
+      let broken: ClaimedRow[] = [];
+      const mine = handed.shift();
+      if (mine !== undefined) {
+        pending = mine;
+        // Batches taken in while every loop was busy go to the destination together.
+        while (handed.length > 0 && pending.length + handed[0]!.length <= batchSize) {
+          pending = pending.concat(handed.shift()!);
+        }
+      } else {
+        let rows: ClaimedRow[];
+        try {
+          rows = await claimDeliveries(db, name, {
+            limit: batchSize,
+            leaseMs,
+            oneDevice: options.perDevice ?? false,
+          });
+          claimFailures = 0;
+        } catch (err) {
+          const delay = backoffDelay(claimFailures++, { maxMs: 15_000 });
+          logger.warn({ err, retryInMs: delay }, "cannot claim messages yet");
+          await sleep(delay, abort.signal);
+          continue;
+        }
+        if (rows.length === 0) {
+          if (handed.length === 0) {
+            await wakeup.wait(settings.pollMs, abort.signal);
+          }
+          continue;
+        }
+        ({ pending, broken } = decode(rows));
       }
-      if (rows.length === 0) {
-        await wakeup.wait(settings.pollMs, abort.signal);
-        continue;
-      }
-      const { pending, broken } = decode(rows);
       if (broken.length > 0) {
         await settle(
           broken,
@@ -607,6 +717,8 @@ export function createWriter(deps: WriterDeps, options: WriterOptions): WriterCo
           Promise.race([Promise.allSettled(loops), sleep(5_000, waited.signal)]),
         ]);
         waited.abort();
+        // Taken in (claimed) but no loop got to them: due again now, not when the lease ends.
+        await releaseHanded();
         await deadLetters?.close();
         await options.onStop?.();
       })();

@@ -211,6 +211,48 @@ describe("writer framework", () => {
     expect(JSON.parse(dead[0]!.content.toString())).toEqual(bad);
   });
 
+  it("dead-letters a stored row that is no longer the message it was taken in as (edited by hand), and delivers the rest", async () => {
+    // Intake checked every stored body at the gate; a claim trusts the table but still refuses
+    // a body that is not JSON or no longer agrees with its row's columns.
+    const before = destination.accepted.length;
+    const good = logical();
+    const edited = logical();
+    const rows = [
+      { msg: logical(), body: "{not json" },
+      { msg: edited, body: JSON.stringify({ ...edited, broker_correlation_id: randomUUID() }) },
+      { msg: edited, body: JSON.stringify({ ...edited, l_uid: 2 }) },
+      { msg: good, body: JSON.stringify(good) },
+    ];
+    for (const { msg, body } of rows) {
+      await db.handle.pool.query(
+        `insert into delivery_queue (writer, msg_key, l_uid, p_uid, correlation_id, body)
+         values ($1, $2, $3, $4, $5, $6)`,
+        [WRITER, randomUUID(), msg.l_uid, msg.p_uid, msg.broker_correlation_id, body],
+      );
+    }
+    let dead: amqplib.GetMessage[] = [];
+    await waitFor(
+      async () => {
+        dead = dead.concat(await drainDeadLetters());
+        return dead.length === 3 && (await pending()).length === 0;
+      },
+      15_000,
+      "three dead letters and the good row delivered",
+    );
+    expect(dead.map((d) => d.properties.headers?.["x-broker-reason"])).toEqual([
+      "invalid_message",
+      "invalid_message",
+      "invalid_message",
+    ]);
+    expect(dead.map((d) => d.content.toString()).sort()).toEqual(
+      rows
+        .slice(0, 3)
+        .map((r) => r.body)
+        .sort(),
+    );
+    expect(destination.accepted.length).toBe(before + 1);
+  });
+
   it("stops sending while the credentials are refused, says so, keeps the messages and resumes", async () => {
     destination.mode = "refuse";
     const before = destination.accepted.length;

@@ -153,10 +153,9 @@ export class FrredFiles {
     if (items.length === 0) {
       return [];
     }
-    const state = await this.checkDirectory();
-    if (!state.usable) {
-      throw new TransientError(state.problem);
-    }
+    // No check of the base directory first (two more file-system round trips per batch): a
+    // missing, non-directory or unwritable base makes the thread's mkdir fail, transiently, and
+    // the writer then checks it for readiness and the log (frred-writer.ts).
     const byName = new Map<string, FileEntry>();
     for (const item of items) {
       const name = messageDirectoryName(item);
@@ -170,8 +169,9 @@ export class FrredFiles {
     }
     const names = [...byName.keys()];
     let results: WriteResult[];
+    let baseSynced: boolean;
     try {
-      results = await this.#threads.write(this.dir, [...byName.values()]);
+      ({ results, baseSynced } = await this.#threads.write(this.dir, [...byName.values()]));
     } catch (err) {
       // A thread that died or could not start is as transient as a full disk.
       const target = err instanceof FileWriteError ? err.target : this.dir;
@@ -180,8 +180,11 @@ export class FrredFiles {
     try {
       // Makes the renames durable before the caller acknowledges anything. Also when every
       // directory was there already: one may be the rename of a call that failed before its
-      // fsync, or of another copy that has not reached its own yet.
-      await syncDirectory(this.dir);
+      // fsync, or of another copy that has not reached its own yet. A call written by one
+      // thread had it done there, after its last rename.
+      if (!baseSynced) {
+        await syncDirectory(this.dir);
+      }
     } catch (err) {
       throw transient(`cannot fsync FRRED directory ${this.dir}`, err);
     }

@@ -29,6 +29,12 @@ export interface FileJob {
   /** The base directory (absolute). */
   readonly dir: string;
   readonly entries: readonly FileEntry[];
+  /**
+   * Whether the thread fsyncs the base directory after the last entry (when the job is a whole
+   * write call, so every rename of the call is before it): saves the main thread three file
+   * system round trips per call.
+   */
+  readonly syncBase: boolean;
 }
 
 /** A thread's answer: one result per entry, or the results up to the entry that failed. */

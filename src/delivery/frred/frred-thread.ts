@@ -140,6 +140,21 @@ function run(job: FileJob): FileReply {
       };
     }
   }
+  if (job.syncBase) {
+    try {
+      syncDirectory(job.dir);
+    } catch (err) {
+      return {
+        id: job.id,
+        results,
+        failure: {
+          target: job.dir,
+          message: `cannot fsync the base directory: ${err instanceof Error ? err.message : String(err)}`,
+          code: codeOf(err),
+        },
+      };
+    }
+  }
   return { id: job.id, results };
 }
 

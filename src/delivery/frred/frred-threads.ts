@@ -9,6 +9,14 @@ import type { FileEntry, FileJob, FileReply, WriteResult } from "./frred-thread-
  */
 const IN_FLIGHT_PER_THREAD = 2;
 
+/**
+ * Fewest directories a share holds: a small batch (a steady flow is batches of a few messages)
+ * goes to fewer threads, because each share costs a message to a thread and its wake-up, which
+ * on the main thread cost more than the rest of a few messages' work. A backlog's batches of
+ * 250 are still shared among every thread.
+ */
+const MIN_SHARE = 8;
+
 /** A message directory whose write failed in a file thread; `cause` carries the errno code. */
 export class FileWriteError extends Error {
   readonly target: string;
@@ -51,13 +59,19 @@ export class FileThreads {
    * Writes `entries` under `dir`, shared among the threads; one result per entry, in order.
    * Rejects (with {@link FileWriteError} for a failed directory) only once every share has
    * finished, so nothing of this call is still being written when the caller retries.
+   * `baseSynced`: the call went to one thread, which also fsynced `dir` after its renames;
+   * otherwise the caller must.
    */
-  async write(dir: string, entries: readonly FileEntry[]): Promise<WriteResult[]> {
-    const shares = Math.min(this.#size, entries.length);
+  async write(
+    dir: string,
+    entries: readonly FileEntry[],
+  ): Promise<{ results: WriteResult[]; baseSynced: boolean }> {
+    const shares = Math.min(this.#size, Math.ceil(entries.length / MIN_SHARE));
     const per = Math.ceil(entries.length / shares);
+    const syncBase = shares === 1;
     const settled = await Promise.allSettled(
       Array.from({ length: shares }, (_, i) =>
-        this.#run(dir, entries.slice(i * per, (i + 1) * per)),
+        this.#run(dir, entries.slice(i * per, (i + 1) * per), syncBase),
       ),
     );
     const results: WriteResult[] = [];
@@ -67,7 +81,7 @@ export class FileThreads {
       }
       results.push(...s.value);
     }
-    return results;
+    return { results, baseSynced: syncBase };
   }
 
   /** Stops the threads; jobs not answered yet fail. */
@@ -79,7 +93,7 @@ export class FileThreads {
     await Promise.all([...this.#slots].map((slot) => this.#end(slot)));
   }
 
-  #run(dir: string, entries: readonly FileEntry[]): Promise<WriteResult[]> {
+  #run(dir: string, entries: readonly FileEntry[], syncBase: boolean): Promise<WriteResult[]> {
     if (entries.length === 0) {
       return Promise.resolve([]);
     }
@@ -88,7 +102,7 @@ export class FileThreads {
         reject(new Error("FRRED file threads closed"));
         return;
       }
-      this.#queue.push({ job: { id: this.#nextId++, dir, entries }, resolve, reject });
+      this.#queue.push({ job: { id: this.#nextId++, dir, entries, syncBase }, resolve, reject });
       this.#pump();
     });
   }
