@@ -101,6 +101,8 @@ const newDevices =
 
 async function closedLoop(name: string, url: string, bodies: Bodies): Promise<IngestFigure> {
   let next = 0;
+  const started = performance.now();
+  let lastAnswer = started;
   const result = await autocannon({
     url,
     connections: CONNECTIONS,
@@ -110,11 +112,16 @@ async function closedLoop(name: string, url: string, bodies: Bodies): Promise<In
         method: "POST",
         headers: { "content-type": "application/json" },
         setupRequest: (req) => ({ ...req, body: bodies(next++) }),
+        onResponse: () => {
+          lastAnswer = performance.now();
+        },
       },
     ],
   });
   const ok = result.non2xx === 0 && result.errors === 0 && result.timeouts === 0;
-  const seconds = result.duration;
+  // Up to the last answer: autocannon ends on its next one-second tick after the last one, and
+  // its own duration (and any rate from it) counts that wait, up to 14 % of an 8 s run.
+  const seconds = (lastAnswer - started) / 1000;
   return {
     name,
     offered: "max",

@@ -1,6 +1,7 @@
 import type amqp from "amqplib";
 
 import { backoffDelay, sleep } from "../core/backoff.js";
+import { mayStartBatch } from "../core/batcher.js";
 import { classifyError } from "../core/errors.js";
 import type { Logger } from "../core/logger.js";
 import type { Metrics } from "../core/metrics.js";
@@ -62,6 +63,12 @@ export interface ConsumerOptions {
    */
   concurrency?: number;
   /**
+   * Messages that must be waiting before a batch starts beside one already running. Fewer wait
+   * for a running batch to end, so a steady moderate flow makes fewer, larger batches (each
+   * costs a few statements and a confirm round whatever its size). Default 32.
+   */
+  overlapAt?: number;
+  /**
    * How long messages in hand may wait for the infrastructure to come back, in ms. Must stay
    * well under RabbitMQ's consumer acknowledgement timeout (30 min by default). Default 300 000.
    */
@@ -122,6 +129,7 @@ export class BatchConsumer {
       batchSize: 250,
       maxWaitMs: 5,
       concurrency: 3,
+      overlapAt: 32,
       holdMs: 300_000,
       ...options,
     };
@@ -233,7 +241,7 @@ export class BatchConsumer {
   #kick(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    while (this.#buffer.length > 0 && !this.#stopping && this.#active.size < this.#o.concurrency) {
+    while (!this.#stopping && mayStartBatch(this.#buffer.length, this.#active.size, this.#o)) {
       const batch = this.#buffer.splice(0, this.#o.batchSize);
       const running: Promise<void> = this.#process(batch)
         .catch((err: unknown) => {

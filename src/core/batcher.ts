@@ -21,6 +21,21 @@ export interface BatcherOptions<TIn, TOut> {
   overlapAt?: number;
 }
 
+/**
+ * Whether another batch may start now: a slot is free, something waits, and either no batch
+ * runs or enough wait to be worth a batch of their own (see {@link BatcherOptions.overlapAt}).
+ * Shared by the Batcher and the queue consumer.
+ */
+export function mayStartBatch(
+  waiting: number,
+  running: number,
+  limits: { readonly concurrency: number; readonly overlapAt: number },
+): boolean {
+  return (
+    waiting > 0 && running < limits.concurrency && (running === 0 || waiting >= limits.overlapAt)
+  );
+}
+
 interface Pending<TIn, TOut> {
   item: TIn;
   resolve: (value: TOut) => void;
@@ -60,10 +75,9 @@ export class Batcher<TIn, TOut> {
   #flush(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    while (this.#queue.length > 0 && this.#running < this.#concurrency) {
-      if (this.#running > 0 && this.#queue.length < this.#overlapAt) {
-        return; // the running batch's end flushes again
-      }
+    // Stopping short of a free slot is fine: the running batch's end flushes again.
+    const limits = { concurrency: this.#concurrency, overlapAt: this.#overlapAt };
+    while (mayStartBatch(this.#queue.length, this.#running, limits)) {
       const batch = this.#queue.splice(0, this.#maxSize);
       this.#running++;
       void this.#run(batch);

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
-import { Batcher } from "../../src/core/batcher.js";
+import { Batcher, mayStartBatch } from "../../src/core/batcher.js";
 
 /** A process function whose batches end only when the test says so. */
 function heldProcess() {
@@ -116,5 +116,14 @@ describe("Batcher", () => {
     await waiting;
     expect(drained).toBe(true);
     await item;
+  });
+
+  it("mayStartBatch: a free slot and something waiting; beside a running batch, overlapAt waiting", () => {
+    const limits = { concurrency: 3, overlapAt: 32 };
+    expect(mayStartBatch(0, 0, limits)).toBe(false);
+    expect(mayStartBatch(1, 0, limits)).toBe(true);
+    expect(mayStartBatch(31, 1, limits)).toBe(false);
+    expect(mayStartBatch(32, 1, limits)).toBe(true);
+    expect(mayStartBatch(500, 3, limits)).toBe(false);
   });
 });
