@@ -68,7 +68,8 @@ export interface IngestItem {
    * The device's `lookup` (what {@link Normalised} will say), when the source can tell it
    * cheaply before normalising. A device found by it is stored in the raw row itself, so the
    * row needs no link update afterwards (one statement and one dead row fewer per message).
-   * A hint the database cannot use is ignored: the raw copy never depends on it.
+   * The raw insert looks it up; should that insert fail, the item is stored again as text
+   * without it (see `#ingestAsText`): the raw copy never depends on a hint.
    */
   readonly deviceHint?: JsonObject | undefined;
 }
@@ -422,7 +423,8 @@ export class IngestPipeline {
 
     let batch: BatchWrites;
     let intoOutbox = false;
-    if (toCreate.length > 0 && !toOutbox(1)) {
+    const outboxFirst = toOutbox(1); // where messages would go, were there any
+    if (toCreate.length > 0 && !outboxFirst) {
       // Every new device of the batch in one transaction, and the batch's sightings and links
       // with them: one commit.
       batch = await withActor(db, `component:${source}`, async (trx) => {
