@@ -1,7 +1,6 @@
-import { startSystem, type RunningSystem } from "../../src/app/root.js";
+import type { RunningSystem } from "../../src/app/root.js";
 import { addUser, issueToken } from "../../src/api/credentials.js";
 import { createLogger } from "../../src/core/logger.js";
-import { Metrics } from "../../src/core/metrics.js";
 import { cleanupAmqp, isolatedAmqpConfig } from "./bus.js";
 import { createTestDatabase, type TestDatabase } from "./db.js";
 import { startTestSystem, testConfig } from "./system.js";
@@ -45,15 +44,12 @@ export async function startApi(
   const config = testConfig(db, amqp, { API_PORT: "0", ...options.env });
   const lines = options.logLines;
   const system = lines
-    ? await startSystem(
-        ["api"],
-        config,
-        createLogger({
+    ? await startTestSystem(["api"], config, {
+        logger: createLogger({
           level: "debug",
           destination: { write: (line: string) => lines.push(line) },
         }),
-        { metrics: new Metrics({ defaultMetrics: false }) },
-      )
+      })
     : await startTestSystem(["api"], config);
   const origin = `http://127.0.0.1:${system.components[0]!.port!()}`;
   const base = `${origin}/broker/api`;

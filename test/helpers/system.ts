@@ -1,6 +1,6 @@
 import { startSystem, type RunningSystem } from "../../src/app/root.js";
 import { loadConfig, type Config } from "../../src/core/config.js";
-import { createLogger } from "../../src/core/logger.js";
+import { createLogger, type Logger } from "../../src/core/logger.js";
 import { Metrics } from "../../src/core/metrics.js";
 import type { TestDatabase } from "./db.js";
 
@@ -42,16 +42,22 @@ export function testConfig(
 export async function startTestSystem(
   names: string[],
   config: Config,
-  options: { connectionName?: string } = {},
+  options: { connectionName?: string; logger?: Logger } = {},
 ): Promise<RunningSystem> {
-  const logger = createLogger({ level: process.env.TEST_LOG_LEVEL ?? config.logLevel });
-  return startSystem(names, config, logger, {
-    metrics: new Metrics({ defaultMetrics: false }),
-    // Each step's production budget (5 s) is no test of correctness on a loaded machine: a test
-    // failed once when the webhook's stop took longer while the whole suite ran.
-    stopStepTimeoutMs: 20_000,
-    ...options,
-  });
+  const { logger, ...rest } = options;
+  return startSystem(
+    names,
+    config,
+    logger ?? createLogger({ level: process.env.TEST_LOG_LEVEL ?? config.logLevel }),
+    {
+      metrics: new Metrics({ defaultMetrics: false }),
+      // Each step's production budget (5 s) is no test of correctness on a loaded machine: a
+      // test failed when the webhook's stop took longer while the whole suite ran (twice, in
+      // tests that started their system without this helper).
+      stopStepTimeoutMs: 20_000,
+      ...rest,
+    },
+  );
 }
 
 /** The environment of a separate `broker` process on the test's database and exchanges. */

@@ -4,10 +4,9 @@ import type amqp from "amqplib";
 import { sql } from "kysely";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
-import { startSystem, type RunningSystem } from "../../src/app/root.js";
+import type { RunningSystem } from "../../src/app/root.js";
 import { deadLetterQueueName, QUEUE_NAMES } from "../../src/bus/topology.js";
 import { createLogger } from "../../src/core/logger.js";
-import { Metrics } from "../../src/core/metrics.js";
 import type { Db } from "../../src/db/database.js";
 import { countUnpublished, latestEventId, listEvents } from "../../src/db/repositories/events.js";
 import { createLogicalDevice } from "../../src/db/repositories/logical-devices.js";
@@ -109,8 +108,8 @@ async function startLoggedRelay(url: string): Promise<{ warnings: () => string[]
   const logger = createLogger({ level: "warn", destination: { write: (l) => lines.push(l) } });
   const config = testConfig(testDb, { ...amqpConfig, url }, { EVENT_RELAY_POLL_MS: "1000" });
   systems.push(
-    await startSystem(["event-relay"], config, logger, {
-      metrics: new Metrics({ defaultMetrics: false }),
+    await startTestSystem(["event-relay"], config, {
+      logger,
       connectionName: `events-logged-${randomUUID()}`,
     }),
   );

@@ -4,10 +4,9 @@ import { fileURLToPath } from "node:url";
 import type amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { startSystem, type RunningSystem } from "../../src/app/root.js";
+import type { RunningSystem } from "../../src/app/root.js";
 import { deadLetterQueueName, QUEUE_NAMES } from "../../src/bus/topology.js";
 import { createLogger } from "../../src/core/logger.js";
-import { Metrics } from "../../src/core/metrics.js";
 import { TTN_DEAD_LETTER_QUEUE } from "../../src/sources/ttn/webhook.js";
 import { cleanupAmqp, isolatedAmqpConfig, openTestChannel, waitFor } from "../helpers/bus.js";
 import { createTestDatabase, type TestDatabase } from "../helpers/db.js";
@@ -147,9 +146,7 @@ describe("TTN webhook in production (BROKER_ENV=production)", () => {
       BROKER_ENV: "production",
       TTN_WEBHOOK_AUTH: "none",
     });
-    const open = await startSystem(["ttn-webhook"], config, logger, {
-      metrics: new Metrics({ defaultMetrics: false }),
-    });
+    const open = await startTestSystem(["ttn-webhook"], config, { logger });
     try {
       const warnings = lines
         .map((l) => JSON.parse(l) as { level: number; msg: string })
