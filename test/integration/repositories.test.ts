@@ -40,7 +40,7 @@ import {
   updatePhysicalDevice,
 } from "../../src/db/repositories/physical-devices.js";
 import {
-  insertPhysicalTimeseries,
+  insertMappedBatch,
   type TimeseriesRow,
 } from "../../src/db/repositories/physical-timeseries.js";
 import { insertRawMessages, type RawMessageInput } from "../../src/db/repositories/raw-messages.js";
@@ -561,11 +561,11 @@ describe("physical timeseries", () => {
         msgKey: KEY_B,
       },
     ];
-    expect(await insertPhysicalTimeseries(db, rows)).toBe(2);
+    expect(await insertMappedBatch(db, rows, [])).toBe(2);
     // A redelivered batch (one old key, one new) stores only the new row.
     const again = [rows[1]!, { ...rows[0]!, msgKey: KEY_C }];
-    expect(await insertPhysicalTimeseries(db, again)).toBe(1);
-    expect(await insertPhysicalTimeseries(db, [])).toBe(0);
+    expect(await insertMappedBatch(db, again, [])).toBe(1);
+    expect(await insertMappedBatch(db, [], [])).toBe(0);
 
     const stored = await sql<{
       logical_uid: number | null;

@@ -24,21 +24,10 @@ export interface TimeseriesRow {
 }
 
 /**
- * Stores a batch of normalised messages in one statement. Rows whose msg_key is already present
- * (a redelivery or a replay) are skipped; returns how many were new.
- */
-export async function insertPhysicalTimeseries(
-  db: Db,
-  rows: readonly TimeseriesRow[],
-): Promise<number> {
-  return insertRows(db, rows, null);
-}
-
-/**
- * The mapper's batch in one statement, atomic without a transaction of its own: its rows (as
- * {@link insertPhysicalTimeseries}) and its logical devices' sightings (as
- * recordLogicalSightings). One round trip where a transaction took four. Returns how many rows
- * were new.
+ * The mapper's batch in one statement, atomic without a transaction of its own: its rows (a row
+ * whose msg_key is already present, a redelivery or a replay, is skipped) and its logical
+ * devices' sightings (as recordLogicalSightings). One round trip where a transaction took four.
+ * Returns how many rows were new.
  */
 export async function insertMappedBatch(
   db: Db,

@@ -48,7 +48,7 @@ export async function insertRawMessages(
   if (rows.length === 0) {
     return new Map();
   }
-  // Array parameters, as insertPhysicalTimeseries: one plan, no parameter ceiling on batch size.
+  // Array parameters, as the physical_timeseries insert: one plan, no parameter ceiling on batch size.
   const { rows: stored } = await sql<{
     correlation_id: string;
     physical_uid: number | null;

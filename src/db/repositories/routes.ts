@@ -81,7 +81,7 @@ export async function recordLogicalSightings(
   if (sightings.length === 0) {
     return;
   }
-  await sql`${sql.raw(preparedAs("logical_sightings_1"))}
+  await sql`${sql.raw(preparedAs("logical_sightings"))}
     with ${logicalSightingsCtes(sightings)} select count(*) from sighted`.execute(db);
 }
 
